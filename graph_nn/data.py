@@ -1,0 +1,117 @@
+"""MNIST from the IDX files shipped inside the package (or any IDX set in --data-dir), checked and preprocessed.
+
+Preprocessing follows the articles: images flattened to 784 floats in [0, 1], labels kept as
+integers and one-hot encoded for softmax_cross_entropy_with_logits.
+"""
+import dataclasses
+import hashlib
+import pathlib
+
+import numpy as np
+
+from graph_nn.errors import GraphNNError
+from graph_nn.idx import read_idx
+
+SHIPPED_DIR = pathlib.Path(__file__).resolve().parent / "mnist"
+CHECKSUM_FILE = "SHA256SUMS"
+NUM_CLASSES = 10
+IMAGE_SIZE = 28
+FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    images: np.ndarray  # float32 [n, 784] in [0, 1]
+    labels: np.ndarray  # int64 [n]
+    onehot: np.ndarray  # float32 [n, 10]
+
+    def __len__(self):
+        return len(self.labels)
+
+    def take(self, n):
+        return Split(self.images[:n], self.labels[:n], self.onehot[:n])
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    train: Split
+    test: Split
+    source: str
+
+
+def find_file(data_dir, stem):
+    """The gzipped or the plain IDX file for `stem` in data_dir."""
+    for name in (stem + ".gz", stem):
+        path = pathlib.Path(data_dir) / name
+        if path.exists():
+            return path
+    raise GraphNNError(f"{pathlib.Path(data_dir) / (stem + '.gz')}: file not found (nor {stem} uncompressed).")
+
+
+def read_checksums(data_dir):
+    """{file name: sha256} from data_dir/SHA256SUMS, or {} when the directory has none."""
+    path = pathlib.Path(data_dir) / CHECKSUM_FILE
+    if not path.exists():
+        return {}
+    sums = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            digest, name = line.split(maxsplit=1)
+            sums[name.lstrip("*")] = digest.lower()
+    return sums
+
+
+def verify_checksum(path, checksums):
+    expected = checksums.get(path.name)
+    if expected is None:
+        return
+    actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    if actual != expected:
+        raise GraphNNError(f"{path}: SHA-256 checksum mismatch (expected {expected[:12]}..., got {actual[:12]}...).")
+
+
+def read_checked(data_dir, stem, checksums):
+    path = find_file(data_dir, stem)
+    verify_checksum(path, checksums)
+    return path, read_idx(path)
+
+
+def make_split(data_dir, images_stem, labels_stem, checksums):
+    images_path, images = read_checked(data_dir, images_stem, checksums)
+    labels_path, labels = read_checked(data_dir, labels_stem, checksums)
+    if images.ndim != 3 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
+        raise GraphNNError(f"{images_path}: expected images of shape [n, 28, 28], found {list(images.shape)}.")
+    if labels.ndim != 1:
+        raise GraphNNError(f"{labels_path}: expected a 1-D label vector, found shape {list(labels.shape)}.")
+    if len(images) != len(labels):
+        raise GraphNNError(f"{labels_path}: {len(labels)} labels for {len(images)} images in {images_path.name}.")
+    if len(labels) and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
+        raise GraphNNError(f"{labels_path}: labels must be 0-9, found {labels.min()}..{labels.max()}.")
+    return preprocess(images, labels)
+
+
+def preprocess(images, labels):
+    """uint8 [n, 28, 28] images and integer labels -> the arrays the graphs are fed with."""
+    flat = images.reshape(len(images), IMAGE_SIZE * IMAGE_SIZE).astype(np.float32) / np.float32(255)
+    labels = labels.astype(np.int64)
+    return Split(flat, labels, one_hot(labels))
+
+
+def one_hot(labels, depth=NUM_CLASSES):
+    return np.eye(depth, dtype=np.float32)[labels]
+
+
+def load_dataset(data_dir=None):
+    """Train and test splits from data_dir (default: the MNIST files shipped with the package)."""
+    data_dir = pathlib.Path(data_dir) if data_dir else SHIPPED_DIR
+    if not data_dir.is_dir():
+        raise GraphNNError(f"{data_dir}: data directory not found.")
+    checksums = read_checksums(data_dir)
+    train = make_split(data_dir, FILES["train_images"], FILES["train_labels"], checksums)
+    test = make_split(data_dir, FILES["test_images"], FILES["test_labels"], checksums)
+    return Dataset(train=train, test=test, source=str(data_dir))

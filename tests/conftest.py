@@ -1,0 +1,30 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+from graph_nn.config import make_config
+from graph_nn.data import load_dataset
+from graph_nn.train import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    return load_dataset()
+
+
+@pytest.fixture(scope="session")
+def short_run(mnist, tmp_path_factory):
+    """A 300-step mlp64 run that logs and checkpoints often: the subject of the summary/checkpoint tests."""
+    config = make_config("chapter2", model="mlp64", steps=300, eval_every=100, log_every=20, histogram_every=100)
+    logdir = tmp_path_factory.mktemp("logs")
+    return train(config, mnist, logdir=logdir, out=open(os.devnull, "w"))
+
+
+def run_cli(*args, cwd=None, timeout=300):
+    """`python run.py ARGS` in a child process, as a user types it."""
+    return subprocess.run([sys.executable, os.path.join(ROOT, "run.py"), *map(str, args)],
+                          cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout)
