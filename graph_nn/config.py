@@ -1,0 +1,109 @@
+"""What one training run is: a TrainConfig, the article presets, and the checks on user-given values."""
+import dataclasses
+import json
+import pathlib
+
+from graph_nn.errors import GraphNNError
+
+MODELS = ("mlp64", "mlp512", "mlp5", "cnn")
+INITS = ("glorot_uniform", "random_normal")
+OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
+SEMANTICS = ("tf1",)
+BATCHING = ("shuffle", "sequential")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    model: str = "mlp512"
+    init: str = "glorot_uniform"
+    optimizer: str = "rmsprop"
+    semantics: str = "tf1"
+    learning_rate: float = 1e-3
+    momentum: float = 0.0
+    rho: float = 0.9
+    beta1: float = 0.9
+    beta2: float = 0.999
+    epsilon: float | None = None  # None: the optimizer's own default under `semantics`
+    batch_size: int = 128
+    epochs: int = 5
+    steps: int | None = None  # when set, the run is counted in steps instead of epochs
+    batching: str = "shuffle"
+    seed: int = 0
+    eval_every: int | None = None  # steps between test-set evaluations; None: once per epoch
+    print_every: int | None = None  # steps between printed lines; None: a progress bar per epoch
+    log_every: int = 50  # steps between train-scalar summaries
+    histogram_every: int = 200  # steps between histogram summaries
+    checkpoint_every: int | None = None  # steps between extra checkpoints
+    preset: str | None = None
+
+    def to_json(self):
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text):
+        values = json.loads(text)
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+PRESETS = {
+    # Article 003 (TF1): 784-64-10, random_normal(stddev=1) weights and biases, SGD 0.1, batch 100,
+    # 2000 steps over the slices x[(i*100) % 59900 : ... + 100], loss printed every 100 steps.
+    "tf1": dict(model="mlp64", init="random_normal", optimizer="sgd", learning_rate=0.1,
+                batch_size=100, steps=2000, batching="sequential", print_every=100, eval_every=500),
+    # Articles 000/002 (Deep Learning with Python, chapter 2): Dense 512 relu + Dense 10, RMSprop, batch 128, 5 epochs.
+    "chapter2": dict(model="mlp512", optimizer="rmsprop", learning_rate=1e-3, batch_size=128, epochs=5),
+    # Article 001: Dense 256-128-64-32-10, Adam lr 0.01, batch 128, 5 epochs.
+    "five-layer": dict(model="mlp5", optimizer="adam", learning_rate=0.01, batch_size=128, epochs=5),
+    # Article 004: Conv32-Pool-Conv64-Pool-Conv128-Dense10, RMSprop, batch 64, 5 epochs.
+    "cnn": dict(model="cnn", optimizer="rmsprop", learning_rate=1e-3, batch_size=64, epochs=5),
+}
+DEFAULT_PRESET = "chapter2"
+
+
+def make_config(preset=None, **overrides):
+    """The preset's configuration with every non-None override applied on top."""
+    name = preset or DEFAULT_PRESET
+    if name not in PRESETS:
+        raise GraphNNError(f"unknown preset '{name}'; choose one of {', '.join(PRESETS)}.")
+    values = dict(PRESETS[name], preset=name)
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if "epochs" in overrides and "steps" not in overrides and "steps" in values:
+        # --epochs on a step-counted preset (tf1) makes it an epoch-counted run with shuffled batches.
+        for key in ("steps", "eval_every", "print_every", "batching"):
+            values.pop(key, None)
+    values.update(overrides)
+    config = TrainConfig(**values)
+    validate(config)
+    return config
+
+
+def validate(config):
+    choices = dict(model=MODELS, init=INITS, optimizer=OPTIMIZERS, semantics=SEMANTICS, batching=BATCHING)
+    for field, allowed in choices.items():
+        value = getattr(config, field)
+        if value not in allowed:
+            raise GraphNNError(f"unknown {field} '{value}'; choose one of {', '.join(allowed)}.")
+    positive = ["learning_rate", "batch_size", "epochs", "log_every", "histogram_every"]
+    positive += [f for f in ("steps", "eval_every", "print_every", "checkpoint_every") if getattr(config, f) is not None]
+    for field in positive:
+        if not getattr(config, field) > 0:
+            raise GraphNNError(f"--{field.replace('_', '-')} must be positive, got {getattr(config, field)}.")
+    if config.epsilon is not None and not config.epsilon > 0:
+        raise GraphNNError(f"--epsilon must be positive, got {config.epsilon}.")
+    if config.batching == "sequential" and config.steps is None:
+        raise GraphNNError("sequential batching (the TF1 article's slices) needs --steps.")
+
+
+def save_config(config, run_dir):
+    (pathlib.Path(run_dir) / "config.json").write_text(config.to_json() + "\n")
+
+
+def load_config(run_dir):
+    path = pathlib.Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise GraphNNError(f"{run_dir}: not a graph_nn run directory (no config.json).")
+    try:
+        return TrainConfig.from_json(path.read_text())
+    except (ValueError, TypeError) as e:
+        raise GraphNNError(f"{path}: unreadable run configuration ({e}).") from None

@@ -1,0 +1,55 @@
+"""What a run writes for TensorBoard: the graph, scalar and histogram summaries in train/ and validation/."""
+import pathlib
+
+import tensorflow as tf
+
+from graph_nn.errors import GraphNNError
+
+v1 = tf.compat.v1
+
+
+def histogram(tag, values):
+    # The raw op takes the tag as an argument; tf.summary.histogram would derive it from a unique
+    # op name and turn "hidden1/kernel" into "hidden1/kernel_1", next to the variable of that name.
+    return tf.raw_ops.HistogramSummary(tag=tag, values=values, name=tag.replace("/", "_"))
+
+
+def build_histograms(model):
+    """One merged op with histograms of every kernel and bias, pre-activation, activation and gradient."""
+    with model.graph.as_default(), v1.name_scope("summaries"):
+        ops = []
+        for layer in model.layers:
+            ops += [histogram(f"{layer.name}/kernel", layer.kernel),
+                    histogram(f"{layer.name}/bias", layer.bias),
+                    histogram(f"{layer.name}/preactivations", layer.preactivations)]
+            if layer.activations is not layer.preactivations:
+                ops.append(histogram(f"{layer.name}/activations", layer.activations))
+        for gradient, variable in model.grads_and_vars:
+            ops.append(histogram(f"gradients/{variable.op.name}", gradient))
+        return v1.summary.merge(ops, name="histograms")
+
+
+def scalars(step_values):
+    """A Summary proto of simple scalars, e.g. {"loss": 0.3, "accuracy": 0.9}."""
+    return v1.Summary(value=[v1.Summary.Value(tag=tag, simple_value=float(value))
+                             for tag, value in step_values.items()])
+
+
+class Writers:
+    """The train/ and validation/ event writers of one run (TensorBoard shows them as two runs)."""
+
+    def __init__(self, run_dir, graph):
+        try:
+            with graph.as_default():  # FileWriter refuses to work in eager mode, TF2's default
+                self.train = v1.summary.FileWriter(str(pathlib.Path(run_dir) / "train"), graph)
+                self.validation = v1.summary.FileWriter(str(pathlib.Path(run_dir) / "validation"))
+        except (tf.errors.OpError, OSError) as e:
+            raise GraphNNError(f"{run_dir}: cannot write TensorBoard event files ({e}).") from None
+
+    def flush(self):
+        self.train.flush()
+        self.validation.flush()
+
+    def close(self):
+        self.train.close()
+        self.validation.close()

@@ -1,0 +1,27 @@
+"""The README's promises about set-up hold: CI runs its test command, the package ships MNIST."""
+import pathlib
+import re
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def readme_commands():
+    return re.findall(r"```bash\n(pip install [^\n]+)\n```", (ROOT / "README.md").read_text())
+
+
+def test_readme_has_two_set_up_commands():
+    install_and_run, install_and_test = readme_commands()[:2]
+    assert install_and_run.endswith("python run.py")
+    assert "pytest" in install_and_test
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    test_command = readme_commands()[1]
+    ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert test_command in ci_lines
+
+
+def test_the_package_declares_its_mnist_files():
+    setup_cfg = (ROOT / "setup.cfg").read_text()
+    assert "mnist/*.gz" in setup_cfg and "mnist/SHA256SUMS" in setup_cfg
+    assert "tensorboard" in setup_cfg
