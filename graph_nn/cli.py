@@ -5,7 +5,7 @@ import sys
 from graph_nn import config as config_module
 from graph_nn.errors import GraphNNError
 
-COMMANDS = ("train", "evaluate")
+COMMANDS = ("train", "evaluate", "inspect", "export")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -35,8 +35,37 @@ def add_train_flags(parser):
     parser.add_argument("--log-every", type=int, help="steps between train loss/accuracy summaries (default 50)")
     parser.add_argument("--histogram-every", type=int, help="steps between histogram summaries (default 200)")
     parser.add_argument("--checkpoint-every", type=int, help="steps between extra checkpoints")
+    parser.add_argument("--trace-steps", type=step_list, help="steps to trace fully, e.g. 100,200 (RunMetadata "
+                                                              "in TensorBoard's Graph tab, a Chrome trace in traces/)")
     add_data_flag(parser)
     parser.add_argument("--logdir", default="logs", help="where run directories go (default logs)")
+
+
+def step_list(text):
+    try:
+        return tuple(int(step) for step in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected step numbers separated by commas, got '{text}'") from None
+
+
+def add_inspect_command(commands):
+    inspect = commands.add_parser("inspect", help="print what TensorFlow built for a model: variables, slots, "
+                                                  "ops, gradients, FLOPs")
+    inspect.add_argument("--preset", help=f"one of {', '.join(config_module.PRESETS)} "
+                                          f"(default {config_module.DEFAULT_PRESET}); flags below override it")
+    inspect.add_argument("--model", help=f"one of {', '.join(config_module.MODELS)}")
+    inspect.add_argument("--optimizer", help=f"one of {', '.join(config_module.OPTIMIZERS)}")
+    inspect.add_argument("--batch-size", type=int, help="the static batch size of the FLOP count and the trace")
+    inspect.add_argument("--pbtxt", help="also write the GraphDef as text to this file")
+    inspect.add_argument("--trace", action="store_true", help="run one traced training step on MNIST and print "
+                                                              "its ten most expensive ops")
+    add_data_flag(inspect)
+
+
+def add_export_command(commands):
+    export = commands.add_parser("export", help="freeze a run's latest checkpoint into a GraphDef and a SavedModel")
+    export.add_argument("--run", required=True, help="a run directory under logs/")
+    add_data_flag(export)
 
 
 def add_data_flag(parser):
@@ -50,6 +79,8 @@ def make_parser():
     evaluate = commands.add_parser("evaluate", help="restore a run's latest checkpoint and test it")
     evaluate.add_argument("--run", required=True, help="a run directory under logs/")
     add_data_flag(evaluate)
+    add_inspect_command(commands)
+    add_export_command(commands)
     return parser
 
 
@@ -63,7 +94,7 @@ def parse_args(argv):
 def config_from_args(args):
     names = ("model", "init", "optimizer", "learning_rate", "momentum", "rho", "beta1", "beta2", "epsilon",
              "batch_size", "epochs", "steps", "batching", "seed", "eval_every", "print_every", "log_every",
-             "histogram_every", "checkpoint_every")
+             "histogram_every", "checkpoint_every", "trace_steps")
     return config_module.make_config(args.preset, **{name: getattr(args, name) for name in names})
 
 
@@ -95,6 +126,33 @@ def command_evaluate(args):
     return 0
 
 
+def command_inspect(args):
+    from graph_nn.inspect_graph import report
+
+    config = config_module.make_config(args.preset, model=args.model, optimizer=args.optimizer,
+                                       batch_size=args.batch_size)
+    dataset = None
+    if args.trace:
+        from graph_nn.data import load_dataset
+
+        dataset = load_dataset(args.data_dir)
+    report(config, sys.stdout, pbtxt=args.pbtxt, dataset=dataset)
+    return 0
+
+
+def command_export(args):
+    from graph_nn.data import load_dataset
+    from graph_nn.export import check_export, export_run
+
+    exported = export_run(args.run)
+    print(f"Frozen GraphDef: {exported.frozen_path} - {exported.frozen_nodes} nodes, "
+          f"{exported.frozen_bytes:,} bytes (the restored training graph, with its Saver: {exported.training_nodes} nodes)")
+    print(f"SavedModel:      {exported.saved_model_dir} - signature serving_default: x -> probabilities, class")
+    for name, max_diff in check_export(args.run, load_dataset(args.data_dir)).items():
+        print(f"{name} reloaded: max |probability difference| vs the checkpoint on the test images: {max_diff:.2e}")
+    return 0
+
+
 def main(argv=None):
     import tensorflow as tf
 
@@ -102,7 +160,9 @@ def main(argv=None):
     tf.get_logger().setLevel("ERROR")
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
-        return {"train": command_train, "evaluate": command_evaluate}[args.command](args)
+        commands = {"train": command_train, "evaluate": command_evaluate, "inspect": command_inspect,
+                    "export": command_export}
+        return commands[args.command](args)
     except GraphNNError as e:
         print(f"graph-nn: error: {e}", file=sys.stderr)
         return e.exit_code

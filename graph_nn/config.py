@@ -34,6 +34,7 @@ class TrainConfig:
     log_every: int = 50  # steps between train-scalar summaries
     histogram_every: int = 200  # steps between histogram summaries
     checkpoint_every: int | None = None  # steps between extra checkpoints
+    trace_steps: tuple = ()  # global steps whose training sess.run is fully traced (RunMetadata)
     preset: str | None = None
 
     def to_json(self):
@@ -89,6 +90,8 @@ def validate(config):
     for field in positive:
         if not getattr(config, field) > 0:
             raise GraphNNError(f"--{field.replace('_', '-')} must be positive, got {getattr(config, field)}.")
+    if any(not step > 0 for step in config.trace_steps):
+        raise GraphNNError(f"--trace-steps must be positive step numbers, got {list(config.trace_steps)}.")
     if config.epsilon is not None and not config.epsilon > 0:
         raise GraphNNError(f"--epsilon must be positive, got {config.epsilon}.")
     if config.batching == "sequential" and config.steps is None:

@@ -43,6 +43,7 @@ class ModelGraph:
     global_step: tf.Variable
     grads_and_vars: list
     train_op: tf.Operation
+    optimizer: object  # the tf.compat.v1.train.Optimizer, which knows its slot variables
 
 
 def initializers(init):
@@ -107,14 +108,17 @@ def build_layers(model, x, init):
     return mlp_layers(x, HIDDEN_UNITS[model], init)
 
 
-def build_graph(config):
-    """A new tf.Graph holding the model, its loss and accuracy, and the optimizer's train op."""
+def build_graph(config, batch_size=None):
+    """A new tf.Graph holding the model, its loss and accuracy, and the optimizer's train op.
+
+    batch_size fixes the placeholders' first dimension (FLOP counting needs static shapes); None keeps it free.
+    """
     graph = tf.Graph()
     with graph.as_default():
         v1.set_random_seed(config.seed)
         with v1.name_scope("input"):
-            x = v1.placeholder(tf.float32, [None, INPUT_SIZE], name="x")
-            y = v1.placeholder(tf.float32, [None, NUM_CLASSES], name="y")
+            x = v1.placeholder(tf.float32, [batch_size, INPUT_SIZE], name="x")
+            y = v1.placeholder(tf.float32, [batch_size, NUM_CLASSES], name="y")
         layers = build_layers(config.model, x, config.init)
         logits = layers[-1].activations
         with v1.name_scope("output/"):
@@ -134,7 +138,7 @@ def build_graph(config):
             grads_and_vars = optimizer.compute_gradients(loss)
             train_op = optimizer.apply_gradients(grads_and_vars, global_step=global_step, name="step")
     return ModelGraph(graph, x, y, layers, logits, probabilities, predictions, loss, accuracy,
-                      global_step, grads_and_vars, train_op)
+                      global_step, grads_and_vars, train_op, optimizer)
 
 
 def parameter_count(model_graph):

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from graph_nn import inference, runs
+from graph_nn import inference, runs, tracing
 from graph_nn.config import save_config
 from graph_nn.errors import GraphNNError, TrainingDiverged
 from graph_nn.model import build_graph
@@ -66,6 +66,11 @@ class RunResult:
     test_loss: float
     test_accuracy: float
     history: list  # one dict per evaluation: step, loss, accuracy, val_loss, val_accuracy, seconds
+
+
+def train_fetches(model):
+    """What one training sess.run fetches: the update op (its value is None) and the batch's loss and accuracy."""
+    return [model.train_op, model.loss, model.accuracy]
 
 
 def session_config():
@@ -145,7 +150,11 @@ class Trainer:
         if global_step % config.histogram_every == 0:
             # A separate run before the update, so weights and gradients are those of one same state.
             writers.train.add_summary(sess.run(self.histograms, feed), global_step)
-        _, loss, accuracy = sess.run([model.train_op, model.loss, model.accuracy], feed)
+        if global_step in config.trace_steps:
+            _, loss, accuracy = tracing.traced_train_step(sess, train_fetches(model), feed, writers.train,
+                                                          self.run_dir, global_step)
+        else:
+            _, loss, accuracy = sess.run(train_fetches(model), feed)
         if not np.isfinite(loss):
             raise TrainingDiverged(
                 f"the loss became {loss} at step {global_step}; the learning rate "

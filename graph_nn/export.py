@@ -1,0 +1,111 @@
+"""A trained run, exported for serving: a frozen GraphDef and a SavedModel, both reloadable without this package.
+
+run_dir/export/frozen_graph.pb   convert_variables_to_constants: the variables' values folded into Const ops,
+                                 and only the ops that compute the outputs kept (no loss, gradients, optimizer)
+run_dir/export/saved_model/      the graph, the model's weights and a serving_default signature:
+                                 x [None, 784] -> probabilities [None, 10], class [None]
+"""
+import dataclasses
+import pathlib
+import shutil
+
+import numpy as np
+import tensorflow as tf
+
+from graph_nn import inference
+from graph_nn.errors import GraphNNError
+from graph_nn.evaluate import restored_session
+
+v1 = tf.compat.v1
+EXPORT_DIR = "export"
+FROZEN_NAME = "frozen_graph.pb"
+SAVED_MODEL_NAME = "saved_model"
+SIGNATURE = "serving_default"
+
+
+@dataclasses.dataclass
+class Exported:
+    frozen_path: pathlib.Path
+    frozen_nodes: int
+    frozen_bytes: int
+    training_nodes: int
+    saved_model_dir: pathlib.Path
+
+
+def output_names(model):
+    return [model.probabilities.op.name, model.predictions.op.name]
+
+
+def freeze(sess, model):
+    """The GraphDef that computes the model's outputs, with every variable read replaced by its value."""
+    return v1.graph_util.convert_variables_to_constants(sess, model.graph.as_graph_def(), output_names(model))
+
+
+def write_saved_model(sess, model, path):
+    builder = v1.saved_model.Builder(str(path))
+    signature = v1.saved_model.predict_signature_def(
+        inputs={"x": model.x}, outputs={"probabilities": model.probabilities, "class": model.predictions})
+    with model.graph.as_default():
+        # The weights only: the optimizer's slots and global_step mean nothing to a server.
+        saver = v1.train.Saver(model.graph.get_collection(v1.GraphKeys.TRAINABLE_VARIABLES))
+        builder.add_meta_graph_and_variables(sess, [v1.saved_model.SERVING], signature_def_map={SIGNATURE: signature},
+                                             saver=saver, strip_default_attrs=True)
+    builder.save()
+
+
+def export_run(run_dir):
+    """Writes run_dir/export/ (replacing an earlier export) from the run's latest checkpoint."""
+    export_dir = pathlib.Path(run_dir) / EXPORT_DIR
+    with restored_session(run_dir) as (sess, model, _):
+        frozen = freeze(sess, model)
+        training_nodes = len(model.graph.as_graph_def().node)
+        try:
+            shutil.rmtree(export_dir, ignore_errors=True)
+            export_dir.mkdir()
+            frozen_path = export_dir / FROZEN_NAME
+            frozen_path.write_bytes(frozen.SerializeToString())
+            write_saved_model(sess, model, export_dir / SAVED_MODEL_NAME)
+        except OSError as e:
+            raise GraphNNError(f"{export_dir}: cannot write the export ({e.strerror or e}).") from None
+    return Exported(frozen_path, len(frozen.node), frozen_path.stat().st_size, training_nodes,
+                    export_dir / SAVED_MODEL_NAME)
+
+
+def run_in_batches(sess, x, outputs, images):
+    """(probabilities, classes) of `images`, fetched by tensor name."""
+    results = [sess.run(outputs, {x: images[s]}) for s in inference.batches(len(images), inference.EVAL_BATCH_SIZE)]
+    return np.concatenate([p for p, _ in results]), np.concatenate([c for _, c in results])
+
+
+def frozen_predictions(path, images):
+    """(probabilities, classes) from a frozen GraphDef file, imported into a new graph."""
+    graph_def = v1.GraphDef()
+    graph_def.ParseFromString(pathlib.Path(path).read_bytes())
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.import_graph_def(graph_def, name="")
+    with v1.Session(graph=graph) as sess:
+        return run_in_batches(sess, "input/x:0", ["output/probabilities:0", "output/predictions:0"], images)
+
+
+def saved_model_predictions(path, images):
+    """(probabilities, classes) from a SavedModel's serving_default signature, loaded into a new graph."""
+    with v1.Session(graph=tf.Graph()) as sess:
+        signature = v1.saved_model.load(sess, [v1.saved_model.SERVING], str(path)).signature_def[SIGNATURE]
+        outputs = [signature.outputs["probabilities"].name, signature.outputs["class"].name]
+        return run_in_batches(sess, signature.inputs["x"].name, outputs, images)
+
+
+def checkpoint_probabilities(run_dir, images):
+    with restored_session(run_dir) as (sess, model, _):
+        return inference.probabilities(sess, model, images)
+
+
+def check_export(run_dir, dataset):
+    """{export: max |probability difference| against the checkpoint} over the test images."""
+    images = dataset.test.images
+    expected = checkpoint_probabilities(run_dir, images)
+    export_dir = pathlib.Path(run_dir) / EXPORT_DIR
+    reloaded = {"frozen GraphDef": frozen_predictions(export_dir / FROZEN_NAME, images),
+                "SavedModel": saved_model_predictions(export_dir / SAVED_MODEL_NAME, images)}
+    return {name: float(np.abs(probabilities - expected).max()) for name, (probabilities, _) in reloaded.items()}

@@ -1,0 +1,219 @@
+"""What TensorFlow built for a model before any training, and what one training step costs.
+
+`python run.py inspect --model NAME` prints: the placeholders; every variable with its shape, dtype,
+trainability and initializer; the optimizer's slot variables; op counts per top-level scope and per op type;
+the ops compute_gradients added under train/gradients/; what one training sess.run fetches, feeds and runs;
+the FLOPs of a forward pass and of a training step; and with --trace the ten most expensive ops of a step.
+"""
+import collections
+import dataclasses
+import pathlib
+
+import tensorflow as tf
+
+from graph_nn import tracing
+from graph_nn.errors import GraphNNError
+from graph_nn.model import build_graph
+from graph_nn.train import BatchSchedule, train_fetches
+
+v1 = tf.compat.v1
+GRADIENTS_SCOPE = "train/gradients"
+
+
+@dataclasses.dataclass
+class VariableInfo:
+    name: str
+    shape: list
+    dtype: str
+    trainable: bool
+    initializer: str  # the op computing the initial value, relative to the variable: "Initializer/zeros"
+
+
+@dataclasses.dataclass
+class TrainingRun:
+    fetches: list  # tensor and op names
+    feeds: list  # (placeholder name, shape)
+    graph_ops: int  # every op of the graph
+    pruned_ops: int  # the ops the fetches depend on: what Session.run hands to the executor
+
+
+@dataclasses.dataclass
+class Flops:
+    batch_size: int
+    forward_per_example: int  # input -> logits
+    train_per_step: int  # everything one training sess.run depends on, for one batch
+    train_by_type: dict  # op type -> FLOPs of the training step
+
+
+def placeholders(graph):
+    """(name, shape, dtype) of every placeholder: the graph's inputs, filled by feed_dict."""
+    return [(op.name, op.outputs[0].shape.as_list() if op.outputs[0].shape.rank is not None else None,
+             op.outputs[0].dtype.name) for op in graph.get_operations() if op.type == "Placeholder"]
+
+
+def variables(model):
+    """Every global variable in creation order: the model's weights, global_step, the optimizer's state."""
+    with model.graph.as_default():  # initial_value is a graph tensor, readable only in its graph
+        return [VariableInfo(v.op.name, v.shape.as_list(), v.dtype.base_dtype.name, v.trainable,
+                             v.initial_value.op.name[len(v.op.name) + 1:])
+                for v in model.graph.get_collection(v1.GraphKeys.GLOBAL_VARIABLES)]
+
+
+def slot_variables(model):
+    """{slot name: {variable name: slot variable name}}: the per-weight state the optimizer keeps."""
+    optimizer = model.optimizer
+    trainable = model.graph.get_collection(v1.GraphKeys.TRAINABLE_VARIABLES)
+    return {slot: {v.op.name: optimizer.get_slot(v, slot).op.name for v in trainable}
+            for slot in optimizer.get_slot_names()}
+
+
+def other_optimizer_variables(model):
+    """Optimizer variables that belong to no single weight, e.g. Adam's beta1_power and beta2_power."""
+    slots = {name for per_variable in slot_variables(model).values() for name in per_variable.values()}
+    return [v.op.name for v in model.graph.get_collection(v1.GraphKeys.GLOBAL_VARIABLES)
+            if not v.trainable and v.op.name not in slots and v is not model.global_step]
+
+
+def top_level_scope(name):
+    return name.split("/")[0]
+
+
+def ops_by_scope(graph):
+    return collections.Counter(top_level_scope(op.name) for op in graph.get_operations())
+
+
+def ops_by_type(graph):
+    return collections.Counter(op.type for op in graph.get_operations())
+
+
+def gradient_ops(graph):
+    """{scope under train/gradients/: op count}: what compute_gradients added, mirroring the forward scopes."""
+    prefix = GRADIENTS_SCOPE + "/"
+    return collections.Counter(f"{prefix}{top_level_scope(op.name[len(prefix):])}"
+                               for op in graph.get_operations() if op.name.startswith(prefix))
+
+
+def pruned_graph_def(graph, fetches):
+    """The part of the graph `fetches` depend on (inputs and control inputs), as Session.run prunes it."""
+    names = [fetch.op.name if isinstance(fetch, tf.Tensor) else fetch.name for fetch in fetches]
+    return v1.graph_util.extract_sub_graph(graph.as_graph_def(), names)
+
+
+def training_run(model):
+    fetches = train_fetches(model)
+    return TrainingRun(fetches=[fetch.name for fetch in fetches],
+                       feeds=[(t.name, t.shape.as_list()) for t in (model.x, model.y)],
+                       graph_ops=len(model.graph.get_operations()),
+                       pruned_ops=len(pruned_graph_def(model.graph, fetches).node))
+
+
+def profiled_flops(graph_def):
+    """{op name: FLOPs} of a GraphDef, from the tfprof profiler (ops without a registered FLOP count have none)."""
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.import_graph_def(graph_def, name="")
+    options = v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    profile = v1.profiler.profile(graph, cmd="scope", options=options)
+    return {node.name: (graph.get_operation_by_name(node.name).type, node.float_ops) for node in profile.children}
+
+
+def flops(config, batch_size=None):
+    """FLOPs of the forward pass per example and of one training step, for a graph with a static batch size.
+
+    Only the ops a run depends on are counted: the variables' initializer ops are outside those sub-graphs.
+    """
+    batch_size = batch_size or config.batch_size
+    model = build_graph(config, batch_size=batch_size)
+    forward = profiled_flops(pruned_graph_def(model.graph, [model.logits]))
+    train = profiled_flops(pruned_graph_def(model.graph, train_fetches(model)))
+    by_type = collections.Counter()
+    for op_type, count in train.values():
+        by_type[op_type] += count
+    forward_total = sum(count for _, count in forward.values())
+    return Flops(batch_size, forward_total // batch_size, sum(by_type.values()), dict(by_type.most_common()))
+
+
+def write_pbtxt(graph, path):
+    """The GraphDef as a text protobuf, the form TensorFlow's own tests and tools read."""
+    path = pathlib.Path(path)
+    try:
+        path.write_text(str(graph.as_graph_def()))
+    except OSError as e:
+        raise GraphNNError(f"{path}: cannot write the GraphDef ({e.strerror or e}).") from None
+
+
+def trace_step(config, dataset):
+    """(the ten most expensive ops, executed node count) of one fully traced training step on real MNIST.
+
+    A first untraced step comes before, so one-time work (Grappler's rewrite, allocations) is not in the trace.
+    """
+    model = build_graph(config)
+    with model.graph.as_default():
+        init = v1.global_variables_initializer()
+    schedule = BatchSchedule(config, len(dataset.train))
+    feeds = [{model.x: dataset.train.images[schedule.batch(step)], model.y: dataset.train.onehot[schedule.batch(step)]}
+             for step in (0, 1)]
+    with v1.Session(graph=model.graph) as sess:
+        sess.run(init)
+        sess.run(train_fetches(model), feeds[0])
+        _, metadata = tracing.traced_run(sess, train_fetches(model), feeds[1])
+    return tracing.most_expensive_ops(metadata), len(tracing.executed_nodes(metadata))
+
+
+def print_table(rows, out):
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  " + "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip(), file=out)
+
+
+def print_counter(counter, out):
+    print_table([(name, count) for name, count in counter.most_common()], out)
+
+
+def report(config, out, pbtxt=None, dataset=None):
+    """Prints everything above about config's graph; with a dataset, also traces a training step."""
+    model = build_graph(config)
+    graph = model.graph
+    print(f"Graph of {config.model} with {config.optimizer} (batch {config.batch_size}): "
+          f"{len(graph.get_operations())} ops", file=out)
+    print("\nPlaceholders (fed by feed_dict):", file=out)
+    print_table([(name, shape, dtype) for name, shape, dtype in placeholders(graph)], out)
+    print("\nVariables (name, shape, dtype, trainable, initializer op):", file=out)
+    print_table([(v.name, v.shape, v.dtype, "trainable" if v.trainable else "-", v.initializer)
+                 for v in variables(model)], out)
+    slots = slot_variables(model)
+    print(f"\nOptimizer slots of {type(model.optimizer).__name__}: "
+          + (", ".join(slots) if slots else "none (plain gradient descent keeps no state)"), file=out)
+    for slot, per_variable in slots.items():
+        print_table([(f"{slot}:", variable, "->", slot_variable) for variable, slot_variable in per_variable.items()],
+                    out)
+    others = other_optimizer_variables(model)
+    if others:
+        print(f"Other optimizer variables: {', '.join(others)}", file=out)
+    print("\nOps per top-level scope:", file=out)
+    print_counter(ops_by_scope(graph), out)
+    print("\nOps per type:", file=out)
+    print_counter(ops_by_type(graph), out)
+    gradients = gradient_ops(graph)
+    print(f"\ncompute_gradients added {sum(gradients.values())} ops under {GRADIENTS_SCOPE}/:", file=out)
+    print_counter(gradients, out)
+    run = training_run(model)
+    print("\nOne training sess.run:", file=out)
+    print(f"  fetches {', '.join(run.fetches)}", file=out)
+    print(f"  feeds   {', '.join(f'{name} {shape}' for name, shape in run.feeds)}", file=out)
+    print(f"  depends on {run.pruned_ops} of the graph's {run.graph_ops} ops "
+          f"(Session.run prunes the rest: initializers, summaries, unused outputs)", file=out)
+    counted = flops(config)
+    print(f"\nFLOPs (tf.compat.v1.profiler, static batch {counted.batch_size}, initializers excluded):", file=out)
+    print(f"  forward pass, per example: {counted.forward_per_example:,}", file=out)
+    print(f"  training step, per batch:  {counted.train_per_step:,}", file=out)
+    print_table([(op_type, f"{count:,}") for op_type, count in counted.train_by_type.items()], out)
+    if pbtxt:
+        write_pbtxt(graph, pbtxt)
+        print(f"\nGraphDef written as text to {pbtxt}", file=out)
+    if dataset is not None:
+        costs, executed = trace_step(config, dataset)
+        print(f"\nTraced training step (FULL_TRACE, the second step): the executor ran {executed} nodes; "
+              f"the ten most expensive:", file=out)
+        print_table([(f"{cost.micros} us", cost.type, cost.name) for cost in costs], out)
