@@ -1,0 +1,87 @@
+"""Traced training steps, read back through TensorBoard's own readers, and the finalized graph of a run."""
+import json
+import os
+import pathlib
+
+import pytest
+import tensorflow as tf
+from tensorboard import context
+from tensorboard.backend.event_processing import data_provider, event_accumulator, plugin_event_multiplexer
+from tensorboard.plugins import base_plugin
+from tensorboard.plugins.graph import graphs_plugin
+
+from graph_nn import runs
+from graph_nn.config import make_config
+from graph_nn.inspect_graph import trace_step
+from graph_nn.train import Trainer, train
+
+TRACE_STEPS = (5, 10)
+
+
+@pytest.fixture(scope="module")
+def traced_run(mnist, tmp_path_factory):
+    config = make_config(model="mlp64", steps=10, trace_steps=TRACE_STEPS)
+    return train(config, mnist, logdir=tmp_path_factory.mktemp("logs"), out=open(os.devnull, "w"))
+
+
+def test_traced_steps_are_run_metadata_tags_of_the_train_writer(traced_run):
+    events = event_accumulator.EventAccumulator(str(pathlib.Path(traced_run.run_dir) / "train"))
+    events.Reload()
+    assert events.Tags()["run_metadata"] == ["step5", "step10"]
+    node_names = {node.node_name for device in events.RunMetadata("step10").step_stats.dev_stats
+                  for node in device.node_stats}
+    assert "train/step/update_hidden1/kernel/ResourceApplyRMSProp" in node_names
+
+
+def test_the_graph_plugin_lists_the_traced_steps(traced_run):
+    """What TensorBoard's /data/plugin/graphs/info answers for this logdir."""
+    logdir = str(pathlib.Path(traced_run.run_dir).parent)
+    multiplexer = plugin_event_multiplexer.EventMultiplexer()
+    multiplexer.AddRunsFromDirectory(logdir)
+    multiplexer.Reload()
+    plugin = graphs_plugin.GraphsPlugin(base_plugin.TBContext(
+        logdir=logdir, data_provider=data_provider.MultiplexerDataProvider(multiplexer, logdir)))
+    info = plugin.info_impl(context.RequestContext(), experiment="")
+    train_run = info[f"{pathlib.Path(traced_run.run_dir).name}/train"]
+    assert train_run["run_graph"]
+    assert set(train_run["tags"]) == {"step5", "step10"}
+    # add_run_metadata writes Event.tagged_run_metadata: the plugin offers it as profile data (compute time and
+    # memory per node) to lay over the run's graph.
+    assert all(tag["profile"] for tag in train_run["tags"].values())
+
+
+def test_each_traced_step_leaves_a_chrome_trace(traced_run):
+    for step in TRACE_STEPS:
+        trace = json.loads((pathlib.Path(traced_run.run_dir) / "traces" / f"timeline-step{step}.json").read_text())
+        op_events = [e for e in trace["traceEvents"] if e.get("ph") == "X"]
+        assert {"name", "ts", "dur", "pid", "tid", "args"} <= set(op_events[0])
+        assert any(e["args"]["name"] == "train/gradients/hidden1/MatMul_grad/MatMul_1" for e in op_events)
+    assert sorted(p.name for p in (pathlib.Path(traced_run.run_dir) / "traces").iterdir()) == \
+        ["timeline-step10.json", "timeline-step5.json"]
+
+
+def test_inspect_trace_names_the_ten_most_expensive_ops(mnist):
+    costs, executed = trace_step(make_config(model="mlp512"), mnist)
+    assert len(costs) == 10
+    assert [c.micros for c in costs] == sorted((c.micros for c in costs), reverse=True)
+    # The first layer's matrix products are by far the largest FLOP counts of a step (see test_inspect).
+    assert any(c.name == "train/gradients/hidden1/MatMul_grad/MatMul_1" for c in costs)
+    assert 0 < executed < 150
+
+
+class LeakyTrainer(Trainer):
+    """The classic TF1 bug: building an op (here a tf.reduce_mean) inside the training loop."""
+
+    def train_step(self, sess, writers, step):
+        with self.model.graph.as_default():
+            return sess.run(tf.reduce_mean(self.model.loss), {self.model.x: self.dataset.train.images[:8],
+                                                                self.model.y: self.dataset.train.onehot[:8]})
+
+
+def test_an_op_created_inside_the_loop_fails_loudly(mnist, tmp_path):
+    run_dir = runs.new_run_dir(tmp_path, "mlp64")
+    trainer = LeakyTrainer(make_config(model="mlp64", steps=3), mnist, run_dir, out=open(os.devnull, "w"))
+    ops_before = len(trainer.model.graph.get_operations())
+    with pytest.raises(RuntimeError, match="Graph is finalized"):
+        trainer.run()
+    assert len(trainer.model.graph.get_operations()) == ops_before
