@@ -59,6 +59,7 @@ def add_inspect_command(commands):
     inspect.add_argument("--pbtxt", help="also write the GraphDef as text to this file")
     inspect.add_argument("--trace", action="store_true", help="run one traced training step on MNIST and print "
                                                               "its ten most expensive ops")
+    inspect.add_argument("--run", help="instead: a finished run's logged graph, traced steps and checkpoint")
     add_data_flag(inspect)
 
 
@@ -127,8 +128,11 @@ def command_evaluate(args):
 
 
 def command_inspect(args):
-    from graph_nn.inspect_graph import report
+    from graph_nn.inspect_graph import report, run_report
 
+    if args.run:
+        run_report(args.run, sys.stdout)
+        return 0
     config = config_module.make_config(args.preset, model=args.model, optimizer=args.optimizer,
                                        batch_size=args.batch_size)
     dataset = None

@@ -11,7 +11,7 @@ import pathlib
 
 import tensorflow as tf
 
-from graph_nn import tracing
+from graph_nn import runs, tracing
 from graph_nn.errors import GraphNNError
 from graph_nn.model import build_graph
 from graph_nn.train import BatchSchedule, train_fetches
@@ -132,6 +132,38 @@ def flops(config, batch_size=None):
         by_type[op_type] += count
     forward_total = sum(count for _, count in forward.values())
     return Flops(batch_size, forward_total // batch_size, sum(by_type.values()), dict(by_type.most_common()))
+
+
+def logged_graph(run_dir):
+    """The GraphDef a run's train/ writer logged (what TensorBoard's Graph tab draws) and its run-metadata tags."""
+    from tensorboard.backend.event_processing import event_accumulator
+
+    events = event_accumulator.EventAccumulator(str(pathlib.Path(run_dir) / "train"))
+    events.Reload()
+    try:
+        return events.Graph(), events.Tags()["run_metadata"]
+    except ValueError:
+        raise GraphNNError(f"{run_dir}: the run's train/ event files hold no graph.") from None
+
+
+def checkpoint_contents(run_dir):
+    """(checkpoint prefix, [(variable name, shape)], {file name: bytes}) of the run's latest checkpoint."""
+    prefix = runs.latest_checkpoint(run_dir)
+    files = {path.name: path.stat().st_size for path in sorted(pathlib.Path(prefix).parent.glob(
+        pathlib.Path(prefix).name + ".*"))}
+    return prefix, tf.train.list_variables(prefix), files
+
+
+def run_report(run_dir, out):
+    """Prints what a finished run left: the graph it logged, its traced steps, what its checkpoint holds."""
+    graph_def, traced = logged_graph(run_dir)
+    print(f"Graph logged by {run_dir}/train: {len(graph_def.node)} ops", file=out)
+    print_counter(collections.Counter(top_level_scope(node.name) for node in graph_def.node), out)
+    print(f"Traced steps (run-metadata tags): {', '.join(traced) if traced else 'none'}", file=out)
+    prefix, contents, files = checkpoint_contents(run_dir)
+    print(f"\nCheckpoint {prefix}: {len(contents)} tensors", file=out)
+    print_table([(name, shape) for name, shape in contents], out)
+    print_table([(name, f"{size:,} bytes") for name, size in files.items()], out)
 
 
 def write_pbtxt(graph, path):

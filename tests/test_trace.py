@@ -1,4 +1,5 @@
 """Traced training steps, read back through TensorBoard's own readers, and the finalized graph of a run."""
+import io
 import json
 import os
 import pathlib
@@ -12,7 +13,7 @@ from tensorboard.plugins.graph import graphs_plugin
 
 from graph_nn import runs
 from graph_nn.config import make_config
-from graph_nn.inspect_graph import trace_step
+from graph_nn.inspect_graph import checkpoint_contents, run_report, trace_step
 from graph_nn.train import Trainer, train
 
 TRACE_STEPS = (5, 10)
@@ -85,3 +86,16 @@ def test_an_op_created_inside_the_loop_fails_loudly(mnist, tmp_path):
     with pytest.raises(RuntimeError, match="Graph is finalized"):
         trainer.run()
     assert len(trainer.model.graph.get_operations()) == ops_before
+
+
+def test_inspect_run_shows_the_logged_graph_traces_and_checkpoint(traced_run):
+    out = io.StringIO()
+    run_report(traced_run.run_dir, out)
+    text = out.getvalue()
+    assert "Traced steps (run-metadata tags): step5, step10" in text
+    scopes = {line.split()[0] for line in text.split("ops\n")[1].split("Traced")[0].splitlines()}
+    assert {"input", "hidden1", "output", "loss", "accuracy", "train", "summaries", "save", "init"} <= scopes
+    _, contents, files = checkpoint_contents(traced_run.run_dir)
+    assert dict(contents)["hidden1/kernel/RMSProp_1"] == [784, 64] and dict(contents)["global_step"] == []
+    assert len(contents) == 13  # 4 weights, their 2 RMSProp slots each, global_step
+    assert sorted(files) == ["model.ckpt-10.data-00000-of-00001", "model.ckpt-10.index", "model.ckpt-10.meta"]
