@@ -35,6 +35,7 @@ class TrainingRun:
     feeds: list  # (placeholder name, shape)
     graph_ops: int  # every op of the graph
     pruned_ops: int  # the ops the fetches depend on: what Session.run hands to the executor
+    left_out: collections.Counter  # top-level scope -> ops of that scope the run does not need
 
 
 @dataclasses.dataclass
@@ -101,10 +102,12 @@ def pruned_graph_def(graph, fetches):
 
 def training_run(model):
     fetches = train_fetches(model)
+    needed = {node.name for node in pruned_graph_def(model.graph, fetches).node}
     return TrainingRun(fetches=[fetch.name for fetch in fetches],
                        feeds=[(t.name, t.shape.as_list()) for t in (model.x, model.y)],
-                       graph_ops=len(model.graph.get_operations()),
-                       pruned_ops=len(pruned_graph_def(model.graph, fetches).node))
+                       graph_ops=len(model.graph.get_operations()), pruned_ops=len(needed),
+                       left_out=collections.Counter(top_level_scope(op.name) for op in model.graph.get_operations()
+                                                    if op.name not in needed))
 
 
 def profiled_flops(graph_def):
@@ -217,9 +220,9 @@ def report(config, out, pbtxt=None, dataset=None):
     slots = slot_variables(model)
     print(f"\nOptimizer slots of {type(model.optimizer).__name__}: "
           + (", ".join(slots) if slots else "none (plain gradient descent keeps no state)"), file=out)
-    for slot, per_variable in slots.items():
-        print_table([(f"{slot}:", variable, "->", slot_variable) for variable, slot_variable in per_variable.items()],
-                    out)
+    if slots:
+        print_table([(f"{slot}:", variable, "->", slot_variable) for slot, per_variable in slots.items()
+                     for variable, slot_variable in per_variable.items()], out)
     others = other_optimizer_variables(model)
     if others:
         print(f"Other optimizer variables: {', '.join(others)}", file=out)
@@ -234,8 +237,8 @@ def report(config, out, pbtxt=None, dataset=None):
     print("\nOne training sess.run:", file=out)
     print(f"  fetches {', '.join(run.fetches)}", file=out)
     print(f"  feeds   {', '.join(f'{name} {shape}' for name, shape in run.feeds)}", file=out)
-    print(f"  depends on {run.pruned_ops} of the graph's {run.graph_ops} ops "
-          f"(Session.run prunes the rest: initializers, summaries, unused outputs)", file=out)
+    print(f"  depends on {run.pruned_ops} of the graph's {run.graph_ops} ops; Session.run prunes the others:", file=out)
+    print("  " + ", ".join(f"{scope} {count}" for scope, count in run.left_out.most_common()), file=out)
     counted = flops(config)
     print(f"\nFLOPs (tf.compat.v1.profiler, static batch {counted.batch_size}, initializers excluded):", file=out)
     print(f"  forward pass, per example: {counted.forward_per_example:,}", file=out)
