@@ -251,4 +251,4 @@ def report(config, out, pbtxt=None, dataset=None):
         costs, executed = trace_step(config, dataset)
         print(f"\nTraced training step (FULL_TRACE, the second step): the executor ran {executed} nodes; "
               f"the ten most expensive:", file=out)
-        print_table([(f"{cost.micros} us", cost.type, cost.name) for cost in costs], out)
+        print_table([(f"{cost.micros:>6} us", cost.type, cost.name) for cost in costs], out)
