@@ -12,6 +12,7 @@ import pathlib
 import tensorflow as tf
 
 from graph_nn import runs, tracing
+from graph_nn.config import load_config
 from graph_nn.errors import GraphNNError
 from graph_nn.model import build_graph
 from graph_nn.train import BatchSchedule, train_fetches
@@ -141,7 +142,11 @@ def logged_graph(run_dir):
     """The GraphDef a run's train/ writer logged (what TensorBoard's Graph tab draws) and its run-metadata tags."""
     from tensorboard.backend.event_processing import event_accumulator
 
-    events = event_accumulator.EventAccumulator(str(pathlib.Path(run_dir) / "train"))
+    load_config(run_dir)  # a clear error for a directory that is not a run
+    train_dir = pathlib.Path(run_dir) / "train"
+    if not train_dir.is_dir():
+        raise GraphNNError(f"{run_dir}: the run has no train/ event files.")
+    events = event_accumulator.EventAccumulator(str(train_dir))
     events.Reload()
     try:
         return events.Graph(), events.Tags()["run_metadata"]

@@ -13,6 +13,7 @@ from tensorboard.plugins.graph import graphs_plugin
 
 from graph_nn import runs
 from graph_nn.config import make_config
+from graph_nn.errors import GraphNNError
 from graph_nn.inspect_graph import checkpoint_contents, run_report, trace_step
 from graph_nn.train import Trainer, train
 
@@ -99,3 +100,8 @@ def test_inspect_run_shows_the_logged_graph_traces_and_checkpoint(traced_run):
     assert dict(contents)["hidden1/kernel/RMSProp_1"] == [784, 64] and dict(contents)["global_step"] == []
     assert len(contents) == 13  # 4 weights, their 2 RMSProp slots each, global_step
     assert sorted(files) == ["model.ckpt-10.data-00000-of-00001", "model.ckpt-10.index", "model.ckpt-10.meta"]
+
+
+def test_inspect_run_on_a_directory_that_is_not_a_run_is_a_clear_error(tmp_path):
+    with pytest.raises(GraphNNError, match="not a graph_nn run directory"):
+        run_report(tmp_path, io.StringIO())
