@@ -49,8 +49,8 @@ class Flops:
 
 def placeholders(graph):
     """(name, shape, dtype) of every placeholder: the graph's inputs, filled by feed_dict."""
-    return [(op.name, op.outputs[0].shape.as_list() if op.outputs[0].shape.rank is not None else None,
-             op.outputs[0].dtype.name) for op in graph.get_operations() if op.type == "Placeholder"]
+    return [(op.name, op.outputs[0].shape.as_list(), op.outputs[0].dtype.name)
+            for op in graph.get_operations() if op.type == "Placeholder"]
 
 
 def variables(model):
@@ -192,12 +192,15 @@ def trace_step(config, dataset):
     with model.graph.as_default():
         init = v1.global_variables_initializer()
     schedule = BatchSchedule(config, len(dataset.train))
-    feeds = [{model.x: dataset.train.images[schedule.batch(step)], model.y: dataset.train.onehot[schedule.batch(step)]}
-             for step in (0, 1)]
+
+    def feed(step):
+        batch = schedule.batch(step)
+        return {model.x: dataset.train.images[batch], model.y: dataset.train.onehot[batch]}
+
     with v1.Session(graph=model.graph) as sess:
         sess.run(init)
-        sess.run(train_fetches(model), feeds[0])
-        _, metadata = tracing.traced_run(sess, train_fetches(model), feeds[1])
+        sess.run(train_fetches(model), feed(0))
+        _, metadata = tracing.traced_run(sess, train_fetches(model), feed(1))
     return tracing.most_expensive_ops(metadata), len(tracing.executed_nodes(metadata))
 
 
