@@ -149,8 +149,8 @@ def command_export(args):
     from graph_nn.export import check_export, export_run
 
     exported = export_run(args.run)
-    print(f"Frozen GraphDef: {exported.frozen_path} - {exported.frozen_nodes} nodes, "
-          f"{exported.frozen_bytes:,} bytes (the restored training graph, with its Saver: {exported.training_nodes} nodes)")
+    print(f"Frozen GraphDef: {exported.frozen_path} - {exported.frozen_nodes} nodes, {exported.frozen_bytes:,} bytes "
+          f"(the restored training graph, with its Saver: {exported.training_nodes} nodes)")
     print(f"SavedModel:      {exported.saved_model_dir} - signature serving_default: x -> probabilities, class")
     for name, max_diff in check_export(args.run, load_dataset(args.data_dir)).items():
         print(f"{name} reloaded: max |probability difference| vs the checkpoint on the test images: {max_diff:.2e}")

@@ -1,7 +1,7 @@
 """Full traces of single Session.run calls: what each op cost, for TensorBoard's Graph tab and chrome://tracing.
 
 A traced run fills a RunMetadata proto with the step stats (per device, per op: start, duration, memory).
-add_run_metadata stores it in the train/ event file, where the Graph tab offers it as a "Session runs" tag
+add_run_metadata stores it in the train/ event file, where the Graph tab offers it as a tag of the run
 and colours nodes by compute time and memory; timeline turns it into a Chrome trace JSON.
 """
 import collections

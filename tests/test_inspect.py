@@ -128,8 +128,9 @@ def test_report_prints_every_section_for_every_model():
         out = io.StringIO()
         report(make_config(model=model, optimizer="adam"), out)
         text = out.getvalue()
-        for section in ("Placeholders", "Variables", "Optimizer slots of AdamOptimizer: m, v", "Ops per top-level scope",
-                        "Ops per type", "compute_gradients added", "One training sess.run", "FLOPs"):
+        for section in ("Placeholders", "Variables", "Optimizer slots of AdamOptimizer: m, v",
+                        "Ops per top-level scope", "Ops per type", "compute_gradients added", "One training sess.run",
+                        "FLOPs"):
             assert section in text, (model, section)
         assert "output/kernel/Adam_1" in text and "train/gradients/output" in text
 
