@@ -21,13 +21,13 @@ TRACE_STEPS = (5, 10)
 
 
 @pytest.fixture(scope="module")
-def traced_run(mnist, tmp_path_factory):
+def traced_training(mnist, tmp_path_factory):
     config = make_config(model="mlp64", steps=10, trace_steps=TRACE_STEPS)
     return train(config, mnist, logdir=tmp_path_factory.mktemp("logs"), out=open(os.devnull, "w"))
 
 
-def test_traced_steps_are_run_metadata_tags_of_the_train_writer(traced_run):
-    events = event_accumulator.EventAccumulator(str(pathlib.Path(traced_run.run_dir) / "train"))
+def test_traced_steps_are_run_metadata_tags_of_the_train_writer(traced_training):
+    events = event_accumulator.EventAccumulator(str(pathlib.Path(traced_training.run_dir) / "train"))
     events.Reload()
     assert events.Tags()["run_metadata"] == ["step5", "step10"]
     node_names = {node.node_name for device in events.RunMetadata("step10").step_stats.dev_stats
@@ -35,16 +35,16 @@ def test_traced_steps_are_run_metadata_tags_of_the_train_writer(traced_run):
     assert "train/step/update_hidden1/kernel/ResourceApplyRMSProp" in node_names
 
 
-def test_the_graph_plugin_lists_the_traced_steps(traced_run):
+def test_the_graph_plugin_lists_the_traced_steps(traced_training):
     """What TensorBoard's /data/plugin/graphs/info answers for this logdir."""
-    logdir = str(pathlib.Path(traced_run.run_dir).parent)
+    logdir = str(pathlib.Path(traced_training.run_dir).parent)
     multiplexer = plugin_event_multiplexer.EventMultiplexer()
     multiplexer.AddRunsFromDirectory(logdir)
     multiplexer.Reload()
     plugin = graphs_plugin.GraphsPlugin(base_plugin.TBContext(
         logdir=logdir, data_provider=data_provider.MultiplexerDataProvider(multiplexer, logdir)))
     info = plugin.info_impl(context.RequestContext(), experiment="")
-    train_run = info[f"{pathlib.Path(traced_run.run_dir).name}/train"]
+    train_run = info[f"{pathlib.Path(traced_training.run_dir).name}/train"]
     assert train_run["run_graph"]
     assert set(train_run["tags"]) == {"step5", "step10"}
     # add_run_metadata writes Event.tagged_run_metadata: the plugin offers it as profile data (compute time and
@@ -52,13 +52,13 @@ def test_the_graph_plugin_lists_the_traced_steps(traced_run):
     assert all(tag["profile"] for tag in train_run["tags"].values())
 
 
-def test_each_traced_step_leaves_a_chrome_trace(traced_run):
+def test_each_traced_step_leaves_a_chrome_trace(traced_training):
     for step in TRACE_STEPS:
-        trace = json.loads((pathlib.Path(traced_run.run_dir) / "traces" / f"timeline-step{step}.json").read_text())
+        trace = json.loads((pathlib.Path(traced_training.run_dir) / "traces" / f"timeline-step{step}.json").read_text())
         op_events = [e for e in trace["traceEvents"] if e.get("ph") == "X"]
         assert {"name", "ts", "dur", "pid", "tid", "args"} <= set(op_events[0])
         assert any(e["args"]["name"] == "train/gradients/hidden1/MatMul_grad/MatMul_1" for e in op_events)
-    assert sorted(p.name for p in (pathlib.Path(traced_run.run_dir) / "traces").iterdir()) == \
+    assert sorted(p.name for p in (pathlib.Path(traced_training.run_dir) / "traces").iterdir()) == \
         ["timeline-step10.json", "timeline-step5.json"]
 
 
@@ -89,14 +89,14 @@ def test_an_op_created_inside_the_loop_fails_loudly(mnist, tmp_path):
     assert len(trainer.model.graph.get_operations()) == ops_before
 
 
-def test_inspect_run_shows_the_logged_graph_traces_and_checkpoint(traced_run):
+def test_inspect_run_shows_the_logged_graph_traces_and_checkpoint(traced_training):
     out = io.StringIO()
-    run_report(traced_run.run_dir, out)
+    run_report(traced_training.run_dir, out)
     text = out.getvalue()
     assert "Traced steps (run-metadata tags): step5, step10" in text
     scopes = {line.split()[0] for line in text.split("ops\n")[1].split("Traced")[0].splitlines()}
     assert {"input", "hidden1", "output", "loss", "accuracy", "train", "summaries", "save", "init"} <= scopes
-    _, contents, files = checkpoint_contents(traced_run.run_dir)
+    _, contents, files = checkpoint_contents(traced_training.run_dir)
     assert dict(contents)["hidden1/kernel/RMSProp_1"] == [784, 64] and dict(contents)["global_step"] == []
     assert len(contents) == 13  # 4 weights, their 2 RMSProp slots each, global_step
     assert sorted(files) == ["model.ckpt-10.data-00000-of-00001", "model.ckpt-10.index", "model.ckpt-10.meta"]
