@@ -5,7 +5,7 @@ import sys
 from graph_nn import config as config_module
 from graph_nn.errors import GraphNNError
 
-COMMANDS = ("train", "evaluate", "summary")
+COMMANDS = ("train", "evaluate", "summary", "predict")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -52,6 +52,10 @@ def make_parser():
     add_data_flag(evaluate)
     summary = commands.add_parser("summary", help="print a model's layers, output shapes and parameter counts")
     summary.add_argument("--model", required=True, help=f"one of {', '.join(config_module.MODELS)}")
+    predict = commands.add_parser("predict", help="predict the digit in image files (PNG, JPEG, ...)")
+    predict.add_argument("images", nargs="+", metavar="IMAGE", help="one handwritten digit per file, any size")
+    predict.add_argument("--run", help="a run directory (default: the newest run under --logdir)")
+    predict.add_argument("--logdir", default="logs", help="where to look for the newest run (default logs)")
     return parser
 
 
@@ -110,6 +114,20 @@ def command_summary(args):
     return 0
 
 
+def command_predict(args):
+    from graph_nn.predict import format_prediction, predict_files
+    from graph_nn.runs import newest_run
+
+    run_dir = args.run or newest_run(args.logdir)
+    predictions = predict_files(run_dir, args.images)
+    for prediction in predictions:
+        if prediction.error:
+            print(f"graph-nn: error: {prediction.error}", file=sys.stderr)
+        else:
+            print(format_prediction(prediction))
+    return GraphNNError.exit_code if any(p.error for p in predictions) else 0
+
+
 def main(argv=None):
     import tensorflow as tf
 
@@ -117,7 +135,8 @@ def main(argv=None):
     tf.get_logger().setLevel("ERROR")
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
-        return {"train": command_train, "evaluate": command_evaluate, "summary": command_summary}[args.command](args)
+        return {"train": command_train, "evaluate": command_evaluate, "summary": command_summary,
+                "predict": command_predict}[args.command](args)
     except GraphNNError as e:
         print(f"graph-nn: error: {e}", file=sys.stderr)
         return e.exit_code
