@@ -64,6 +64,9 @@ def accuracies(run_dir, paths, labels):
 
 
 def main():
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")  # compat.v1 deprecation notices
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR")
     parser.add_argument("--count", type=int, default=1000)

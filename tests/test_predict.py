@@ -1,11 +1,15 @@
 """`predict` on digits as users scan them: MNIST's own preparation, and one sentence per unreadable file."""
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
 
+from graph_nn.config import make_config
 from graph_nn.digit_images import prepare
 from graph_nn.errors import GraphNNError
 from graph_nn.predict import predict_files
+from graph_nn.train import train
 from scripts.scanned_digits import accuracies, scan, write_scans
 from tests.conftest import run_cli
 
@@ -97,3 +101,13 @@ def test_predict_command_prints_each_file_and_fails_on_bad_ones(short_run, scans
     assert lines[0].startswith(f"{png}: 7 (p=") and lines[1].startswith(f"{jpeg}: 2 (p=")
     assert result.stderr.count("graph-nn: error:") == 1 and "empty.png: not an image file" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_cnn_reads_scans_better_than_the_mlp_after_as_many_steps(mnist, short_run, scans, tmp_path):
+    """short_run is mlp64 after 300 steps; the article-004 CNN gets the same 300 steps of batch 64."""
+    cnn = train(make_config("cnn", steps=300), mnist, logdir=tmp_path, out=open(os.devnull, "w"))
+    paths, labels = scans
+    cnn_prepared, cnn_plain = accuracies(cnn.run_dir, paths, labels)
+    mlp_prepared, _ = accuracies(short_run.run_dir, paths, labels)
+    assert cnn_prepared > mlp_prepared + 0.02
+    assert cnn_plain < 0.25
