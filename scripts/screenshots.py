@@ -22,7 +22,7 @@ RUNS = (["--preset", "chapter2"], ["--preset", "five-layer"])
 RUN_FLAGS = ["--epochs", "2", "--eval-every", "94", "--log-every", "20", "--histogram-every", "47"]
 # Dashboard -> the part of TensorBoard's URL after '#'. Smoothing off, so the scalar lines are the logged values.
 DASHBOARDS = {"scalars": "scalars&_smoothingWeight=0", "graphs": "graphs", "histograms": "histograms",
-              "images": "images", "pr_curves": "pr_curves", "hparams": "hparams"}
+              "images": "images", "pr_curves": "pr_curves", "hparams": "hparams", "projector": "projector"}
 WINDOW = "1400,1000"
 RENDER_MILLISECONDS = 20000
 
@@ -55,7 +55,9 @@ def wait_until_loaded(port, minimum_runs=4, seconds=120):
 def screenshot(chromium, url, path, profile):
     subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    "--hide-scrollbars", f"--user-data-dir={profile}", f"--window-size={WINDOW}",
+                    # The projector draws with WebGL: without a GPU, Chromium needs SwiftShader allowed.
+                    "--enable-unsafe-swiftshader", "--hide-scrollbars", f"--user-data-dir={profile}",
+                    f"--window-size={WINDOW}",
                     f"--virtual-time-budget={RENDER_MILLISECONDS}", f"--screenshot={path}", url],
                    check=True, capture_output=True, timeout=180)
 

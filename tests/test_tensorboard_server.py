@@ -90,7 +90,8 @@ def test_every_dashboard_is_enabled(server):
 
 def test_scalars_histograms_and_graph(server, run):
     scalars = server.wait_for("/data/plugin/scalars/tags", lambda t: f"{run}/validation" in t)
-    assert {"loss", "accuracy"} <= set(scalars[f"{run}/train"]) and {"loss", "accuracy"} <= set(scalars[f"{run}/validation"])
+    assert {"loss", "accuracy"} <= set(scalars[f"{run}/train"])
+    assert {"loss", "accuracy"} <= set(scalars[f"{run}/validation"])
     histograms = server.get("/data/plugin/histograms/tags")
     assert {"hidden1/kernel", "gradients/hidden1/kernel"} <= set(histograms[f"{run}/train"])
     assert server.get("/data/plugin/graphs/info")[f"{run}/train"]["run_graph"] is True
