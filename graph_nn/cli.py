@@ -5,7 +5,7 @@ import sys
 from graph_nn import config as config_module
 from graph_nn.errors import GraphNNError
 
-COMMANDS = ("train", "evaluate", "inspect", "export")
+COMMANDS = ("train", "evaluate", "summary", "predict", "inspect", "export")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -80,6 +80,12 @@ def make_parser():
     evaluate = commands.add_parser("evaluate", help="restore a run's latest checkpoint and test it")
     evaluate.add_argument("--run", required=True, help="a run directory under logs/")
     add_data_flag(evaluate)
+    summary = commands.add_parser("summary", help="print a model's layers, output shapes and parameter counts")
+    summary.add_argument("--model", required=True, help=f"one of {', '.join(config_module.MODELS)}")
+    predict = commands.add_parser("predict", help="predict the digit in image files (PNG, JPEG, ...)")
+    predict.add_argument("images", nargs="+", metavar="IMAGE", help="one handwritten digit per file, any size")
+    predict.add_argument("--run", help="a run directory (default: the newest run under --logdir)")
+    predict.add_argument("--logdir", default="logs", help="where to look for the newest run (default logs)")
     add_inspect_command(commands)
     add_export_command(commands)
     return parser
@@ -101,18 +107,23 @@ def config_from_args(args):
 
 def command_train(args):
     from graph_nn.data import load_dataset
+    from graph_nn.evaluate import report_run
     from graph_nn.model import build_graph, parameter_count
+    from graph_nn.model_summary import format_summary
     from graph_nn.train import train
 
     config = config_from_args(args)
     dataset = load_dataset(args.data_dir)
-    print(f"graph_nn: {config.preset} preset - {config.model} ({parameter_count(build_graph(config)):,} parameters), "
+    model = build_graph(config)
+    print(format_summary(model, config.model))
+    print(f"graph_nn: {config.preset} preset - {config.model} ({parameter_count(model):,} parameters), "
           f"{config.optimizer} lr {config.learning_rate}, batch {config.batch_size}, "
           + (f"{config.steps} steps" if config.steps else f"{config.epochs} epochs")
           + f", {config.init} init, seed {config.seed}", flush=True)
     result = train(config, dataset, logdir=args.logdir)
     print(f"\nTest accuracy: {result.test_accuracy:.4f} - test loss: {result.test_loss:.4f} "
-          f"(step {result.global_step})")
+          f"(step {result.global_step})\n")
+    report_run(result.run_dir, dataset, history=result.history, tensorboard=True)
     print(f"Run directory: {result.run_dir}")
     print(f"Look at it in TensorBoard:  tensorboard --logdir {args.logdir}")
     return 0
@@ -120,11 +131,33 @@ def command_train(args):
 
 def command_evaluate(args):
     from graph_nn.data import load_dataset
-    from graph_nn.evaluate import evaluate_run
+    from graph_nn.evaluate import report_run
 
-    loss, accuracy = evaluate_run(args.run, load_dataset(args.data_dir))
-    print(f"Test accuracy: {accuracy:.4f} - test loss: {loss:.4f}")
+    report_run(args.run, load_dataset(args.data_dir))
+    print(f"Pictures saved in {args.run}")
     return 0
+
+
+def command_summary(args):
+    from graph_nn.model import build_graph
+    from graph_nn.model_summary import format_summary
+
+    print(format_summary(build_graph(config_module.make_config(model=args.model)), args.model))
+    return 0
+
+
+def command_predict(args):
+    from graph_nn.predict import format_prediction, predict_files
+    from graph_nn.runs import newest_run
+
+    run_dir = args.run or newest_run(args.logdir)
+    predictions = predict_files(run_dir, args.images)
+    for prediction in predictions:
+        if prediction.error:
+            print(f"graph-nn: error: {prediction.error}", file=sys.stderr)
+        else:
+            print(format_prediction(prediction))
+    return GraphNNError.exit_code if any(p.error for p in predictions) else 0
 
 
 def command_inspect(args):
@@ -164,8 +197,8 @@ def main(argv=None):
     tf.get_logger().setLevel("ERROR")
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
-        commands = {"train": command_train, "evaluate": command_evaluate, "inspect": command_inspect,
-                    "export": command_export}
+        commands = {"train": command_train, "evaluate": command_evaluate, "summary": command_summary,
+                    "predict": command_predict, "inspect": command_inspect, "export": command_export}
         return commands[args.command](args)
     except GraphNNError as e:
         print(f"graph-nn: error: {e}", file=sys.stderr)

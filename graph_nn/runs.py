@@ -41,3 +41,12 @@ def latest_checkpoint(run_dir):
     if path is None:
         raise GraphNNError(f"{run_dir}: the run has no checkpoint to restore.")
     return path
+
+
+def newest_run(logdir):
+    """The run under logdir whose latest checkpoint was written last."""
+    states = list(pathlib.Path(logdir).glob(f"*/{CHECKPOINT_DIR}/checkpoint"))
+    if not states:
+        raise GraphNNError(f"{logdir}: no trained run with a checkpoint there; train one with `python run.py` "
+                           f"or pass --run RUN_DIR.")
+    return max(states, key=lambda state: state.stat().st_mtime).parent.parent

@@ -1,3 +1,4 @@
+import io
 import os
 import subprocess
 import sys
@@ -28,3 +29,13 @@ def run_cli(*args, cwd=None, timeout=300):
     """`python run.py ARGS` in a child process, as a user types it."""
     return subprocess.run([sys.executable, os.path.join(ROOT, "run.py"), *map(str, args)],
                           cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def reported_run(short_run, mnist):
+    """short_run after the end-of-run report, pictures and TensorBoard extras, as `python run.py` makes them."""
+    from graph_nn.evaluate import report_run
+
+    printed = io.StringIO()
+    evaluation = report_run(short_run.run_dir, mnist, out=printed, history=short_run.history, tensorboard=True)
+    return evaluation, printed.getvalue()

@@ -1,0 +1,154 @@
+"""What a finished run adds to TensorBoard beyond scalars, histograms and the graph.
+
+    RUN/              hparams: the run's hyper-parameters and which scalars are its metrics (HParams tab)
+    RUN/evaluation/   the report's pictures and a few input digits (Images), one PR curve per digit (PR Curves),
+                      the last hidden layer's activations with labels and a sprite (Projector)
+
+Everything here is written once, after training, so the training loop itself stays as fast as before.
+"""
+import io
+import math
+import pathlib
+
+import numpy as np
+import tensorflow as tf
+from google.protobuf import text_format
+from tensorboard.plugins.hparams import api_pb2
+from tensorboard.plugins.hparams import summary as hparams_summary
+from tensorboard.plugins.pr_curve import summary as pr_curve_summary
+from tensorboard.plugins.projector import projector_config_pb2
+
+from graph_nn import config as config_module
+from graph_nn.data import IMAGE_SIZE, NUM_CLASSES
+from graph_nn.errors import GraphNNError
+
+v1 = tf.compat.v1
+EVALUATION_DIR = "evaluation"
+PROJECTOR_FILES = {"checkpoint": "embedding.ckpt", "metadata": "metadata.tsv", "sprite": "sprite.png"}
+INPUT_DIGITS = 6
+PROJECTOR_DIGITS = 2000
+# The scalars the HParams tab shows per run: (run sub-directory, tag, display name).
+METRICS = (("validation", "accuracy", "test accuracy"), ("validation", "loss", "test loss"),
+           ("train", "loss", "train loss"))
+
+
+def file_writer(directory):
+    try:
+        with tf.Graph().as_default():  # FileWriter refuses to work in eager mode, TF2's default
+            return v1.summary.FileWriter(str(directory))
+    except (tf.errors.OpError, OSError) as e:
+        raise GraphNNError(f"{directory}: cannot write TensorBoard event files ({e}).") from None
+
+
+def image_value(tag, png_bytes):
+    from PIL import Image
+
+    width, height = Image.open(io.BytesIO(png_bytes)).size
+    return v1.Summary.Value(tag=tag, image=v1.Summary.Image(height=height, width=width, colorspace=4,
+                                                            encoded_image_string=png_bytes))
+
+
+def digit_png(image):
+    """A 28x28 grayscale PNG of one flattened [0, 1] digit."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    pixels = np.round(image.reshape(IMAGE_SIZE, IMAGE_SIZE) * 255).astype(np.uint8)
+    Image.fromarray(pixels, mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_images(writer, step, pictures, images, labels):
+    """The report's pictures ({tag: png}) and the first test digits, tagged like tf.summary.image's outputs."""
+    values = [image_value(tag, png) for tag, png in pictures.items()]
+    values += [image_value(f"input_digits/image/{i}_label_{labels[i]}", digit_png(images[i]))
+               for i in range(min(INPUT_DIGITS, len(labels)))]
+    writer.add_summary(v1.Summary(value=values), step)
+
+
+def write_pr_curves(writer, step, labels, probabilities):
+    """One precision/recall curve per digit: that digit against all the others, by its softmax probability."""
+    for digit in range(NUM_CLASSES):
+        summary = pr_curve_summary.pb(f"digit_{digit}", labels == digit, probabilities[:, digit].astype(np.float32),
+                                      display_name=f"digit {digit}")
+        writer.add_summary(summary, step)
+
+
+def hparams_of(config, global_step, train_examples):
+    return {"model": config.model, "optimizer": config.optimizer, "learning_rate": config.learning_rate,
+            "batch_size": config.batch_size, "epochs": round(global_step * config.batch_size / train_examples, 2),
+            "steps": global_step, "init": config.init, "seed": config.seed, "preset": config.preset or ""}
+
+
+def experiment():
+    """The same experiment in every run, so whichever run TensorBoard reads it from, it describes them all."""
+    def discrete(name, values):
+        return api_pb2.HParamInfo(name=name, type=api_pb2.DATA_TYPE_STRING,
+                                  domain_discrete={"values": [{"string_value": v} for v in values]})
+
+    def number(name):
+        return api_pb2.HParamInfo(name=name, type=api_pb2.DATA_TYPE_FLOAT64)
+
+    hparams = [discrete("model", config_module.MODELS), discrete("optimizer", config_module.OPTIMIZERS),
+               number("learning_rate"), number("batch_size"), number("epochs"), number("steps"),
+               discrete("init", config_module.INITS), number("seed"),
+               discrete("preset", ("",) + tuple(config_module.PRESETS))]
+    metrics = [api_pb2.MetricInfo(name=api_pb2.MetricName(group=group, tag=tag), display_name=name)
+               for group, tag, name in METRICS]
+    return hparams_summary.experiment_pb(hparams, metrics)
+
+
+def write_hparams(run_dir, config, global_step, train_examples, start_time):
+    writer = file_writer(run_dir)
+    try:
+        writer.add_summary(experiment().SerializeToString(), global_step)
+        writer.add_summary(hparams_summary.session_start_pb(hparams_of(config, global_step, train_examples),
+                                                            start_time_secs=start_time), global_step)
+        writer.add_summary(hparams_summary.session_end_pb(api_pb2.STATUS_SUCCESS), global_step)
+    finally:
+        writer.close()
+
+
+def sprite(images):
+    """All digits in one square grid image, dark on white, as the projector's sprite wants them."""
+    from PIL import Image
+
+    side = math.ceil(math.sqrt(len(images)))
+    grid = np.ones((side * side, IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
+    grid[:len(images)] = 1 - images.reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
+    grid = grid.reshape(side, side, IMAGE_SIZE, IMAGE_SIZE).transpose(0, 2, 1, 3)
+    pixels = np.round(grid.reshape(side * IMAGE_SIZE, side * IMAGE_SIZE) * 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def save_embedding(path, name, activations):
+    """A TF1 checkpoint holding one variable, the way the projector reads embeddings."""
+    graph = tf.Graph()
+    with graph.as_default():
+        value = v1.placeholder(tf.float32, activations.shape)
+        variable = v1.Variable(value, name=name)
+        saver = v1.train.Saver([variable], save_relative_paths=True)
+        with v1.Session(graph=graph) as sess:
+            sess.run(variable.initializer, {value: activations})
+            saver.save(sess, str(path), write_meta_graph=False)
+
+
+def write_projector(directory, name, activations, images, labels, predictions):
+    """directory/projector_config.pbtxt with the embedding, labels (metadata.tsv) and sprite next to it.
+
+    The directory must also hold an event file: the projector only looks into TensorBoard's runs.
+    """
+    directory = pathlib.Path(directory)
+    save_embedding(directory / PROJECTOR_FILES["checkpoint"], name, activations.reshape(len(activations), -1))
+    rows = ["label\tpredicted\tcorrect"] + [f"{t}\t{p}\t{'yes' if t == p else 'no'}"
+                                            for t, p in zip(labels, predictions)]
+    (directory / PROJECTOR_FILES["metadata"]).write_text("\n".join(rows) + "\n")
+    (directory / PROJECTOR_FILES["sprite"]).write_bytes(sprite(images))
+    # No model_checkpoint_path: the projector finds the checkpoint next to its config, so logs/ can be moved.
+    config = projector_config_pb2.ProjectorConfig()
+    embedding = config.embeddings.add(tensor_name=name, metadata_path=PROJECTOR_FILES["metadata"])
+    embedding.sprite.image_path = PROJECTOR_FILES["sprite"]
+    embedding.sprite.single_image_dim.extend([IMAGE_SIZE, IMAGE_SIZE])
+    (directory / "projector_config.pbtxt").write_text(text_format.MessageToString(config))
