@@ -46,7 +46,10 @@ def add_data_flag(parser):
 def make_parser():
     parser = ArgumentParser(prog="graph-nn", description="TF1 graph-mode MNIST networks with TensorBoard.")
     commands = parser.add_subparsers(dest="command", parser_class=ArgumentParser)
-    add_train_flags(commands.add_parser("train", help="train a network (the default command)"))
+    train = commands.add_parser("train", help="train a network (the default command)")
+    add_train_flags(train)
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its latest checkpoint, "
+                                                           "in its directory and with its configuration")
     evaluate = commands.add_parser("evaluate", help="restore a run's latest checkpoint and test it")
     evaluate.add_argument("--run", required=True, help="a run directory under logs/")
     add_data_flag(evaluate)
@@ -60,19 +63,39 @@ def parse_args(argv):
     return make_parser().parse_args(argv)
 
 
+CONFIG_FLAGS = ("model", "init", "optimizer", "learning_rate", "momentum", "rho", "beta1", "beta2", "epsilon",
+                "batch_size", "epochs", "steps", "batching", "seed", "eval_every", "print_every", "log_every",
+                "histogram_every", "checkpoint_every")
+
+
 def config_from_args(args):
-    names = ("model", "init", "optimizer", "learning_rate", "momentum", "rho", "beta1", "beta2", "epsilon",
-             "batch_size", "epochs", "steps", "batching", "seed", "eval_every", "print_every", "log_every",
-             "histogram_every", "checkpoint_every")
-    return config_module.make_config(args.preset, **{name: getattr(args, name) for name in names})
+    return config_module.make_config(args.preset, **{name: getattr(args, name) for name in CONFIG_FLAGS})
+
+
+def command_resume(args):
+    from graph_nn.data import load_dataset
+    from graph_nn.recovery import resumable_config
+    from graph_nn.train import resume
+
+    flags = {name: getattr(args, name) for name in ("preset",) + CONFIG_FLAGS}
+    config = resumable_config(args.resume, flags)
+    print(f"graph_nn: resuming a {config.model} run - {config.optimizer} lr {config.learning_rate}, "
+          f"batch {config.batch_size}, seed {config.seed}", flush=True)
+    result = resume(args.resume, load_dataset(args.data_dir))
+    print(f"\nTest accuracy: {result.test_accuracy:.4f} - test loss: {result.test_loss:.4f} "
+          f"(step {result.global_step})")
+    print(f"Run directory: {result.run_dir}")
+    return 0
 
 
 def command_train(args):
+    if args.resume:
+        return command_resume(args)
+    config = config_from_args(args)
     from graph_nn.data import load_dataset
     from graph_nn.model import build_graph, parameter_count
     from graph_nn.train import train
 
-    config = config_from_args(args)
     dataset = load_dataset(args.data_dir)
     print(f"graph_nn: {config.preset} preset - {config.model} ({parameter_count(build_graph(config)):,} parameters), "
           f"{config.optimizer} lr {config.learning_rate}, batch {config.batch_size}, "
@@ -96,13 +119,17 @@ def command_evaluate(args):
 
 
 def main(argv=None):
-    import tensorflow as tf
+    import logging
 
-    # compat.v1 APIs log deprecation notices that say nothing to a user of this tool.
-    tf.get_logger().setLevel("ERROR")
+    # compat.v1 APIs log deprecation notices that say nothing to a user of this tool.  The logger is
+    # tf.get_logger()'s, set without importing TensorFlow so that a mistyped flag is answered at once.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
         return {"train": command_train, "evaluate": command_evaluate}[args.command](args)
     except GraphNNError as e:
         print(f"graph-nn: error: {e}", file=sys.stderr)
         return e.exit_code
+    except KeyboardInterrupt:  # Ctrl-C before training started: nothing to save yet
+        print("\ngraph-nn: interrupted.", file=sys.stderr)
+        return 130
