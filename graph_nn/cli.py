@@ -91,12 +91,14 @@ def command_resume(args):
 def command_train(args):
     if args.resume:
         return command_resume(args)
-    config = config_from_args(args)
     from graph_nn.data import load_dataset
+
+    config = config_from_args(args)
+    dataset = load_dataset(args.data_dir)
+    # TensorFlow (seconds to import) only now, so that bad flags and bad data are answered at once.
     from graph_nn.model import build_graph, parameter_count
     from graph_nn.train import train
 
-    dataset = load_dataset(args.data_dir)
     print(f"graph_nn: {config.preset} preset - {config.model} ({parameter_count(build_graph(config)):,} parameters), "
           f"{config.optimizer} lr {config.learning_rate}, batch {config.batch_size}, "
           + (f"{config.steps} steps" if config.steps else f"{config.epochs} epochs")

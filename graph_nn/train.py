@@ -1,4 +1,5 @@
 """The manual Session loop: feed mini-batches, run the train op, write summaries, evaluate, checkpoint."""
+import contextlib
 import dataclasses
 import math
 import pathlib
@@ -107,19 +108,12 @@ class Trainer:
         with recovery.exclusive(self.run_dir):
             if not self.resume:
                 self.create_run_files()
-            writers = Writers(self.run_dir, self.model.graph)
-            try:
-                with deterministic_ops(), stop_requested_by_signals() as stop, \
-                        v1.Session(graph=self.model.graph, config=session_config()) as sess:
-                    first_step = self.restore(sess) if self.resume else self.initialize(sess)
-                    # TensorBoard drops every event at or after a START's step: those a killed run wrote
-                    # past its last checkpoint, which this session writes again.
-                    start = v1.SessionLog(status=v1.SessionLog.START)
-                    for writer in (writers.train, writers.validation):
-                        writer.add_session_log(start, first_step + 1 if self.resume else 0)
+            with deterministic_ops(), stop_requested_by_signals() as stop, \
+                    v1.Session(graph=self.model.graph, config=session_config()) as sess:
+                first_step = self.restore(sess) if self.resume else self.initialize(sess)
+                with contextlib.closing(Writers(self.run_dir, self.model.graph)) as writers:
+                    self.mark_session_start(writers, first_step)
                     self.loop(sess, writers, first_step, stop)
-            finally:
-                writers.close()
         last = self.history[-1]
         return RunResult(str(self.run_dir), last["step"], last["val_loss"], last["val_accuracy"], self.history)
 
@@ -155,6 +149,17 @@ class Trainer:
         self.say(f"Resuming {self.run_dir} at step {step}/{self.schedule.total_steps} "
                  f"(epoch {epoch + 1}, {position} of its {self.schedule.steps_per_epoch} steps done)")
         return step
+
+    def mark_session_start(self, writers, first_step):
+        """SessionLog(START) at step 0, or at the first step of a resumed session.
+
+        On a START, TensorBoard drops the events at and after its step: those a killed run wrote past its
+        last checkpoint, which this session writes again.  Its Python loader ignores a run's first START,
+        hence one at step 0 too.
+        """
+        start = v1.SessionLog(status=v1.SessionLog.START)
+        for writer in (writers.train, writers.validation):
+            writer.add_session_log(start, first_step + 1 if self.resume else 0)
 
     def loop(self, sess, writers, first_step, stop):
         schedule, config = self.schedule, self.config
@@ -247,6 +252,7 @@ class Trainer:
 
 def train(config, dataset, logdir="logs", out=None):
     """Trains config's model on dataset in a new run directory under logdir; returns the RunResult."""
+    BatchSchedule(config, len(dataset.train))  # refuses a batch larger than the data before a directory is made
     run_dir = runs.new_run_dir(logdir, config.model)
     return Trainer(config, dataset, run_dir, out).run()
 
