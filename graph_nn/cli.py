@@ -1,5 +1,6 @@
 """The command line: `python run.py [train] ...` and its sub-commands. User errors end in one sentence."""
 import argparse
+import os
 import sys
 
 from graph_nn import config as config_module
@@ -72,16 +73,29 @@ def config_from_args(args):
     return config_module.make_config(args.preset, **{name: getattr(args, name) for name in CONFIG_FLAGS})
 
 
+def refuse_changed_flags(run_dir, config, args):
+    """--resume continues a run as it was configured: a flag given with another value is a mistake."""
+    for name in ("preset",) + CONFIG_FLAGS:
+        given, saved = getattr(args, name), getattr(config, name)
+        if given is not None and given != saved:
+            raise GraphNNError(f"{run_dir} was trained with --{name.replace('_', '-')} {saved}, not {given}; "
+                               f"--resume continues a run with the configuration in its config.json.")
+
+
 def command_resume(args):
     from graph_nn.data import load_dataset
-    from graph_nn.recovery import resumable_config
+
+    if not os.path.isdir(args.resume):
+        raise GraphNNError(f"--resume {args.resume}: no such run directory.")
+    config = config_module.load_config(args.resume)
+    config_module.validate(config)
+    refuse_changed_flags(args.resume, config, args)
+    dataset = load_dataset(args.data_dir)
     from graph_nn.train import resume
 
-    flags = {name: getattr(args, name) for name in ("preset",) + CONFIG_FLAGS}
-    config = resumable_config(args.resume, flags)
     print(f"graph_nn: resuming a {config.model} run - {config.optimizer} lr {config.learning_rate}, "
           f"batch {config.batch_size}, seed {config.seed}", flush=True)
-    result = resume(args.resume, load_dataset(args.data_dir))
+    result = resume(args.resume, dataset)
     print(f"\nTest accuracy: {result.test_accuracy:.4f} - test loss: {result.test_loss:.4f} "
           f"(step {result.global_step})")
     print(f"Run directory: {result.run_dir}")

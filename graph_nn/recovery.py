@@ -1,5 +1,5 @@
 """What it takes to continue a run exactly where it stopped: checkpoints that hold the loop's own state,
-only finite weights in them, one process per run directory, and a resume that keeps the run's configuration.
+only finite weights in them, and one process per run directory.
 """
 import contextlib
 import fcntl
@@ -7,8 +7,6 @@ import pathlib
 
 import tensorflow as tf
 
-from graph_nn import runs
-from graph_nn.config import load_config, validate
 from graph_nn.errors import GraphNNError
 
 v1 = tf.compat.v1
@@ -68,19 +66,3 @@ def exclusive(run_dir):
             raise GraphNNError(f"{run_dir} is being trained by another process right now.") from None
         yield
 
-
-def resumable_config(run_dir, flags):
-    """The configuration of the run in run_dir, once sure it has a checkpoint and no flag would change it.
-
-    flags maps TrainConfig field names to the values given on the command line (None: not given).
-    """
-    if not pathlib.Path(run_dir).is_dir():
-        raise GraphNNError(f"--resume {run_dir}: no such run directory.")
-    config = load_config(run_dir)
-    validate(config)
-    for name, value in flags.items():
-        if value is not None and getattr(config, name) != value:
-            raise GraphNNError(f"{run_dir} was trained with --{name.replace('_', '-')} {getattr(config, name)}, "
-                               f"not {value}; --resume continues a run with the configuration in its config.json.")
-    runs.latest_checkpoint(run_dir)
-    return config
