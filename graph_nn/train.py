@@ -193,7 +193,7 @@ class Trainer:
             # Saved after the epoch-end reset, so that a resumed run starts from the state the next step sees.
             if evaluating or stop or (config.checkpoint_every and global_step % config.checkpoint_every == 0):
                 self.save(sess, writers, global_step)
-            if stop:
+            if stop and global_step < schedule.total_steps:  # on the last step, the run just ends
                 if bar:
                     self.say("")
                 raise Interrupted(f"stopped by {stop.name} at step {global_step} after saving its checkpoint; "
