@@ -23,11 +23,11 @@ from graph_nn.progress import format_metrics
 from graph_nn.train import train
 from tests.conftest import ROOT, run_cli
 
-# mlp64 with Adam (slots to restore), 3 epochs of 60 batches, a checkpoint every 25 steps (75 falls
-# mid-epoch, at an odd step between two train scalars), histograms big enough to reach the event file
-# before a flush, and a line per step to know where the child is.
+# mlp64 with Adam (slots to restore), 3 epochs of 60 batches, a checkpoint every 40 steps (80 falls mid-epoch
+# and between two train scalars), histograms (~30 kB events) every 5 steps so that a killed run leaves events
+# past its last checkpoint on disk, and a line per step to know where the child is.
 FLAGS = ("--model", "mlp64", "--optimizer", "adam", "--batch-size", "1000", "--epochs", "3",
-         "--checkpoint-every", "25", "--log-every", "2", "--histogram-every", "20", "--print-every", "1")
+         "--checkpoint-every", "40", "--log-every", "3", "--histogram-every", "5", "--print-every", "1")
 STEPS, STEPS_PER_EPOCH = 180, 60
 EVALUATED = [60, 120, 180]
 
@@ -101,19 +101,19 @@ def assert_same_as_uninterrupted(run_dir, uninterrupted, stdout, resumed_at):
     for split, tag in [("train", "loss"), ("train", "accuracy"), ("validation", "loss"), ("validation", "accuracy")]:
         assert scalars(run_dir, tag, split) == scalars(uninterrupted.run_dir, tag, split), (split, tag)
         assert tensorboard_steps(run_dir, tag, split) == tensorboard_steps(uninterrupted.run_dir, tag, split)
-    assert [s for s, _ in scalars(run_dir, "loss")] == list(range(2, STEPS + 1, 2))
+    assert [s for s, _ in scalars(run_dir, "loss")] == list(range(3, STEPS + 1, 3))
     assert [s for s, _ in scalars(run_dir, "accuracy", "validation")] == EVALUATED
 
 
 def test_sigkill_mid_epoch_then_resume_is_the_uninterrupted_run_bit_for_bit(uninterrupted, tmp_path):
     child = start_cli(*FLAGS, "--logdir", tmp_path)
-    wait_for_step(child, 95)
+    wait_for_step(child, 88)
     child.send_signal(signal.SIGKILL)
     child.communicate()
     assert child.returncode == -signal.SIGKILL
     run_dir = only_run_dir(tmp_path)
     killed_at = checkpoint_step(run_dir)
-    assert killed_at >= 75 and killed_at % STEPS_PER_EPOCH != 0 and killed_at < STEPS and killed_at % 2
+    assert 80 <= killed_at < STEPS and killed_at % STEPS_PER_EPOCH != 0
     written = [s for s, _ in scalars(run_dir, "loss")]
     assert written[-1] > killed_at, "the killed run should have left events past its checkpoint to drop"
 
@@ -144,7 +144,7 @@ def test_ctrl_c_and_sigterm_save_the_current_step_and_say_how_to_resume(signum, 
     assert match, message
     stopped_at = int(match.group(1))
     assert stopped_at < STEPS and checkpoint_step(run_dir) == stopped_at
-    assert stopped_at - 2 < scalars(run_dir, "loss")[-1][0] <= stopped_at  # events flushed up to it
+    assert stopped_at - 3 < scalars(run_dir, "loss")[-1][0] <= stopped_at  # events flushed up to it
     if not resume:
         return
     resumed = run_cli("--resume", run_dir)
