@@ -1,5 +1,6 @@
 """The command line: `python run.py [train] ...` and its sub-commands. User errors end in one sentence."""
 import argparse
+import dataclasses
 import os
 import sys
 
@@ -64,19 +65,17 @@ def parse_args(argv):
     return make_parser().parse_args(argv)
 
 
-CONFIG_FLAGS = ("model", "init", "optimizer", "learning_rate", "momentum", "rho", "beta1", "beta2", "epsilon",
-                "batch_size", "epochs", "steps", "batching", "seed", "eval_every", "print_every", "log_every",
-                "histogram_every", "checkpoint_every")
-
-
 def config_from_args(args):
-    return config_module.make_config(args.preset, **{name: getattr(args, name) for name in CONFIG_FLAGS})
+    names = ("model", "init", "optimizer", "learning_rate", "momentum", "rho", "beta1", "beta2", "epsilon",
+             "batch_size", "epochs", "steps", "batching", "seed", "eval_every", "print_every", "log_every",
+             "histogram_every", "checkpoint_every")
+    return config_module.make_config(args.preset, **{name: getattr(args, name) for name in names})
 
 
 def refuse_changed_flags(run_dir, config, args):
     """--resume continues a run as it was configured: a flag given with another value is a mistake."""
-    for name in ("preset",) + CONFIG_FLAGS:
-        given, saved = getattr(args, name), getattr(config, name)
+    for name in (field.name for field in dataclasses.fields(config)):
+        given, saved = getattr(args, name, None), getattr(config, name)
         if given is not None and given != saved:
             raise GraphNNError(f"{run_dir} was trained with --{name.replace('_', '-')} {saved}, not {given}; "
                                f"--resume continues a run with the configuration in its config.json.")

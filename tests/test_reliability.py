@@ -147,7 +147,7 @@ def test_ctrl_c_and_sigterm_save_the_current_step_and_say_how_to_resume(signum, 
     assert stopped_at - 3 < scalars(run_dir, "loss")[-1][0] <= stopped_at  # events flushed up to it
     if not resume:
         return
-    resumed = run_cli("--resume", run_dir)
+    resumed = run_cli("--resume", run_dir, "--model", "mlp64", "--epochs", "3")  # flags that agree are fine
     assert resumed.returncode == 0, resumed.stderr
     assert_same_as_uninterrupted(run_dir, uninterrupted, resumed.stdout, stopped_at)
 
