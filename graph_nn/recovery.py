@@ -11,6 +11,7 @@ from graph_nn.errors import GraphNNError
 
 v1 = tf.compat.v1
 LOCK_FILE = ".lock"
+DATA_SOURCE_FILE = "data_source.txt"
 
 
 class LoopState:
@@ -66,3 +67,18 @@ def exclusive(run_dir):
             raise GraphNNError(f"{run_dir} is being trained by another process right now.") from None
         yield
 
+
+
+def record_data_source(run_dir, source):
+    """Notes where the run's data came from; config.json does not, and a resume must use the same data."""
+    (pathlib.Path(run_dir) / DATA_SOURCE_FILE).write_text(str(pathlib.Path(source).resolve()) + "\n")
+
+
+def check_data_source(run_dir, source):
+    path = pathlib.Path(run_dir) / DATA_SOURCE_FILE
+    if not path.is_file():  # a run from before the file existed
+        return
+    recorded = path.read_text().strip()
+    if recorded != str(pathlib.Path(source).resolve()):
+        raise GraphNNError(f"{run_dir} was trained on the data in {recorded}, not {source}; "
+                           f"resume it with --data-dir {recorded}.")

@@ -106,7 +106,9 @@ class Trainer:
 
     def run(self):
         with recovery.exclusive(self.run_dir):
-            if not self.resume:
+            if self.resume:
+                recovery.check_data_source(self.run_dir, self.dataset.source)
+            else:
                 self.create_run_files()
             with deterministic_ops(), stop_requested_by_signals() as stop, \
                     v1.Session(graph=self.model.graph, config=session_config()) as sess:
@@ -120,6 +122,7 @@ class Trainer:
     def create_run_files(self):
         try:
             save_config(self.config, self.run_dir)
+            recovery.record_data_source(self.run_dir, self.dataset.source)
             (pathlib.Path(self.run_dir) / runs.CHECKPOINT_DIR).mkdir(exist_ok=True)
         except OSError as e:
             raise GraphNNError(f"{self.run_dir}: cannot write the run's files ({e.strerror or e}).") from None

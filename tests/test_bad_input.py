@@ -39,10 +39,13 @@ def paths(mnist, tmp_path_factory):
         shutil.copy(SHIPPED_DIR / (stem + ".gz"), corrupt)
     (corrupt / (FILES["test_labels"] + ".gz")).unlink()
     (corrupt / FILES["test_labels"]).write_bytes(b"\x00\x00\x08\x01" + (10000).to_bytes(4, "big") + bytes(9999))
+    copy = root / "mnist-copy"
+    shutil.copytree(SHIPPED_DIR, copy)
     a_file = root / "a-file"
     a_file.write_text("not a directory\n")
     return dict(logdir=logdir, run=run, bare_run=bare_run, broken_config=broken_config, empty=empty,
-                corrupt=corrupt, file=a_file, nothing=root / "nothing-here")
+                corrupt=corrupt, copy=copy, shipped=SHIPPED_DIR.resolve(), file=a_file,
+                nothing=root / "nothing-here")
 
 
 CASES = [  # (id, arguments, what the one sentence says, how the child is run)
@@ -82,6 +85,8 @@ CASES = [  # (id, arguments, what the one sentence says, how the child is run)
      "config.json.", None),
     ("resume with another learning rate", ["--resume", "{run}", "--lr", "0.5"],
      "{run} was trained with --learning-rate 0.001, not 0.5;", None),
+    ("resume on other data", ["--resume", "{run}", "--data-dir", "{copy}"],
+     "{run} was trained on the data in {shipped}, not {copy}; resume it with --data-dir {shipped}.", None),
     ("resume a finished run", ["--resume", "{run}"],
      "{run} already finished its 20 steps; test it with: python run.py evaluate --run {run}", None),
     ("resume a run another process trains", ["--resume", "{run}"],
