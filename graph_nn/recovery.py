@@ -2,12 +2,16 @@
 only finite weights in them, and one process per run directory.
 """
 import contextlib
-import fcntl
 import pathlib
 
 import tensorflow as tf
 
 from graph_nn.errors import GraphNNError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so run directories go unlocked there
+    fcntl = None
 
 v1 = tf.compat.v1
 LOCK_FILE = ".lock"
@@ -61,10 +65,11 @@ def exclusive(run_dir):
     except OSError as e:
         raise GraphNNError(f"{run_dir}: cannot write in the run directory ({e.strerror or e}).") from None
     with lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise GraphNNError(f"{run_dir} is being trained by another process right now.") from None
+        if fcntl:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise GraphNNError(f"{run_dir} is being trained by another process right now.") from None
         yield
 
 
