@@ -15,8 +15,8 @@ import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator, plugin_event_accumulator
 from tensorflow.python.framework import config as tf_config
 
-from graph_nn.cli import config_from_args, parse_args
 from graph_nn import runs
+from graph_nn.cli import config_from_args, parse_args
 from graph_nn.config import make_config
 from graph_nn.errors import TrainingDiverged
 from graph_nn.progress import format_metrics
