@@ -1,5 +1,7 @@
 """The command line: `python run.py [train] ...` and its sub-commands. User errors end in one sentence."""
 import argparse
+import dataclasses
+import os
 import sys
 
 from graph_nn import config as config_module
@@ -76,7 +78,10 @@ def add_data_flag(parser):
 def make_parser():
     parser = ArgumentParser(prog="graph-nn", description="TF1 graph-mode MNIST networks with TensorBoard.")
     commands = parser.add_subparsers(dest="command", parser_class=ArgumentParser)
-    add_train_flags(commands.add_parser("train", help="train a network (the default command)"))
+    train = commands.add_parser("train", help="train a network (the default command)")
+    add_train_flags(train)
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its latest checkpoint, "
+                                                           "in its directory and with its configuration")
     evaluate = commands.add_parser("evaluate", help="restore a run's latest checkpoint and test it")
     evaluate.add_argument("--run", required=True, help="a run directory under logs/")
     add_data_flag(evaluate)
@@ -105,15 +110,48 @@ def config_from_args(args):
     return config_module.make_config(args.preset, **{name: getattr(args, name) for name in names})
 
 
-def command_train(args):
+def refuse_changed_flags(run_dir, config, args):
+    """--resume continues a run as it was configured: a flag given with another value is a mistake."""
+    for name in (field.name for field in dataclasses.fields(config)):
+        given, saved = getattr(args, name, None), getattr(config, name)
+        if given is not None and given != saved:
+            raise GraphNNError(f"{run_dir} was trained with --{name.replace('_', '-')} {saved}, not {given}; "
+                               f"--resume continues a run with the configuration in its config.json.")
+
+
+def command_resume(args):
     from graph_nn.data import load_dataset
+
+    if not os.path.isdir(args.resume):
+        raise GraphNNError(f"--resume {args.resume}: no such run directory.")
+    config = config_module.load_config(args.resume)
+    config_module.validate(config)
+    refuse_changed_flags(args.resume, config, args)
+    dataset = load_dataset(args.data_dir)
+    from graph_nn.train import resume
+
+    print(f"graph_nn: resuming a {config.model} run - {config.optimizer} lr {config.learning_rate}, "
+          f"batch {config.batch_size}, seed {config.seed}", flush=True)
+    result = resume(args.resume, dataset)
+    print(f"\nTest accuracy: {result.test_accuracy:.4f} - test loss: {result.test_loss:.4f} "
+          f"(step {result.global_step})")
+    print(f"Run directory: {result.run_dir}")
+    return 0
+
+
+def command_train(args):
+    if args.resume:
+        return command_resume(args)
+    from graph_nn.data import load_dataset
+
+    config = config_from_args(args)
+    dataset = load_dataset(args.data_dir)
+    # TensorFlow (seconds to import) only now, so that bad flags and bad data are answered at once.
     from graph_nn.evaluate import report_run
     from graph_nn.model import build_graph, parameter_count
     from graph_nn.model_summary import format_summary
     from graph_nn.train import train
 
-    config = config_from_args(args)
-    dataset = load_dataset(args.data_dir)
     model = build_graph(config)
     print(format_summary(model, config.model))
     print(f"graph_nn: {config.preset} preset - {config.model} ({parameter_count(model):,} parameters), "
@@ -191,10 +229,11 @@ def command_export(args):
 
 
 def main(argv=None):
-    import tensorflow as tf
+    import logging
 
-    # compat.v1 APIs log deprecation notices that say nothing to a user of this tool.
-    tf.get_logger().setLevel("ERROR")
+    # compat.v1 APIs log deprecation notices that say nothing to a user of this tool.  The logger is
+    # tf.get_logger()'s, set without importing TensorFlow so that a mistyped flag is answered at once.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
         commands = {"train": command_train, "evaluate": command_evaluate, "summary": command_summary,
@@ -203,3 +242,6 @@ def main(argv=None):
     except GraphNNError as e:
         print(f"graph-nn: error: {e}", file=sys.stderr)
         return e.exit_code
+    except KeyboardInterrupt:  # Ctrl-C before training started: nothing to save yet
+        print("\ngraph-nn: interrupted.", file=sys.stderr)
+        return 130

@@ -11,3 +11,11 @@ class TrainingDiverged(GraphNNError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
     exit_code = 3
+
+
+class Interrupted(GraphNNError):
+    """SIGINT or SIGTERM stopped the run after it saved a checkpoint of the current step."""
+
+    def __init__(self, message, exit_code):
+        super().__init__(message)
+        self.exit_code = exit_code

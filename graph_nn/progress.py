@@ -31,12 +31,16 @@ class Meter:
 
 
 class EpochBar:
-    """`Epoch 2/5` then `469/469 [=====] 3s 6ms/step - loss: ... - accuracy: ...`."""
+    """`Epoch 2/5` then `469/469 [=====] 3s 6ms/step - loss: ... - accuracy: ...`.
 
-    def __init__(self, epoch, epochs, steps, stream=None):
+    `done` is how many of the epoch's steps a resumed run had made before it stopped.
+    """
+
+    def __init__(self, epoch, epochs, steps, stream=None, done=0):
         self.stream = stream or sys.stdout
         self.live = self.stream.isatty()
         self.steps = steps
+        self.done_before = done
         self.start = self.last_draw = time.perf_counter()
         print(f"Epoch {epoch}/{epochs}", file=self.stream, flush=True)
 
@@ -56,5 +60,5 @@ class EpochBar:
         elapsed = now - self.start
         filled = BAR_WIDTH * done // self.steps
         bar = "=" * filled + (">" if filled < BAR_WIDTH else "") + "." * (BAR_WIDTH - filled - 1)
-        per_step = 1000 * elapsed / max(done, 1)
+        per_step = 1000 * elapsed / max(done - self.done_before, 1)
         return f"{done}/{self.steps} [{bar[:BAR_WIDTH]}] {elapsed:.0f}s {per_step:.1f}ms/step - {format_metrics(metrics)}"

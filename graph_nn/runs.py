@@ -17,6 +17,8 @@ def new_run_dir(logdir, name):
     mkdir is atomic, so two processes racing for the same name never share a directory.
     """
     logdir = pathlib.Path(logdir)
+    if logdir.exists() and not logdir.is_dir():
+        raise GraphNNError(f"--logdir {logdir} is not a directory.")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     try:
         logdir.mkdir(parents=True, exist_ok=True)

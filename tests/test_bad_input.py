@@ -1,0 +1,138 @@
+"""Every mistake a user can make, typed into the real CLI: one sentence, a non-zero exit, no traceback,
+and the run already in --logdir (or the run given to --resume) left exactly as it was."""
+import fcntl
+import os
+import pathlib
+import resource
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from graph_nn.config import make_config
+from graph_nn.data import FILES, SHIPPED_DIR
+from graph_nn.train import train
+from tests.conftest import ROOT
+
+FILE_SIZE_LIMIT = 300_000  # bytes: room for config.json and events, not for an mlp64 checkpoint
+
+
+@pytest.fixture(scope="module")
+def paths(mnist, tmp_path_factory):
+    """{name: path} for the placeholders in CASES; "run" is a finished mlp64 run inside "logdir"."""
+    root = tmp_path_factory.mktemp("bad_input")
+    logdir = root / "logs"
+    config = make_config(model="mlp64", steps=20, eval_every=10, log_every=5, histogram_every=10)
+    run = pathlib.Path(train(config, mnist, logdir=logdir, out=open(os.devnull, "w")).run_dir)
+    bare_run = root / "bare-run"
+    bare_run.mkdir()
+    shutil.copy(run / "config.json", bare_run)
+    broken_config = root / "broken-config-run"
+    broken_config.mkdir()
+    (broken_config / "config.json").write_text('{"model": "mlp64", ')
+    empty = root / "empty"
+    empty.mkdir()
+    corrupt = root / "corrupt"
+    corrupt.mkdir()
+    for stem in FILES.values():
+        shutil.copy(SHIPPED_DIR / (stem + ".gz"), corrupt)
+    (corrupt / (FILES["test_labels"] + ".gz")).unlink()
+    (corrupt / FILES["test_labels"]).write_bytes(b"\x00\x00\x08\x01" + (10000).to_bytes(4, "big") + bytes(9999))
+    copy = root / "mnist-copy"
+    shutil.copytree(SHIPPED_DIR, copy)
+    a_file = root / "a-file"
+    a_file.write_text("not a directory\n")
+    return dict(logdir=logdir, run=run, bare_run=bare_run, broken_config=broken_config, empty=empty,
+                corrupt=corrupt, copy=copy, shipped=SHIPPED_DIR.resolve(), file=a_file,
+                nothing=root / "nothing-here")
+
+
+CASES = [  # (id, arguments, what the one sentence says, how the child is run)
+    ("unknown model", ["--model", "resnet"], "unknown model 'resnet'; choose one of mlp64, mlp512, mlp5, cnn.", None),
+    ("unknown optimizer", ["--optimizer", "lion"], "unknown optimizer 'lion'; choose one of", None),
+    ("unknown preset", ["--preset", "imagenet"], "unknown preset 'imagenet'; choose one of tf1,", None),
+    ("unknown init", ["--init", "zeros"], "unknown init 'zeros'", None),
+    ("zero batch size", ["--batch-size", "0"], "--batch-size must be positive, got 0.", None),
+    ("negative steps", ["--steps", "-5"], "--steps must be positive, got -5.", None),
+    ("zero epochs", ["--epochs", "0"], "--epochs must be positive, got 0.", None),
+    ("zero learning rate", ["--lr", "0"], "--learning-rate must be positive, got 0.0.", None),
+    ("NaN learning rate", ["--lr", "nan"], "--learning-rate must be positive, got nan.", None),
+    ("zero checkpoint interval", ["--checkpoint-every", "0"], "--checkpoint-every must be positive, got 0.", None),
+    ("batch size not a number", ["--batch-size", "abc"], "argument --batch-size: invalid int value: 'abc'.", None),
+    ("unknown flag", ["--colour", "red"], "unrecognized arguments: --colour red.", None),
+    ("sequential batches without steps", ["--batching", "sequential"], "sequential batching", None),
+    ("batch larger than the data", ["--model", "mlp64", "--batch-size", "60001"],
+     "--batch-size 60001 is larger than the 60000 training examples.", None),
+    ("data dir missing", ["--data-dir", "{nothing}"], "{nothing}: data directory not found.", None),
+    ("data files missing", ["--data-dir", "{empty}"], "train-images-idx3-ubyte.gz: file not found", None),
+    ("corrupt IDX file", ["--data-dir", "{corrupt}"],
+     "t10k-labels-idx1-ubyte: payload is 9999 bytes but the header (10000 uint8) needs 10000.", None),
+    ("logdir under a file", ["--model", "mlp64", "--logdir", "{file}/logs"],
+     "{file}/logs: cannot create a run directory there (Not a directory).", None),
+    ("logdir is a device", ["--model", "mlp64", "--logdir", "/dev/full"], "--logdir /dev/full is not a directory.",
+     None),
+    ("disk full at the first checkpoint", ["--model", "mlp64", "--steps", "20", "--checkpoint-every", "10"],
+     "cannot write the checkpoint of step 10 (", "file-size-limit"),
+    ("resume nothing", ["--resume", "{nothing}"], "--resume {nothing}: no such run directory.", None),
+    ("resume a directory that is no run", ["--resume", "{empty}"],
+     "{empty}: not a graph_nn run directory (no config.json).", None),
+    ("resume a run with a broken config", ["--resume", "{broken_config}"], "unreadable run configuration", None),
+    ("resume a run without checkpoint", ["--resume", "{bare_run}"],
+     "{bare_run}: the run has no checkpoint to restore.", None),
+    ("resume as another model", ["--resume", "{run}", "--model", "cnn"],
+     "{run} was trained with --model mlp64, not cnn; --resume continues a run with the configuration in its "
+     "config.json.", None),
+    ("resume with another learning rate", ["--resume", "{run}", "--lr", "0.5"],
+     "{run} was trained with --learning-rate 0.001, not 0.5;", None),
+    ("resume on other data", ["--resume", "{run}", "--data-dir", "{copy}"],
+     "{run} was trained on the data in {shipped}, not {copy}; resume it with --data-dir {shipped}.", None),
+    ("resume a finished run", ["--resume", "{run}"],
+     "{run} already finished its 20 steps; test it with: python run.py evaluate --run {run}", None),
+    ("resume a run another process trains", ["--resume", "{run}"],
+     "{run} is being trained by another process right now.", "locked"),
+]
+
+
+def snapshot(directory):
+    """{relative path: bytes} of every file under directory."""
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(pathlib.Path(directory).rglob("*"))
+            if p.is_file()}
+
+
+def limit_file_size():
+    resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_SIZE_LIMIT, FILE_SIZE_LIMIT))
+
+
+def run_cli_as(how, args, paths):
+    command = [sys.executable, os.path.join(ROOT, "run.py"), *args]
+    if how != "locked":
+        return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                              preexec_fn=limit_file_size if how == "file-size-limit" else None)
+    with open(paths["run"] / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("args,message,how", [case[1:] for case in CASES], ids=[case[0] for case in CASES])
+def test_bad_input_is_answered_in_one_sentence_and_loses_nothing(args, message, how, paths):
+    args = [a.format(**paths) for a in args]
+    if "--logdir" not in args:
+        args += ["--logdir", str(paths["logdir"])]
+    before = snapshot(paths["logdir"])
+    result = run_cli_as(how, args, paths)
+
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    ours = [line for line in result.stderr.splitlines() if line.startswith("graph-nn")]
+    assert len(ours) == 1, result.stderr
+    assert ours[0].startswith("graph-nn: error: ")
+    assert message.format(**paths) in ours[0]
+    after = snapshot(paths["logdir"])
+    if how == "file-size-limit":
+        new_files = set(after) - set(before)
+        assert {name: after[name] for name in before} == before
+        assert new_files and not any("checkpoints/checkpoint" in name for name in new_files)
+        shutil.rmtree(paths["logdir"] / pathlib.Path(sorted(new_files)[0]).parts[0])
+    else:
+        assert after == before

@@ -1,0 +1,221 @@
+"""Reliability through the real CLI: SIGKILL then --resume equals the run never interrupted, bit for bit;
+Ctrl-C and SIGTERM save the current step; a diverging run keeps its last good checkpoint; same seed, same run;
+two processes never share a run directory."""
+import multiprocessing
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing import event_accumulator, plugin_event_accumulator
+from tensorflow.python.framework import config as tf_config
+
+from graph_nn import runs
+from graph_nn.cli import config_from_args, parse_args
+from graph_nn.config import make_config
+from graph_nn.errors import TrainingDiverged
+from graph_nn.progress import format_metrics
+from graph_nn.train import train
+from tests.conftest import ROOT, run_cli
+
+# mlp64 with Adam (slots to restore), 3 epochs of 60 batches, a checkpoint every 40 steps (80 falls mid-epoch
+# and between two train scalars), histograms (~30 kB events) every 5 steps so that a killed run leaves events
+# past its last checkpoint on disk, and a line per step to know where the child is.
+FLAGS = ("--model", "mlp64", "--optimizer", "adam", "--batch-size", "1000", "--epochs", "3",
+         "--checkpoint-every", "40", "--log-every", "3", "--histogram-every", "5", "--print-every", "1")
+STEPS, STEPS_PER_EPOCH = 180, 60
+EVALUATED = [60, 120, 180]
+
+
+def start_cli(*args):
+    return subprocess.Popen([sys.executable, os.path.join(ROOT, "run.py"), *map(str, args)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_step(child, step):
+    """Reads the child's `step N/...` lines until N >= step."""
+    for line in child.stdout:
+        match = re.match(r"step (\d+)/", line)
+        if match and int(match.group(1)) >= step:
+            return
+    raise AssertionError(f"the run ended before step {step}: {child.stderr.read()}")
+
+
+def only_run_dir(logdir):
+    (run_dir,) = pathlib.Path(logdir).iterdir()
+    return run_dir
+
+
+def checkpoint_step(run_dir):
+    return int(tf.train.latest_checkpoint(str(run_dir / "checkpoints")).rsplit("-", 1)[1])
+
+
+def checkpoint_tensors(run_dir):
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(pathlib.Path(run_dir) / "checkpoints")))
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+
+
+def assert_bit_identical(tensors, expected):
+    assert sorted(tensors) == sorted(expected)
+    for name, value in expected.items():
+        assert tensors[name].tobytes() == value.tobytes(), name
+
+
+def scalars(run_dir, tag, split="train", purge=True):
+    acc = event_accumulator.EventAccumulator(str(pathlib.Path(run_dir) / split), purge_orphaned_data=purge,
+                                             size_guidance={event_accumulator.SCALARS: 0})
+    acc.Reload()
+    return [(e.step, e.value) for e in acc.Scalars(tag)]
+
+
+def tensorboard_steps(run_dir, tag, split="train"):
+    """The steps TensorBoard's own Python loader serves (it ignores a run's first START)."""
+    acc = plugin_event_accumulator.EventAccumulator(str(pathlib.Path(run_dir) / split),
+                                                    size_guidance={plugin_event_accumulator.TENSORS: 0})
+    acc.Reload()
+    return [e.step for e in acc.Tensors(tag)]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(mnist, tmp_path_factory):
+    """The run of FLAGS never stopped (configured by the CLI's own parser): what every resume must equal."""
+    config = config_from_args(parse_args(FLAGS))
+    result = train(config, mnist, logdir=tmp_path_factory.mktemp("uninterrupted"), out=open(os.devnull, "w"))
+    assert result.global_step == STEPS
+    return result
+
+
+def assert_same_as_uninterrupted(run_dir, uninterrupted, stdout, resumed_at):
+    assert_bit_identical(checkpoint_tensors(run_dir), checkpoint_tensors(uninterrupted.run_dir))
+    assert f"Test accuracy: {uninterrupted.test_accuracy:.4f} - test loss: {uninterrupted.test_loss:.4f}" in stdout
+    # Train means over whole epochs, half of them before the restart: the loop state came back too.
+    for h in uninterrupted.history:
+        if h["step"] > resumed_at:
+            metrics = {name: h[name] for name in ("loss", "accuracy", "val_loss", "val_accuracy")}
+            assert f"step {h['step']} evaluation - {format_metrics(metrics)}" in stdout
+    for split, tag in [("train", "loss"), ("train", "accuracy"), ("validation", "loss"), ("validation", "accuracy")]:
+        assert scalars(run_dir, tag, split) == scalars(uninterrupted.run_dir, tag, split), (split, tag)
+        assert tensorboard_steps(run_dir, tag, split) == tensorboard_steps(uninterrupted.run_dir, tag, split)
+    assert [s for s, _ in scalars(run_dir, "loss")] == list(range(3, STEPS + 1, 3))
+    assert [s for s, _ in scalars(run_dir, "accuracy", "validation")] == EVALUATED
+
+
+def test_sigkill_mid_epoch_then_resume_is_the_uninterrupted_run_bit_for_bit(uninterrupted, tmp_path):
+    child = start_cli(*FLAGS, "--logdir", tmp_path)
+    wait_for_step(child, 88)
+    child.send_signal(signal.SIGKILL)
+    child.communicate()
+    assert child.returncode == -signal.SIGKILL
+    run_dir = only_run_dir(tmp_path)
+    killed_at = checkpoint_step(run_dir)
+    assert 80 <= killed_at < STEPS and killed_at % STEPS_PER_EPOCH != 0
+    written = [s for s, _ in scalars(run_dir, "loss")]
+    assert written[-1] > killed_at, "the killed run should have left events past its checkpoint to drop"
+
+    resumed = run_cli("--resume", run_dir)
+    assert resumed.returncode == 0, resumed.stderr
+    epoch, done = divmod(killed_at, STEPS_PER_EPOCH)
+    assert f"Resuming {run_dir} at step {killed_at}/{STEPS} (epoch {epoch + 1}, {done} of its 60 steps done)" \
+           in resumed.stdout
+    assert re.search(rf"^step {killed_at + 1}/{STEPS} - loss", resumed.stdout, re.M)
+    assert_same_as_uninterrupted(run_dir, uninterrupted, resumed.stdout, killed_at)
+    # Without honouring the START events, the steps the killed run wrote twice would zig-zag.
+    raw_steps = [s for s, _ in scalars(run_dir, "loss", purge=False)]
+    assert len(raw_steps) > len(set(raw_steps))
+
+
+@pytest.mark.parametrize("signum,exit_code,resume", [(signal.SIGINT, 130, False), (signal.SIGTERM, 143, True)])
+def test_ctrl_c_and_sigterm_save_the_current_step_and_say_how_to_resume(signum, exit_code, resume, uninterrupted,
+                                                                        tmp_path):
+    child = start_cli(*FLAGS, "--logdir", tmp_path)
+    wait_for_step(child, 100)
+    child.send_signal(signum)
+    stdout, stderr = child.communicate()
+    assert child.returncode == exit_code, stderr
+    run_dir = only_run_dir(tmp_path)
+    message = stderr.strip().splitlines()[-1]
+    match = re.fullmatch(rf"graph-nn: error: stopped by {signum.name} at step (\d+) after saving its checkpoint; "
+                         rf"continue with: python run.py --resume {re.escape(str(run_dir))}", message)
+    assert match, message
+    stopped_at = int(match.group(1))
+    assert stopped_at < STEPS and checkpoint_step(run_dir) == stopped_at
+    assert stopped_at - 3 < scalars(run_dir, "loss")[-1][0] <= stopped_at  # events flushed up to it
+    if not resume:
+        return
+    resumed = run_cli("--resume", run_dir, "--model", "mlp64", "--epochs", "3")  # flags that agree are fine
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_as_uninterrupted(run_dir, uninterrupted, resumed.stdout, stopped_at)
+
+
+def test_a_diverging_run_stops_at_the_first_nan_and_keeps_its_last_good_checkpoint(tmp_path):
+    result = run_cli("--model", "mlp64", "--optimizer", "sgd", "--lr", "1e8", "--steps", "50",
+                     "--checkpoint-every", "1", "--logdir", tmp_path)
+    assert result.returncode == 3
+    run_dir = only_run_dir(tmp_path)
+    message = result.stderr.strip().splitlines()[-1]
+    match = re.fullmatch(r"graph-nn: error: the loss became nan at step (\d+), most likely because the learning "
+                         r"rate 100000000.0 is too high for sgd; the last good checkpoint \(step (\d+)\) is kept in "
+                         + re.escape(str(run_dir)) + r"\.", message)
+    assert match, message
+    diverged_at, kept = int(match.group(1)), int(match.group(2))
+    assert kept == diverged_at - 1 == checkpoint_step(run_dir)
+    tensors = checkpoint_tensors(run_dir)
+    assert tensors["global_step"] == kept
+    assert all(np.isfinite(value).all() for value in tensors.values())
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")  # that is the point
+def test_weights_that_overflow_are_never_checkpointed(mnist, tmp_path):
+    # lr 1e40 is infinite in float32: the loss of step 1 is still finite, the weights it leaves are not.
+    config = make_config(model="mlp64", optimizer="sgd", learning_rate=1e40, steps=5, checkpoint_every=1)
+    with pytest.raises(TrainingDiverged) as diverged:
+        train(config, mnist, logdir=tmp_path, out=open(os.devnull, "w"))
+    run_dir = only_run_dir(tmp_path)
+    assert str(diverged.value) == (
+        "the weights became NaN or infinite at step 1, most likely because the learning rate "
+        f"1e+40 is too high for sgd; no checkpoint had been saved yet in {run_dir}.")
+    assert tf.train.latest_checkpoint(str(run_dir / "checkpoints")) is None
+
+
+def test_the_same_seed_twice_gives_identical_runs_and_another_seed_does_not(mnist, tmp_path):
+    def run(seed):
+        config = make_config(model="mlp64", optimizer="adam", batch_size=500, steps=30, eval_every=10,
+                             log_every=1, seed=seed)
+        return train(config, mnist, logdir=tmp_path, out=open(os.devnull, "w"))
+
+    first, second, other = run(7), run(7), run(8)
+    assert first.history == [dict(h, seconds=f["seconds"]) for h, f in zip(second.history, first.history)]
+    assert scalars(first.run_dir, "loss") == scalars(second.run_dir, "loss")
+    assert_bit_identical(checkpoint_tensors(second.run_dir), checkpoint_tensors(first.run_dir))
+    assert scalars(other.run_dir, "loss") != scalars(first.run_dir, "loss")
+    # Op determinism lasts one session only: unseeded random ops (Keras's, say) work again after it.
+    assert not tf_config.is_op_determinism_enabled()
+
+
+def make_run_dirs(logdir, start, queue):
+    start.wait()
+    queue.put([str(runs.new_run_dir(logdir, "mlp64")) for _ in range(20)])
+
+
+def test_two_processes_making_run_directories_at_once_never_share_one(tmp_path):
+    # Forked, not started afresh, to spare two TensorFlow imports; they are released together and make
+    # 20 directories each within the same second or two.
+    context = multiprocessing.get_context("fork")
+    start, queue = context.Event(), context.Queue()
+    children = [context.Process(target=make_run_dirs, args=(tmp_path / "logs", start, queue)) for _ in range(2)]
+    for child in children:
+        child.start()
+    start.set()
+    made = queue.get(timeout=60) + queue.get(timeout=60)
+    for child in children:
+        child.join()
+        assert child.exitcode == 0
+    assert len(made) == len(set(made)) == 40
+    assert sorted(map(str, (tmp_path / "logs").iterdir())) == sorted(made)
+    assert any(re.search(r"-\d{6}-\d+$", path) for path in made)  # names did collide within a second
