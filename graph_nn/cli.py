@@ -132,11 +132,18 @@ def command_resume(args):
 
     print(f"graph_nn: resuming a {config.model} run - {config.optimizer} lr {config.learning_rate}, "
           f"batch {config.batch_size}, seed {config.seed}", flush=True)
-    result = resume(args.resume, dataset)
-    print(f"\nTest accuracy: {result.test_accuracy:.4f} - test loss: {result.test_loss:.4f} "
-          f"(step {result.global_step})")
-    print(f"Run directory: {result.run_dir}")
+    finish_run(resume(args.resume, dataset), dataset, os.path.dirname(os.path.abspath(args.resume)))
     return 0
+
+
+def finish_run(result, dataset, logdir):
+    """The end of a run, first or resumed: its report, pictures and TensorBoard extras, and where to look."""
+    from graph_nn.evaluate import report_run
+
+    print()
+    report_run(result.run_dir, dataset, history=result.history, tensorboard=True)
+    print(f"Run directory: {result.run_dir}")
+    print(f"Look at it in TensorBoard:  tensorboard --logdir {logdir}")
 
 
 def command_train(args):
@@ -147,7 +154,6 @@ def command_train(args):
     config = config_from_args(args)
     dataset = load_dataset(args.data_dir)
     # TensorFlow (seconds to import) only now, so that bad flags and bad data are answered at once.
-    from graph_nn.evaluate import report_run
     from graph_nn.model import build_graph, parameter_count
     from graph_nn.model_summary import format_summary
     from graph_nn.train import train
@@ -158,12 +164,7 @@ def command_train(args):
           f"{config.optimizer} lr {config.learning_rate}, batch {config.batch_size}, "
           + (f"{config.steps} steps" if config.steps else f"{config.epochs} epochs")
           + f", {config.init} init, seed {config.seed}", flush=True)
-    result = train(config, dataset, logdir=args.logdir)
-    print(f"\nTest accuracy: {result.test_accuracy:.4f} - test loss: {result.test_loss:.4f} "
-          f"(step {result.global_step})\n")
-    report_run(result.run_dir, dataset, history=result.history, tensorboard=True)
-    print(f"Run directory: {result.run_dir}")
-    print(f"Look at it in TensorBoard:  tensorboard --logdir {args.logdir}")
+    finish_run(train(config, dataset, logdir=args.logdir), dataset, args.logdir)
     return 0
 
 

@@ -51,6 +51,11 @@ class EpochBar:
             self.stream.write("\r" + self.line(done, metrics, now))
             self.stream.flush()
 
+    def note(self, text):
+        """A line of its own above the bar (the bar is redrawn at the next update)."""
+        self.stream.write(("\r\x1b[K" if self.live else "") + text + "\n")
+        self.stream.flush()
+
     def finish(self, done, metrics):
         end = "\r" if self.live else ""
         self.stream.write(end + self.line(done, metrics, time.perf_counter()) + "\n")

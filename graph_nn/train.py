@@ -191,9 +191,11 @@ class Trainer:
             evaluating = schedule.is_eval_point(global_step)
             if evaluating:
                 metrics = self.evaluate(sess, writers, global_step, time.perf_counter() - start)
-                if bar:
+                if bar and (schedule.is_epoch_end(global_step) or global_step == schedule.total_steps):
                     bar.finish(step % schedule.steps_per_epoch + 1, metrics)
                     bar = None
+                elif bar:  # an --eval-every evaluation inside the epoch
+                    bar.note(f"step {global_step} evaluation - {format_metrics(metrics)}")
                 else:
                     self.say(f"step {global_step} evaluation - {format_metrics(metrics)}")
             if schedule.is_epoch_end(global_step):
