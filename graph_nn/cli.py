@@ -19,12 +19,13 @@ def add_train_flags(parser):
     parser.add_argument("--model", help=f"one of {', '.join(config_module.MODELS)}")
     parser.add_argument("--init", help="glorot_uniform (Keras's default) or random_normal (stddev 1, the TF1 article)")
     parser.add_argument("--optimizer", help=f"one of {', '.join(config_module.OPTIMIZERS)}")
+    parser.add_argument("--semantics", help="tf1 (TF1's optimizers, the default) or keras (Keras 3's update formulas)")
     parser.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float)
     parser.add_argument("--momentum", type=float, help="momentum (momentum, rmsprop)")
     parser.add_argument("--rho", type=float, help="RMSProp's decay of the mean square")
     parser.add_argument("--beta1", type=float, help="Adam's first-moment decay")
     parser.add_argument("--beta2", type=float, help="Adam's second-moment decay")
-    parser.add_argument("--epsilon", type=float, help="RMSProp/Adam epsilon (default: TF1's 1e-10 / 1e-8)")
+    parser.add_argument("--epsilon", type=float, help="RMSProp/Adam epsilon (default: TF1's 1e-10 / 1e-8, Keras's 1e-7)")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--steps", type=int, help="train this many steps instead of whole epochs")
@@ -61,7 +62,7 @@ def parse_args(argv):
 
 
 def config_from_args(args):
-    names = ("model", "init", "optimizer", "learning_rate", "momentum", "rho", "beta1", "beta2", "epsilon",
+    names = ("model", "init", "optimizer", "semantics", "learning_rate", "momentum", "rho", "beta1", "beta2", "epsilon",
              "batch_size", "epochs", "steps", "batching", "seed", "eval_every", "print_every", "log_every",
              "histogram_every", "checkpoint_every")
     return config_module.make_config(args.preset, **{name: getattr(args, name) for name in names})
