@@ -5,7 +5,7 @@ import sys
 from graph_nn import config as config_module
 from graph_nn.errors import GraphNNError
 
-COMMANDS = ("train", "evaluate")
+COMMANDS = ("train", "evaluate", "compare", "parity")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -51,7 +51,27 @@ def make_parser():
     evaluate = commands.add_parser("evaluate", help="restore a run's latest checkpoint and test it")
     evaluate.add_argument("--run", required=True, help="a run directory under logs/")
     add_data_flag(evaluate)
+    add_cross_check_commands(commands)
     return parser
+
+
+def add_cross_check_commands(commands):
+    from graph_nn.keras_baselines import RECIPES
+
+    compare = commands.add_parser("compare", help="train the graph model and its Keras twin, print both results")
+    add_train_flags(compare)
+    compare.add_argument("--baseline", help=f"the Keras recipe: one of {', '.join(RECIPES)} "
+                                            "(default: the preset's article)")
+    parity = commands.add_parser("parity", help="check the graph models against Keras: same weights, same logits")
+    parity.add_argument("--model", choices=config_module.MODELS, help="one model (default: all four)")
+    parity.add_argument("--images", type=int, default=10000, help="test images compared (default 10000)")
+    parity.add_argument("--keras-steps", type=int, default=200,
+                        help="RMSprop steps Keras trains before its weights are copied (default 200)")
+    parity.add_argument("--functional", action="store_true", help="use article 004's functional CNN")
+    parity.add_argument("--training", action="store_true",
+                        help="instead: per-step training losses over --steps steps for SGD, RMSprop and Adam")
+    parity.add_argument("--steps", type=int, default=100, help="training-parity steps (default 100)")
+    add_data_flag(parity)
 
 
 def parse_args(argv):
@@ -96,6 +116,45 @@ def command_evaluate(args):
     return 0
 
 
+def command_compare(args):
+    from graph_nn.compare import compare, format_table
+    from graph_nn.data import load_dataset
+
+    config = config_from_args(args)
+    comparison = compare(config, load_dataset(args.data_dir), args.baseline, logdir=args.logdir)
+    print()
+    print(format_table(comparison))
+    print(f"Graph run directory: {comparison.run_dir}")
+    return 0
+
+
+def command_parity(args):
+    from graph_nn import parity
+    from graph_nn.data import load_dataset
+
+    if args.images < 1 or args.steps < 1 or args.keras_steps < 0:
+        raise GraphNNError("--images and --steps must be positive, --keras-steps not negative.")
+    dataset = load_dataset(args.data_dir)
+    ok = True
+    if args.training:
+        print(f"training parity: per-step training loss, graph vs Keras, {args.steps} steps from equal weights")
+        for semantics, result in parity.training_checks(args.model or "mlp64", dataset, args.steps):
+            verdict = "holds" if result.holds else f"differs from step {result.first_failing_step}"
+            print(f"  {result.optimizer:8} {semantics:6} semantics: max relative difference "
+                  f"{result.max_relative_difference:.1e} (tolerance {result.tolerance:.0e}) - {verdict}")
+            ok = ok and (result.holds or semantics != "keras")
+    else:
+        api = "functional" if args.functional else "sequential"
+        print(f"forward parity: Keras weights in the graph model, logits on {args.images} test images")
+        for model in [args.model] if args.model else config_module.MODELS:
+            result = parity.forward_parity(model, dataset, args.images, args.keras_steps, api)
+            print(f"  {model:7} max |logit difference| {result.max_abs_difference:.1e} "
+                  f"(tolerance {parity.FORWARD_TOLERANCE:.0e}), different predictions "
+                  f"{result.different_predictions}/{result.images} - {'holds' if result.holds else 'FAILS'}")
+            ok = ok and result.holds
+    return 0 if ok else 1
+
+
 def main(argv=None):
     import tensorflow as tf
 
@@ -103,7 +162,9 @@ def main(argv=None):
     tf.get_logger().setLevel("ERROR")
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
-        return {"train": command_train, "evaluate": command_evaluate}[args.command](args)
+        commands = {"train": command_train, "evaluate": command_evaluate,
+                    "compare": command_compare, "parity": command_parity}
+        return commands[args.command](args)
     except GraphNNError as e:
         print(f"graph-nn: error: {e}", file=sys.stderr)
         return e.exit_code

@@ -207,7 +207,8 @@ def fit(recipe, config, dataset, verbose=2):
     if recipe.pipeline == "tf.data":
         db = article_dataset(x_train, dataset.train.labels, config, shuffle=True)
         ds_val = article_dataset(x_test, dataset.test.labels, config, shuffle=False)
-        model.fit(db, epochs=config.epochs, validation_data=ds_val, validation_freq=1,
+        # shuffle=False only tells fit that the dataset shuffles itself (else Keras warns on every run).
+        model.fit(db, epochs=config.epochs, validation_data=ds_val, validation_freq=1, shuffle=False,
                   callbacks=[timer], verbose=verbose)
         test_loss, test_accuracy = model.evaluate(ds_val, verbose=0)
     else:

@@ -4,8 +4,8 @@
 optimizers below, whose updates are written from primitive ops line by line after Keras 3's update_step
 (keras/src/optimizers/{sgd,rmsprop,adam}.py), so that a graph trains step for step like its Keras twin.
 They are tf.compat.v1.train.Optimizer subclasses, so minimize/compute_gradients/apply_gradients, gating and
-global_step work as for TF1's own; in TensorBoard they show as `train/step/update_LAYER/kernel/KerasAdam/...`
-with slots named `LAYER/kernel/KerasAdam/momentum` and `.../velocity` (Keras's slot names).
+global_step work as for TF1's own; in TensorBoard their update ops show as
+`train/step/update_LAYER/kernel/KerasAdam/...` (TF1's as one fused ResourceApplyAdam op), with slots named `LAYER/kernel/KerasAdam/momentum` and `.../velocity` (Keras's slot names).
 """
 import tensorflow as tf
 
@@ -30,12 +30,13 @@ class KerasSGD(v1.train.Optimizer):
                 self._zeros_slot(var, "momentum", f"{self._name}/momentum")
 
     def _resource_apply_dense(self, grad, var):
-        lr = tf.cast(self.learning_rate, var.dtype)
-        if not self.momentum:
-            return var.assign_sub(grad * lr).op
-        m = self.get_slot(var, "momentum")
-        m = m.assign(m * tf.cast(self.momentum, var.dtype) - grad * lr)
-        return var.assign_add(m).op
+        with tf.name_scope(self._name):
+            lr = tf.cast(self.learning_rate, var.dtype)
+            if not self.momentum:
+                return var.assign_sub(grad * lr).op
+            m = self.get_slot(var, "momentum")
+            m = m.assign(m * tf.cast(self.momentum, var.dtype) - grad * lr)
+            return var.assign_add(m).op
 
 
 class KerasRMSprop(v1.train.Optimizer):
@@ -55,14 +56,15 @@ class KerasRMSprop(v1.train.Optimizer):
                 self._zeros_slot(var, "momentum", f"{self._name}/momentum")
 
     def _resource_apply_dense(self, grad, var):
-        lr = tf.cast(self.learning_rate, var.dtype)
-        velocity = self.get_slot(var, "velocity")
-        velocity = velocity.assign(self.rho * velocity + (1 - self.rho) * tf.square(grad))
-        increment = lr * grad / tf.sqrt(velocity + self.epsilon)
-        if not self.momentum:
-            return var.assign_sub(increment).op
-        m = self.get_slot(var, "momentum")
-        return var.assign_sub(m.assign(self.momentum * m + increment)).op
+        with tf.name_scope(self._name):
+            lr = tf.cast(self.learning_rate, var.dtype)
+            velocity = self.get_slot(var, "velocity")
+            velocity = velocity.assign(self.rho * velocity + (1 - self.rho) * tf.square(grad))
+            increment = lr * grad / tf.sqrt(velocity + self.epsilon)
+            if not self.momentum:
+                return var.assign_sub(increment).op
+            m = self.get_slot(var, "momentum")
+            return var.assign_sub(m.assign(self.momentum * m + increment)).op
 
 
 class KerasAdam(v1.train.Optimizer):
@@ -93,13 +95,15 @@ class KerasAdam(v1.train.Optimizer):
         return lr * tf.sqrt(1 - beta2_power) / (1 - beta1_power)
 
     def _resource_apply_dense(self, grad, var):
-        lr = tf.cast(self.learning_rate, var.dtype)
-        local_step = tf.cast(self.iterations() + 1, var.dtype)
-        alpha = self.step_size(lr, local_step)
-        m, v = self.get_slot(var, "momentum"), self.get_slot(var, "velocity")
-        m = m.assign_add((grad - m) * (1 - self.beta1))
-        v = v.assign_add((tf.square(grad) - v) * (1 - self.beta2))
-        return var.assign_sub(m * alpha / (tf.sqrt(v) + self.epsilon)).op
+        with tf.name_scope(self._name):
+            lr = tf.cast(self.learning_rate, var.dtype)
+            local_step = tf.cast(self.iterations() + 1, var.dtype)
+            with tf.name_scope("step_size"):
+                alpha = self.step_size(lr, local_step)
+            m, v = self.get_slot(var, "momentum"), self.get_slot(var, "velocity")
+            m = m.assign_add((grad - m) * (1 - self.beta1))
+            v = v.assign_add((tf.square(grad) - v) * (1 - self.beta2))
+            return var.assign_sub(m * alpha / (tf.sqrt(v) + self.epsilon)).op
 
     def _finish(self, update_ops, name_scope):
         with tf.control_dependencies(update_ops):

@@ -183,3 +183,18 @@ def training_parity(config, dataset, steps=100, optimizer=None):
     graph = graph_training_losses(config, dataset, weights, steps, optimizer)
     keras = keras_training_losses(keras_model, config, dataset, steps)
     return TrainingParity(config.optimizer, graph, keras, TRAINING_TOLERANCE[config.optimizer])
+
+
+# The articles' learning rates: SGD 0.1 (003), RMSprop 1e-3 (000/002/004), Adam 0.01 (001).
+TRAINING_CHECKS = {"sgd": 0.1, "rmsprop": 1e-3, "adam": 0.01}
+
+
+def training_checks(model_name, dataset, steps=100, seed=0):
+    """(semantics, TrainingParity) for every optimizer of TRAINING_CHECKS under Keras and TF1 semantics."""
+    results = []
+    for optimizer, learning_rate in TRAINING_CHECKS.items():
+        for semantics in ("keras", "tf1"):
+            config = make_config(model=model_name, optimizer=optimizer, learning_rate=learning_rate,
+                                 semantics=semantics, seed=seed)
+            results.append((semantics, training_parity(config, dataset, steps)))
+    return results

@@ -1,0 +1,86 @@
+"""`compare`: the graph model and its Keras twin trained on the same data with the same hyper-parameters."""
+import dataclasses
+import math
+import sys
+
+from graph_nn import keras_baselines
+from graph_nn.errors import GraphNNError
+from graph_nn.model import build_graph, parameter_count
+from graph_nn.train import train
+
+
+@dataclasses.dataclass
+class Side:
+    """One column of the table."""
+
+    parameters: int
+    test_accuracy: float
+    test_loss: float
+    seconds_per_epoch: float
+    steps_per_second: float
+
+
+@dataclasses.dataclass
+class Comparison:
+    config: object
+    recipe_name: str
+    graph: Side
+    keras: Side
+    run_dir: str
+
+    @property
+    def accuracy_difference(self):
+        """Graph minus Keras test accuracy, in percentage points."""
+        return 100 * (self.graph.test_accuracy - self.keras.test_accuracy)
+
+
+def train_graph(config, dataset, logdir, out):
+    steps_per_epoch = math.ceil(len(dataset.train) / config.batch_size)
+    # One evaluation, after the last step, so that seconds per epoch are training time as in the Keras column.
+    config = dataclasses.replace(config, eval_every=config.epochs * steps_per_epoch)
+    result = train(config, dataset, logdir=logdir, out=out)
+    seconds = result.history[-1]["seconds"]
+    return Side(parameter_count(build_graph(config)), result.test_accuracy, result.test_loss,
+                seconds / config.epochs, result.global_step / seconds), result.run_dir
+
+
+def train_keras(recipe, config, dataset, verbose):
+    fitted = keras_baselines.fit(recipe, config, dataset, verbose=verbose)
+    seconds = sum(fitted.epoch_seconds)
+    return Side(fitted.parameters, fitted.test_accuracy, fitted.test_loss,
+                seconds / config.epochs, fitted.steps_per_epoch * config.epochs / seconds)
+
+
+def compare(config, dataset, recipe_name=None, logdir="logs", out=None, keras_verbose=2):
+    """Trains both and returns the Comparison; the parameter counts must agree."""
+    out = out or sys.stdout
+    if config.steps is not None:
+        raise GraphNNError("compare counts training in epochs, as Keras's fit does; give --epochs instead of --steps.")
+    recipe = keras_baselines.recipe_for(config, recipe_name)
+    recipe_name = next(name for name, r in keras_baselines.RECIPES.items() if r == recipe)
+    print(f"== graph mode: {config.model}, {config.optimizer} ({config.semantics} semantics)", file=out, flush=True)
+    graph, run_dir = train_graph(config, dataset, logdir, out)
+    print(f"== Keras: baseline '{recipe_name}' (article {recipe.article}, {recipe.api}, {recipe.labels} labels, "
+          f"{recipe.loss}, {recipe.pipeline})", file=out, flush=True)
+    keras = train_keras(recipe, config, dataset, keras_verbose)
+    if graph.parameters != keras.parameters:
+        raise GraphNNError(f"the graph {config.model} has {graph.parameters:,} parameters, "
+                           f"its Keras twin {keras.parameters:,}.")
+    return Comparison(config, recipe_name, graph, keras, run_dir)
+
+
+def format_table(comparison):
+    c, g, k = comparison.config, comparison.graph, comparison.keras
+    rows = [
+        ("parameters", f"{g.parameters:,}", f"{k.parameters:,}"),
+        ("test accuracy", f"{g.test_accuracy:.4f}", f"{k.test_accuracy:.4f}"),
+        ("test loss", f"{g.test_loss:.4f}", f"{k.test_loss:.4f}"),
+        ("seconds/epoch", f"{g.seconds_per_epoch:.1f}", f"{k.seconds_per_epoch:.1f}"),
+        ("steps/s", f"{g.steps_per_second:.0f}", f"{k.steps_per_second:.0f}"),
+    ]
+    header = (f"{c.model}, {c.optimizer} lr {c.learning_rate}, batch {c.batch_size}, {c.epochs} epochs, "
+              f"seed {c.seed}")
+    lines = [header, f"{'':16}{'graph (' + c.semantics + ')':>16}{'Keras (' + comparison.recipe_name + ')':>24}"]
+    lines += [f"{name:16}{graph:>16}{keras:>24}" for name, graph, keras in rows]
+    lines.append(f"test accuracy, graph - Keras: {comparison.accuracy_difference:+.2f} percentage points")
+    return "\n".join(lines)
