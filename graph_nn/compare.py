@@ -56,8 +56,8 @@ def compare(config, dataset, recipe_name=None, logdir="logs", out=None, keras_ve
     out = out or sys.stdout
     if config.steps is not None:
         raise GraphNNError("compare counts training in epochs, as Keras's fit does; give --epochs instead of --steps.")
-    recipe = keras_baselines.recipe_for(config, recipe_name)
-    recipe_name = next(name for name, r in keras_baselines.RECIPES.items() if r == recipe)
+    recipe_name = keras_baselines.recipe_name_for(config, recipe_name)
+    recipe = keras_baselines.RECIPES[recipe_name]
     print(f"== graph mode: {config.model}, {config.optimizer} ({config.semantics} semantics)", file=out, flush=True)
     graph, run_dir = train_graph(config, dataset, logdir, out)
     print(f"== Keras: baseline '{recipe_name}' (article {recipe.article}, {recipe.api}, {recipe.labels} labels, "

@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from graph_nn.config import PRESETS
 from graph_nn.data import IMAGE_SIZE, NUM_CLASSES
 from graph_nn.errors import GraphNNError
 from graph_nn.model import CNN_FILTERS, HIDDEN_UNITS, INPUT_SIZE
@@ -43,20 +44,16 @@ RECIPES = {
 DEFAULT_RECIPE = "chapter2"
 
 
-def recipe_for(config, name=None):
-    """The named recipe, or the one of config's preset when it builds config's model."""
+def recipe_name_for(config, name=None):
+    """`name` checked, or the recipe of config's preset when config builds that preset's model."""
     if name is None:
-        preset_recipe = RECIPES.get(config.preset)
-        name = config.preset if preset_recipe and config.model == PRESET_MODELS[config.preset] else DEFAULT_RECIPE
+        preset_model = PRESETS.get(config.preset, {}).get("model")
+        name = config.preset if config.preset in RECIPES and config.model == preset_model else DEFAULT_RECIPE
     if name not in RECIPES:
         raise GraphNNError(f"unknown Keras baseline '{name}'; choose one of {', '.join(RECIPES)}.")
-    recipe = RECIPES[name]
-    if recipe.api == "functional" and config.model != "cnn":
+    if RECIPES[name].api == "functional" and config.model != "cnn":
         raise GraphNNError(f"the '{name}' baseline is article 004's functional CNN; it needs --model cnn.")
-    return recipe
-
-
-PRESET_MODELS = {"chapter2": "mlp512", "five-layer": "mlp5", "cnn": "cnn", "tf1": "mlp64"}
+    return name
 
 
 def dense_sequential(hidden_units):
