@@ -135,6 +135,9 @@ class Trainer:
             elif config.checkpoint_every and global_step % config.checkpoint_every == 0:
                 self.save(sess, global_step)
             if schedule.is_epoch_end(global_step):
+                if bar:  # an epoch without an evaluation (--eval-every, compare) still ends its bar
+                    bar.finish(schedule.steps_per_epoch, self.train_meter.means())
+                    bar = None
                 self.train_meter.reset()
 
     def train_step(self, sess, writers, step):
