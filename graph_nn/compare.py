@@ -80,7 +80,7 @@ def format_table(comparison):
     ]
     header = (f"{c.model}, {c.optimizer} lr {c.learning_rate}, batch {c.batch_size}, {c.epochs} epochs, "
               f"seed {c.seed}")
-    lines = [header, f"{'':16}{'graph (' + c.semantics + ')':>16}{'Keras (' + comparison.recipe_name + ')':>24}"]
-    lines += [f"{name:16}{graph:>16}{keras:>24}" for name, graph, keras in rows]
+    lines = [header, f"{'':16}{'graph (' + c.semantics + ')':>16}{'Keras (' + comparison.recipe_name + ')':>26}"]
+    lines += [f"{name:16}{graph:>16}{keras:>26}" for name, graph, keras in rows]
     lines.append(f"test accuracy, graph - Keras: {comparison.accuracy_difference:+.2f} percentage points")
     return "\n".join(lines)
