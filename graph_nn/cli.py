@@ -61,7 +61,7 @@ def add_cross_check_commands(commands):
     compare = commands.add_parser("compare", help="train the graph model and its Keras twin, print both results")
     add_train_flags(compare)
     compare.add_argument("--baseline", help=f"the Keras recipe: one of {', '.join(RECIPES)} "
-                                            "(default: the preset's article)")
+                                            "(default: the preset's article; without --preset, its preset)")
     parity = commands.add_parser("parity", help="check the graph models against Keras: same weights, same logits")
     parity.add_argument("--model", choices=config_module.MODELS, help="one model (default: all four)")
     parity.add_argument("--images", type=int, default=10000, help="test images compared (default 10000)")
@@ -119,7 +119,10 @@ def command_evaluate(args):
 def command_compare(args):
     from graph_nn.compare import compare, format_table
     from graph_nn.data import load_dataset
+    from graph_nn.keras_baselines import RECIPES
 
+    if args.preset is None and args.baseline in RECIPES:
+        args.preset = RECIPES[args.baseline].preset  # `compare --baseline cnn-onehot` trains article 004's set-up
     config = config_from_args(args)
     comparison = compare(config, load_dataset(args.data_dir), args.baseline, logdir=args.logdir)
     print()
