@@ -62,6 +62,8 @@ def add_cross_check_commands(commands):
     add_train_flags(compare)
     compare.add_argument("--baseline", help=f"the Keras recipe: one of {', '.join(RECIPES)} "
                                             "(default: the preset's article; without --preset, its preset)")
+    compare.add_argument("--repeats", type=int, default=1,
+                         help="train both this many times, seeds --seed, --seed + 1, ...; print means (default 1)")
     parity = commands.add_parser("parity", help="check the graph models against Keras: same weights, same logits")
     parity.add_argument("--model", choices=config_module.MODELS, help="one model (default: all four)")
     parity.add_argument("--images", type=int, default=10000, help="test images compared (default 10000)")
@@ -124,10 +126,11 @@ def command_compare(args):
     if args.preset is None and args.baseline in RECIPES:
         args.preset = RECIPES[args.baseline].preset  # `compare --baseline cnn-onehot` trains article 004's set-up
     config = config_from_args(args)
-    comparison = compare(config, load_dataset(args.data_dir), args.baseline, logdir=args.logdir)
+    comparison = compare(config, load_dataset(args.data_dir), args.baseline, logdir=args.logdir,
+                         repeats=args.repeats)
     print()
     print(format_table(comparison))
-    print(f"Graph run directory: {comparison.run_dir}")
+    print(f"Graph run directories: {', '.join(map(str, comparison.run_dirs))}")
     return 0
 
 
