@@ -25,7 +25,8 @@ def add_train_flags(parser):
     parser.add_argument("--rho", type=float, help="RMSProp's decay of the mean square")
     parser.add_argument("--beta1", type=float, help="Adam's first-moment decay")
     parser.add_argument("--beta2", type=float, help="Adam's second-moment decay")
-    parser.add_argument("--epsilon", type=float, help="RMSProp/Adam epsilon (default: TF1's 1e-10 / 1e-8, Keras's 1e-7)")
+    parser.add_argument("--epsilon", type=float,
+                        help="RMSProp/Adam epsilon (default: TF1's 1e-10 / 1e-8, Keras's 1e-7)")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--steps", type=int, help="train this many steps instead of whole epochs")

@@ -5,7 +5,8 @@ optimizers below, whose updates are written from primitive ops line by line afte
 (keras/src/optimizers/{sgd,rmsprop,adam}.py), so that a graph trains step for step like its Keras twin.
 They are tf.compat.v1.train.Optimizer subclasses, so minimize/compute_gradients/apply_gradients, gating and
 global_step work as for TF1's own; in TensorBoard their update ops show as
-`train/step/update_LAYER/kernel/KerasAdam/...` (TF1's as one fused ResourceApplyAdam op), with slots named `LAYER/kernel/KerasAdam/momentum` and `.../velocity` (Keras's slot names).
+`train/step/update_LAYER/kernel/KerasAdam/...` (TF1's as one fused ResourceApplyAdam op), with slots named
+`LAYER/kernel/KerasAdam/momentum` and `.../velocity` (Keras's slot names).
 """
 import tensorflow as tf
 

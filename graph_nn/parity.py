@@ -46,8 +46,9 @@ def add_weight_loader(model):
         placeholders, assigns = {}, []
         for layer in model.layers:
             for variable in (layer.kernel, layer.bias):
-                value = v1.placeholder(variable.dtype.base_dtype, variable.shape, name=variable.op.name.replace("/", "_"))
-                placeholders[variable] = value
+                name = variable.op.name.replace("/", "_")
+                value = v1.placeholder(variable.dtype.base_dtype, variable.shape, name=name)
+                placeholders[variable.op.name] = value
                 assigns.append(variable.assign(value))
         return placeholders, tf.group(*assigns, name="load")
 
@@ -61,8 +62,9 @@ def load_weights(sess, model, loader, weights):
     for layer, (kernel, bias) in zip(model.layers, weights):
         for variable, value in ((layer.kernel, kernel), (layer.bias, bias)):
             if list(value.shape) != variable.shape.as_list():
-                raise ValueError(f"{variable.op.name}: shape {variable.shape.as_list()}, Keras gives {list(value.shape)}")
-            feed[placeholders[variable]] = value
+                raise ValueError(f"{variable.op.name}: shape {variable.shape.as_list()}, "
+                                 f"Keras gives {list(value.shape)}")
+            feed[placeholders[variable.op.name]] = value
     sess.run(load, feed)
 
 
