@@ -130,3 +130,10 @@ def test_tf1_adams_epsilon_alone_fails_the_tolerance(mnist):
     """TF1's AdamOptimizer with its 1e-8 epsilon; with Keras's 1e-7 it holds: epsilon is the only difference."""
     assert not parity.training_parity(keras_config("adam", semantics="tf1"), mnist, steps=100).holds
     assert parity.training_parity(keras_config("adam", semantics="tf1", epsilon=1e-7), mnist, steps=100).holds
+
+
+def test_cnn_training_parity_with_rmsprop(mnist):
+    """Exercises the conv layers' gradients, and the parity sessions' Grappler setting: with the arithmetic
+    optimizer's Div/Sqrt -> Mul/Rsqrt rewrite on, these losses differ by 1e-6 from step 12, 1.5 % by step 40."""
+    result = parity.training_parity(keras_config("rmsprop", model="cnn", batch_size=64), mnist, steps=40)
+    assert result.holds and result.max_relative_difference < 1e-6
