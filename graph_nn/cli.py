@@ -7,7 +7,7 @@ import sys
 from graph_nn import config as config_module
 from graph_nn.errors import GraphNNError
 
-COMMANDS = ("train", "evaluate", "summary", "predict", "inspect", "export")
+COMMANDS = ("train", "evaluate", "summary", "predict", "compare", "parity", "inspect", "export")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -21,12 +21,14 @@ def add_train_flags(parser):
     parser.add_argument("--model", help=f"one of {', '.join(config_module.MODELS)}")
     parser.add_argument("--init", help="glorot_uniform (Keras's default) or random_normal (stddev 1, the TF1 article)")
     parser.add_argument("--optimizer", help=f"one of {', '.join(config_module.OPTIMIZERS)}")
+    parser.add_argument("--semantics", help="tf1 (TF1's optimizers, the default) or keras (Keras 3's update formulas)")
     parser.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float)
     parser.add_argument("--momentum", type=float, help="momentum (momentum, rmsprop)")
     parser.add_argument("--rho", type=float, help="RMSProp's decay of the mean square")
     parser.add_argument("--beta1", type=float, help="Adam's first-moment decay")
     parser.add_argument("--beta2", type=float, help="Adam's second-moment decay")
-    parser.add_argument("--epsilon", type=float, help="RMSProp/Adam epsilon (default: TF1's 1e-10 / 1e-8)")
+    parser.add_argument("--epsilon", type=float,
+                        help="RMSProp/Adam epsilon (default: TF1's 1e-10 / 1e-8, Keras's 1e-7)")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--steps", type=int, help="train this many steps instead of whole epochs")
@@ -91,9 +93,31 @@ def make_parser():
     predict.add_argument("images", nargs="+", metavar="IMAGE", help="one handwritten digit per file, any size")
     predict.add_argument("--run", help="a run directory (default: the newest run under --logdir)")
     predict.add_argument("--logdir", default="logs", help="where to look for the newest run (default logs)")
+    add_cross_check_commands(commands)
     add_inspect_command(commands)
     add_export_command(commands)
     return parser
+
+
+def add_cross_check_commands(commands):
+    from graph_nn.keras_baselines import RECIPES
+
+    compare = commands.add_parser("compare", help="train the graph model and its Keras twin, print both results")
+    add_train_flags(compare)
+    compare.add_argument("--baseline", help=f"the Keras recipe: one of {', '.join(RECIPES)} "
+                                            "(default: the preset's article; without --preset, its preset)")
+    compare.add_argument("--repeats", type=int, default=1,
+                         help="train both this many times, seeds --seed, --seed + 1, ...; print means (default 1)")
+    parity = commands.add_parser("parity", help="check the graph models against Keras: same weights, same logits")
+    parity.add_argument("--model", choices=config_module.MODELS, help="one model (default: all four)")
+    parity.add_argument("--images", type=int, default=10000, help="test images compared (default 10000)")
+    parity.add_argument("--keras-steps", type=int, default=200,
+                        help="RMSprop steps Keras trains before its weights are copied (default 200)")
+    parity.add_argument("--functional", action="store_true", help="use article 004's functional CNN")
+    parity.add_argument("--training", action="store_true",
+                        help="instead: per-step training losses over --steps steps for SGD, RMSprop and Adam")
+    parity.add_argument("--steps", type=int, default=100, help="training-parity steps (default 100)")
+    add_data_flag(parity)
 
 
 def parse_args(argv):
@@ -104,7 +128,7 @@ def parse_args(argv):
 
 
 def config_from_args(args):
-    names = ("model", "init", "optimizer", "learning_rate", "momentum", "rho", "beta1", "beta2", "epsilon",
+    names = ("model", "init", "optimizer", "semantics", "learning_rate", "momentum", "rho", "beta1", "beta2", "epsilon",
              "batch_size", "epochs", "steps", "batching", "seed", "eval_every", "print_every", "log_every",
              "histogram_every", "checkpoint_every", "trace_steps")
     return config_module.make_config(args.preset, **{name: getattr(args, name) for name in names})
@@ -229,6 +253,49 @@ def command_export(args):
     return 0
 
 
+def command_compare(args):
+    from graph_nn.compare import compare, format_table
+    from graph_nn.data import load_dataset
+    from graph_nn.keras_baselines import RECIPES
+
+    if args.preset is None and args.baseline in RECIPES:
+        args.preset = RECIPES[args.baseline].preset  # `compare --baseline cnn-onehot` trains article 004's set-up
+    config = config_from_args(args)
+    comparison = compare(config, load_dataset(args.data_dir), args.baseline, logdir=args.logdir,
+                         repeats=args.repeats)
+    print()
+    print(format_table(comparison))
+    print(f"Graph run directories: {', '.join(map(str, comparison.run_dirs))}")
+    return 0
+
+
+def command_parity(args):
+    from graph_nn import parity
+    from graph_nn.data import load_dataset
+
+    if args.images < 1 or args.steps < 1 or args.keras_steps < 0:
+        raise GraphNNError("--images and --steps must be positive, --keras-steps not negative.")
+    dataset = load_dataset(args.data_dir)
+    ok = True
+    if args.training:
+        print(f"training parity: per-step training loss, graph vs Keras, {args.steps} steps from equal weights")
+        for semantics, result in parity.training_checks(args.model or "mlp64", dataset, args.steps):
+            verdict = "holds" if result.holds else f"differs from step {result.first_failing_step}"
+            print(f"  {result.optimizer:8} {semantics:6} semantics: max relative difference "
+                  f"{result.max_relative_difference:.1e} (tolerance {result.tolerance:.0e}) - {verdict}")
+            ok = ok and (result.holds or semantics != "keras")
+    else:
+        api = "functional" if args.functional else "sequential"
+        print(f"forward parity: Keras weights in the graph model, logits on {args.images} test images")
+        for model in [args.model] if args.model else config_module.MODELS:
+            result = parity.forward_parity(model, dataset, args.images, args.keras_steps, api)
+            print(f"  {model:7} max |logit difference| {result.max_abs_difference:.1e} "
+                  f"(tolerance {parity.FORWARD_TOLERANCE:.0e}), different predictions "
+                  f"{result.different_predictions}/{result.images} - {'holds' if result.holds else 'FAILS'}")
+            ok = ok and result.holds
+    return 0 if ok else 1
+
+
 def main(argv=None):
     import logging
 
@@ -238,7 +305,8 @@ def main(argv=None):
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
         commands = {"train": command_train, "evaluate": command_evaluate, "summary": command_summary,
-                    "predict": command_predict, "inspect": command_inspect, "export": command_export}
+                    "predict": command_predict, "compare": command_compare, "parity": command_parity,
+                    "inspect": command_inspect, "export": command_export}
         return commands[args.command](args)
     except GraphNNError as e:
         print(f"graph-nn: error: {e}", file=sys.stderr)

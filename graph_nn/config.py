@@ -8,7 +8,7 @@ from graph_nn.errors import GraphNNError
 MODELS = ("mlp64", "mlp512", "mlp5", "cnn")
 INITS = ("glorot_uniform", "random_normal")
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
-SEMANTICS = ("tf1",)
+SEMANTICS = ("tf1", "keras")  # whose optimizer formulas and defaults graph mode uses
 BATCHING = ("shuffle", "sequential")
 
 

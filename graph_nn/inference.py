@@ -21,7 +21,16 @@ def loss_and_accuracy(sess, model, split, batch_size=EVAL_BATCH_SIZE):
     return total_loss / len(split), total_correct / len(split)
 
 
+def run_batched(sess, tensor, x, images, batch_size=EVAL_BATCH_SIZE):
+    """`tensor` evaluated over every row of `images`, fed to placeholder x in batches."""
+    return np.concatenate([sess.run(tensor, feed_dict={x: images[s]}) for s in batches(len(images), batch_size)])
+
+
 def probabilities(sess, model, images, batch_size=EVAL_BATCH_SIZE):
     """Softmax outputs [n, 10] for float images [n, 784]."""
-    return np.concatenate([sess.run(model.probabilities, feed_dict={model.x: images[s]})
-                           for s in batches(len(images), batch_size)])
+    return run_batched(sess, model.probabilities, model.x, images, batch_size)
+
+
+def logits(sess, model, images, batch_size=EVAL_BATCH_SIZE):
+    """Logits [n, 10] for float images [n, 784]."""
+    return run_batched(sess, model.logits, model.x, images, batch_size)

@@ -108,10 +108,11 @@ def build_layers(model, x, init):
     return mlp_layers(x, HIDDEN_UNITS[model], init)
 
 
-def build_graph(config, batch_size=None):
+def build_graph(config, batch_size=None, optimizer=None):
     """A new tf.Graph holding the model, its loss and accuracy, and the optimizer's train op.
 
     batch_size fixes the placeholders' first dimension (FLOP counting needs static shapes); None keeps it free.
+    `optimizer` replaces config's optimizer (the parity checks train with deliberately wrong formulas).
     """
     graph = tf.Graph()
     with graph.as_default():
@@ -132,7 +133,7 @@ def build_graph(config, batch_size=None):
             accuracy = tf.reduce_mean(tf.cast(correct, tf.float32), name="mean")
         with v1.name_scope("train"):
             global_step = v1.train.get_or_create_global_step()
-            optimizer = make_optimizer(config)
+            optimizer = optimizer or make_optimizer(config)
             # minimize() split in two so the gradients can be histogrammed; compute_gradients keeps
             # minimize's gating (GATE_OP), which bare tf.gradients + apply_gradients would lose.
             grads_and_vars = optimizer.compute_gradients(loss)

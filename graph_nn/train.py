@@ -199,6 +199,9 @@ class Trainer:
                 else:
                     self.say(f"step {global_step} evaluation - {format_metrics(metrics)}")
             if schedule.is_epoch_end(global_step):
+                if bar:  # an epoch without an evaluation (--eval-every, compare) still ends its bar
+                    bar.finish(schedule.steps_per_epoch, self.train_meter.means())
+                    bar = None
                 self.train_meter.reset()
             # Saved after the epoch-end reset, so that a resumed run starts from the state the next step sees.
             if evaluating or stop or (config.checkpoint_every and global_step % config.checkpoint_every == 0):
