@@ -157,7 +157,7 @@ class TrainingParity:
 
 def graph_training_losses(config, dataset, weights, steps, optimizer=None):
     """Losses of `steps` train-op runs from `weights`, on BatchSchedule's batches."""
-    model = build_graph(config, optimizer)
+    model = build_graph(config, optimizer=optimizer)
     loader = add_weight_loader(model)
     schedule = BatchSchedule(config, len(dataset.train))
     losses = []
