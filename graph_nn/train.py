@@ -44,9 +44,11 @@ class BatchSchedule:
             return slice(start, start + b)
         epoch, position = divmod(step, self.steps_per_epoch)
         if epoch != self._epoch:
-            self._epoch = epoch
-            self._permutation = np.random.default_rng([self.config.seed, epoch]).permutation(self.n)
+            self._epoch, self._permutation = epoch, self.permutation(epoch)
         return self._permutation[position * b:(position + 1) * b]
+
+    def permutation(self, epoch):
+        return np.random.default_rng([self.config.seed, epoch]).permutation(self.n)
 
     def is_epoch_end(self, global_step):
         return global_step % self.steps_per_epoch == 0
@@ -116,7 +118,7 @@ class Trainer:
             if bar is None and not config.print_every:
                 epoch = schedule.epoch_of(step)
                 bar = EpochBar(epoch + 1, math.ceil(schedule.total_steps / schedule.steps_per_epoch),
-                               min(schedule.steps_per_epoch, schedule.total_steps - step))
+                               min(schedule.steps_per_epoch, schedule.total_steps - step), self.out)
             loss, accuracy = self.train_step(sess, writers, step)
             if config.print_every and global_step % config.print_every == 0:
                 rate = global_step / (time.perf_counter() - start)
