@@ -107,14 +107,22 @@ def build_layers(model, x, init):
     return mlp_layers(x, HIDDEN_UNITS[model], init)
 
 
-def build_graph(config):
-    """A new tf.Graph holding the model, its loss and accuracy, and the optimizer's train op."""
-    graph = tf.Graph()
+def build_graph(config, graph=None, inputs=None):
+    """A new tf.Graph (or `graph`) holding the model, its loss and accuracy, and the optimizer's train op.
+
+    `inputs`, an (images, one-hot labels) pair of tensors such as a tf.data iterator's get_next(), becomes
+    the default of the x and y placeholders: a feed still overrides it, for evaluation and prediction.
+    """
+    graph = graph or tf.Graph()
     with graph.as_default():
         v1.set_random_seed(config.seed)
         with v1.name_scope("input"):
-            x = v1.placeholder(tf.float32, [None, INPUT_SIZE], name="x")
-            y = v1.placeholder(tf.float32, [None, NUM_CLASSES], name="y")
+            if inputs is None:
+                x = v1.placeholder(tf.float32, [None, INPUT_SIZE], name="x")
+                y = v1.placeholder(tf.float32, [None, NUM_CLASSES], name="y")
+            else:
+                x = v1.placeholder_with_default(inputs[0], [None, INPUT_SIZE], name="x")
+                y = v1.placeholder_with_default(inputs[1], [None, NUM_CLASSES], name="y")
         layers = build_layers(config.model, x, config.init)
         logits = layers[-1].activations
         with v1.name_scope("output/"):
