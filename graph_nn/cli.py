@@ -5,7 +5,7 @@ import sys
 from graph_nn import config as config_module
 from graph_nn.errors import GraphNNError
 
-COMMANDS = ("train", "evaluate")
+COMMANDS = ("train", "evaluate", "bench")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -50,6 +50,11 @@ def make_parser():
     evaluate = commands.add_parser("evaluate", help="restore a run's latest checkpoint and test it")
     evaluate.add_argument("--run", required=True, help="a run directory under logs/")
     add_data_flag(evaluate)
+    bench = commands.add_parser("bench", help="training and inference throughput: graph mode vs Keras vs the hardware")
+    bench.add_argument("--models", default="mlp512,cnn", help="comma-separated, from mlp512,cnn (default both)")
+    bench.add_argument("--steps", type=int, default=200, help="timed steps per repeat (default 200)")
+    bench.add_argument("--repeats", type=int, default=5, help="repeats; the median is reported (default 5)")
+    bench.add_argument("--json", default="bench.json", help="where to write the figures (default bench.json)")
     return parser
 
 
@@ -95,6 +100,23 @@ def command_evaluate(args):
     return 0
 
 
+def command_bench(args):
+    from graph_nn import bench
+    from graph_nn.data import load_dataset
+
+    models = tuple(args.models.split(","))
+    unknown = set(models) - set(bench.CONFIGURATIONS)
+    if unknown:
+        raise GraphNNError(f"bench measures {', '.join(bench.CONFIGURATIONS)}, not {', '.join(sorted(unknown))}.")
+    if args.steps <= 0 or args.repeats <= 0:
+        raise GraphNNError("--steps and --repeats must be positive.")
+    report = bench.run_bench(load_dataset(), bench.Settings(steps=args.steps, repeats=args.repeats), models)
+    print(bench.format_report(report))
+    bench.write_json(report, args.json)
+    print(f"Figures written to {args.json}")
+    return 0
+
+
 def main(argv=None):
     import tensorflow as tf
 
@@ -102,7 +124,7 @@ def main(argv=None):
     tf.get_logger().setLevel("ERROR")
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
-        return {"train": command_train, "evaluate": command_evaluate}[args.command](args)
+        return {"train": command_train, "evaluate": command_evaluate, "bench": command_bench}[args.command](args)
     except GraphNNError as e:
         print(f"graph-nn: error: {e}", file=sys.stderr)
         return e.exit_code
