@@ -7,7 +7,7 @@ import sys
 from graph_nn import config as config_module
 from graph_nn.errors import GraphNNError
 
-COMMANDS = ("train", "evaluate", "summary", "predict", "compare", "parity", "inspect", "export")
+COMMANDS = ("train", "evaluate", "summary", "predict", "compare", "parity", "inspect", "export", "bench")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -96,6 +96,11 @@ def make_parser():
     add_cross_check_commands(commands)
     add_inspect_command(commands)
     add_export_command(commands)
+    bench = commands.add_parser("bench", help="training and inference throughput: graph mode vs Keras vs the hardware")
+    bench.add_argument("--models", default="mlp512,cnn", help="comma-separated, from mlp512,cnn (default both)")
+    bench.add_argument("--steps", type=int, default=200, help="timed steps per repeat (default 200)")
+    bench.add_argument("--repeats", type=int, default=5, help="repeats; the median is reported (default 5)")
+    bench.add_argument("--json", default="bench.json", help="where to write the figures (default bench.json)")
     return parser
 
 
@@ -296,6 +301,23 @@ def command_parity(args):
     return 0 if ok else 1
 
 
+def command_bench(args):
+    from graph_nn import bench
+    from graph_nn.data import load_dataset
+
+    models = tuple(args.models.split(","))
+    unknown = set(models) - set(bench.CONFIGURATIONS)
+    if unknown:
+        raise GraphNNError(f"bench measures {', '.join(bench.CONFIGURATIONS)}, not {', '.join(sorted(unknown))}.")
+    if args.steps <= 0 or args.repeats <= 0:
+        raise GraphNNError("--steps and --repeats must be positive.")
+    report = bench.run_bench(load_dataset(), bench.Settings(steps=args.steps, repeats=args.repeats), models)
+    print(bench.format_report(report))
+    bench.write_json(report, args.json)
+    print(f"Figures written to {args.json}")
+    return 0
+
+
 def main(argv=None):
     import logging
 
@@ -306,7 +328,7 @@ def main(argv=None):
         args = parse_args(sys.argv[1:] if argv is None else argv)
         commands = {"train": command_train, "evaluate": command_evaluate, "summary": command_summary,
                     "predict": command_predict, "compare": command_compare, "parity": command_parity,
-                    "inspect": command_inspect, "export": command_export}
+                    "inspect": command_inspect, "export": command_export, "bench": command_bench}
         return commands[args.command](args)
     except GraphNNError as e:
         print(f"graph-nn: error: {e}", file=sys.stderr)

@@ -108,18 +108,24 @@ def build_layers(model, x, init):
     return mlp_layers(x, HIDDEN_UNITS[model], init)
 
 
-def build_graph(config, batch_size=None, optimizer=None):
-    """A new tf.Graph holding the model, its loss and accuracy, and the optimizer's train op.
+def build_graph(config, batch_size=None, optimizer=None, graph=None, inputs=None):
+    """A new tf.Graph (or `graph`) holding the model, its loss and accuracy, and the optimizer's train op.
 
     batch_size fixes the placeholders' first dimension (FLOP counting needs static shapes); None keeps it free.
     `optimizer` replaces config's optimizer (the parity checks train with deliberately wrong formulas).
+    `inputs`, an (images, one-hot labels) pair of tensors such as a tf.data iterator's get_next(), becomes
+    the default of the x and y placeholders: a feed still overrides it, for evaluation and prediction.
     """
-    graph = tf.Graph()
+    graph = graph or tf.Graph()
     with graph.as_default():
         v1.set_random_seed(config.seed)
         with v1.name_scope("input"):
-            x = v1.placeholder(tf.float32, [batch_size, INPUT_SIZE], name="x")
-            y = v1.placeholder(tf.float32, [batch_size, NUM_CLASSES], name="y")
+            if inputs is None:
+                x = v1.placeholder(tf.float32, [batch_size, INPUT_SIZE], name="x")
+                y = v1.placeholder(tf.float32, [batch_size, NUM_CLASSES], name="y")
+            else:
+                x = v1.placeholder_with_default(inputs[0], [batch_size, INPUT_SIZE], name="x")
+                y = v1.placeholder_with_default(inputs[1], [batch_size, NUM_CLASSES], name="y")
         layers = build_layers(config.model, x, config.init)
         logits = layers[-1].activations
         with v1.name_scope("output/"):

@@ -47,9 +47,11 @@ class BatchSchedule:
             return slice(start, start + b)
         epoch, position = divmod(step, self.steps_per_epoch)
         if epoch != self._epoch:
-            self._epoch = epoch
-            self._permutation = np.random.default_rng([self.config.seed, epoch]).permutation(self.n)
+            self._epoch, self._permutation = epoch, self.permutation(epoch)
         return self._permutation[position * b:(position + 1) * b]
+
+    def permutation(self, epoch):
+        return np.random.default_rng([self.config.seed, epoch]).permutation(self.n)
 
     def is_epoch_end(self, global_step):
         return global_step % self.steps_per_epoch == 0

@@ -1,0 +1,304 @@
+"""`python run.py bench`: how fast graph mode trains and predicts, against Keras and against the hardware.
+
+Every figure is a median over repeats after a warm-up, and every comparison is a ratio of two figures
+measured in this same process, so a busy machine slows both sides alike.
+"""
+import contextlib
+import dataclasses
+import json
+import os
+import pathlib
+import statistics
+import tempfile
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from graph_nn import inference
+from graph_nn.config import make_config
+from graph_nn.determinism import deterministic_ops
+from graph_nn.model import CNN_FILTERS, HIDDEN_UNITS, INPUT_SIZE, build_graph
+from graph_nn.summaries import Writers
+from graph_nn.train import BatchSchedule, Trainer, session_config, train
+
+v1 = tf.compat.v1
+CONFIGURATIONS = {"mlp512": dict(preset="chapter2"), "cnn": dict(preset="cnn")}
+NO_SUMMARIES = 10**9  # a summary cadence no benchmark reaches
+
+
+@dataclasses.dataclass
+class Settings:
+    steps: int = 200  # timed steps per repeat
+    repeats: int = 5
+    warmup: int = 50
+
+
+def median_seconds(run, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+# ---- closed-form FLOPs ---------------------------------------------------------------------------
+
+def layer_shapes(model):
+    """(kind, multiply-accumulates per example, is_first_layer) for every matmul/conv of the model."""
+    if model == "cnn":
+        shapes, size, channels = [], 28, 1
+        for i, filters in enumerate(CNN_FILTERS):
+            size -= 2
+            shapes.append(("conv", size * size * 9 * channels * filters, i == 0))
+            channels = filters
+            if i < 2:
+                size //= 2
+        shapes.append(("dense", size * size * channels * 10, False))
+        return shapes
+    units = (INPUT_SIZE,) + HIDDEN_UNITS[model] + (10,)
+    return [("dense", a * b, i == 0) for i, (a, b) in enumerate(zip(units, units[1:]))]
+
+
+def training_flops(model, batch_size):
+    """Forward, weight-gradient and input-gradient products of one step (the first layer needs no input gradient)."""
+    return sum(2 * macs * batch_size * (2 if first else 3) for _, macs, first in layer_shapes(model))
+
+
+# ---- graph-mode training -------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def graph_trainer(config, dataset):
+    """A Trainer with an initialized session and writers in a throw-away run directory."""
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = Trainer(config, dataset, run_dir, out=open(os.devnull, "w"))
+        writers = Writers(run_dir, trainer.model.graph)
+        # Under op determinism, as in a real run (Trainer.run).
+        with deterministic_ops(), v1.Session(graph=trainer.model.graph, config=session_config()) as sess:
+            sess.run(trainer.init)
+            yield trainer, sess, writers
+        writers.close()
+
+
+def graph_training_seconds(config, dataset, settings):
+    """Median seconds per step of the real training step (Trainer.train_step), summaries at config's cadence."""
+    with graph_trainer(config, dataset) as (trainer, sess, writers):
+        step = 0
+
+        def run(n):
+            nonlocal step
+            for _ in range(n):
+                trainer.train_step(sess, writers, step)
+                step += 1
+
+        run(settings.warmup)
+        return median_seconds(lambda: run(settings.steps), settings.repeats) / settings.steps
+
+
+@contextlib.contextmanager
+def iterator_trainer(config, dataset, epochs):
+    """The training graph fed by an in-graph tf.data iterator instead of feed_dict, initialized.
+
+    The arrays enter through placeholders at iterator initialization (from_tensor_slices on the arrays
+    themselves would bake 190 MB of constants into the GraphDef); x and y become placeholder_with_default
+    over the iterator, so the graph is the training graph with its input swapped. The iterator visits the
+    same per-epoch permutations as BatchSchedule, so both input paths train on identical batches.
+    """
+    train_split = dataset.train
+    schedule = BatchSchedule(config, len(train_split))
+    graph = tf.Graph()
+    with graph.as_default():
+        with v1.name_scope("input_pipeline"):
+            orders = v1.placeholder(tf.int64, [epochs, len(train_split)], name="orders")
+            images = v1.placeholder(tf.float32, train_split.images.shape, name="images")
+            onehot = v1.placeholder(tf.float32, train_split.onehot.shape, name="onehot")
+            # One row per epoch, batched on its own so an epoch ends in a short batch, as in BatchSchedule.
+            batches = (tf.data.Dataset.from_tensor_slices(orders)
+                       .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(config.batch_size))
+                       .map(lambda i: (tf.gather(images, i), tf.gather(onehot, i))))
+            iterator = v1.data.make_initializable_iterator(batches.prefetch(2))
+            next_batch = iterator.get_next()
+    model = build_graph(config, graph=graph, inputs=next_batch)
+    with graph.as_default():
+        init = v1.global_variables_initializer()
+    feeds = {orders: np.stack([schedule.permutation(e) for e in range(epochs)]),
+             images: train_split.images, onehot: train_split.onehot}
+    with deterministic_ops(), v1.Session(graph=graph, config=session_config()) as sess:
+        sess.run(init)
+        sess.run(iterator.initializer, feeds)
+        yield sess, model
+
+
+def dataset_iterator_seconds(config, dataset, settings):
+    steps = settings.warmup + settings.steps * settings.repeats
+    epochs = steps * config.batch_size // len(dataset.train) + 1
+    with iterator_trainer(config, dataset, epochs) as (sess, model):
+        fetches = [model.train_op, model.loss, model.accuracy]
+
+        def run(n):
+            for _ in range(n):
+                sess.run(fetches)
+
+        run(settings.warmup)
+        return median_seconds(lambda: run(settings.steps), settings.repeats) / settings.steps
+
+
+# ---- Keras -------------------------------------------------------------------------------------
+
+def keras_training_seconds(config, dataset, settings):
+    """Median seconds per step of Keras `fit` on the twin model, the articles' way (arrays, batch_size=...)."""
+    model, images, labels = keras_twin(config, dataset.train)
+    n = settings.steps * config.batch_size
+    warm = settings.warmup * config.batch_size
+    model.fit(images[:warm], labels[:warm], batch_size=config.batch_size, epochs=1, verbose=0)
+    fit = lambda: model.fit(images[:n], labels[:n], batch_size=config.batch_size, epochs=1, verbose=0)
+    return median_seconds(fit, settings.repeats) / settings.steps
+
+
+def keras_twin(config, split):
+    """The compiled Keras twin of config's model, and split's images and labels as its article feeds them."""
+    from graph_nn import keras_baselines
+
+    recipe = keras_baselines.RECIPES[keras_baselines.recipe_name_for(config)]
+    model = keras_baselines.compile_model(keras_baselines.build_model(config.model, seed=config.seed), recipe, config)
+    return model, keras_baselines.images_for(config.model, split.images), keras_baselines.labels_for(recipe, split)
+
+
+# ---- inference ---------------------------------------------------------------------------------
+
+def graph_inference_seconds(config, dataset, settings):
+    with graph_trainer(config, dataset) as (trainer, sess, _):
+        predict = lambda: inference.probabilities(sess, trainer.model, dataset.test.images)
+        predict()
+        return median_seconds(predict, settings.repeats)
+
+
+def keras_inference_seconds(config, dataset, settings):
+    model, images, _ = keras_twin(config, dataset.test)
+    predict = lambda: model.predict(images, batch_size=inference.EVAL_BATCH_SIZE, verbose=0)
+    predict()
+    return median_seconds(predict, settings.repeats)
+
+
+# ---- the hardware ------------------------------------------------------------------------------
+
+def run_matmuls(shapes, repeats, runs_per_repeat=1):
+    """Median seconds of one Session.run doing every (m, k, n) product in `shapes` once."""
+    graph = tf.Graph()
+    with graph.as_default():
+        products = []
+        for m, k, n in shapes:
+            a = tf.Variable(tf.random.normal([m, k]))
+            b = tf.Variable(tf.random.normal([k, n]))
+            # Reduce to a scalar so the fetch costs nothing next to the product.
+            products.append(tf.reduce_sum(tf.matmul(a, b)))
+        total = tf.add_n(products)
+        init = v1.global_variables_initializer()
+    with v1.Session(graph=graph, config=session_config()) as sess:
+        sess.run(init)
+        sess.run(total)
+
+        def run():
+            for _ in range(runs_per_repeat):
+                sess.run(total)
+
+        return median_seconds(run, repeats) / runs_per_repeat
+
+
+def matmul_peak_flops(repeats, size=2048):
+    return 2 * size**3 / run_matmuls([(size, size, size)], repeats, runs_per_repeat=5)
+
+
+def mlp_step_matmuls(model, batch_size):
+    """The (m, k, n) products of one MLP training step: forward, weight gradients, input gradients."""
+    units = (INPUT_SIZE,) + HIDDEN_UNITS[model] + (10,)
+    shapes = []
+    for i, (fan_in, fan_out) in enumerate(zip(units, units[1:])):
+        shapes.append((batch_size, fan_in, fan_out))
+        shapes.append((fan_in, batch_size, fan_out))
+        if i:
+            shapes.append((batch_size, fan_out, fan_in))
+    return shapes
+
+
+def matmul_floor_seconds(config, settings):
+    return run_matmuls(mlp_step_matmuls(config.model, config.batch_size), settings.repeats, runs_per_repeat=50)
+
+
+# ---- logging cost ------------------------------------------------------------------------------
+
+def event_bytes_of_default_run(dataset):
+    """Bytes of event files a default `python run.py` writes (train/ and validation/)."""
+    with tempfile.TemporaryDirectory() as logdir:
+        result = train(make_config(), dataset, logdir=logdir, out=open(os.devnull, "w"))
+        return sum(p.stat().st_size for p in pathlib.Path(result.run_dir).rglob("events.out.tfevents.*"))
+
+
+# ---- the report ---------------------------------------------------------------------------------
+
+def bench_model(name, dataset, settings, peak):
+    config = make_config(**CONFIGURATIONS[name])
+    silent = dataclasses.replace(config, log_every=NO_SUMMARIES, histogram_every=NO_SUMMARIES)
+    b = config.batch_size
+    row = dict(model=name, batch_size=b)
+    row["graph_feed_s"] = graph_training_seconds(config, dataset, settings)
+    row["graph_feed_no_summaries_s"] = graph_training_seconds(silent, dataset, settings)
+    row["graph_dataset_s"] = dataset_iterator_seconds(silent, dataset, settings)
+    row["keras_fit_s"] = keras_training_seconds(config, dataset, settings)
+    row["graph_predict_10k_s"] = graph_inference_seconds(config, dataset, settings)
+    row["keras_predict_10k_s"] = keras_inference_seconds(config, dataset, settings)
+    row["training_flops_per_step"] = training_flops(name, b)
+    row["achieved_flops"] = row["training_flops_per_step"] / row["graph_feed_s"]
+    row["fraction_of_peak"] = row["achieved_flops"] / peak
+    if name in HIDDEN_UNITS:
+        row["matmul_floor_s"] = matmul_floor_seconds(config, settings)
+    return row
+
+
+def run_bench(dataset, settings, models=tuple(CONFIGURATIONS), out=print):
+    peak = matmul_peak_flops(settings.repeats)
+    out(f"fp32 matmul peak (2048x2048, this process): {peak / 1e9:.1f} GFLOP/s")
+    rows = []
+    for name in models:
+        out(f"measuring {name} ...")
+        rows.append(bench_model(name, dataset, settings, peak))
+    report = dict(machine=machine_description(), settings=dataclasses.asdict(settings), matmul_peak_flops=peak,
+                  models=rows, default_run_event_bytes=event_bytes_of_default_run(dataset))
+    return report
+
+
+def machine_description():
+    import platform
+
+    return dict(cpu=platform.processor() or platform.machine(), cores=os.cpu_count(),
+                tensorflow=tf.__version__, python=platform.python_version())
+
+
+def format_report(report):
+    lines = [f"{'':34}" + "".join(f"{r['model'] + ' b' + str(r['batch_size']):>16}" for r in report["models"])]
+
+    def line(label, values):
+        lines.append(f"{label:34}" + "".join(f"{v:>16}" for v in values))
+
+    rows = report["models"]
+    eps = lambda seconds, r: f"{r['batch_size'] / seconds:,.0f}"
+    line("graph feed_dict (examples/s)", [eps(r["graph_feed_s"], r) for r in rows])
+    line("graph tf.data iterator (ex/s)", [eps(r["graph_dataset_s"], r) for r in rows])
+    line("Keras fit (examples/s)", [eps(r["keras_fit_s"], r) for r in rows])
+    line("graph / Keras fit", [f"{r['keras_fit_s'] / r['graph_feed_s']:.2f}x" for r in rows])
+    line("seconds per epoch (graph)", [f"{r['graph_feed_s'] * 60000 / r['batch_size']:.2f}" for r in rows])
+    line("summaries cost", [f"{r['graph_feed_s'] / r['graph_feed_no_summaries_s'] - 1:+.1%}" for r in rows])
+    line("step / matmul floor", [f"{r['graph_feed_s'] / r['matmul_floor_s']:.2f}x" if "matmul_floor_s" in r else "-"
+                                 for r in rows])
+    line("achieved GFLOP/s (% of peak)",
+         [f"{r['achieved_flops'] / 1e9:.1f} ({r['fraction_of_peak']:.0%})" for r in rows])
+    line("predict 10k: graph (s)", [f"{r['graph_predict_10k_s']:.3f}" for r in rows])
+    line("predict 10k: Keras (s)", [f"{r['keras_predict_10k_s']:.3f}" for r in rows])
+    line("predict graph / Keras", [f"{r['keras_predict_10k_s'] / r['graph_predict_10k_s']:.2f}x" for r in rows])
+    lines.append(f"event files of a default run: {report['default_run_event_bytes'] / 1e6:.2f} MB")
+    return "\n".join(lines)
+
+
+def write_json(report, path):
+    pathlib.Path(path).write_text(json.dumps(report, indent=2) + "\n")
