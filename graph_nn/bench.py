@@ -5,6 +5,7 @@ measured in this same process, so a busy machine slows both sides alike.
 """
 import contextlib
 import dataclasses
+import itertools
 import json
 import os
 import pathlib
@@ -20,7 +21,7 @@ from graph_nn.config import make_config
 from graph_nn.determinism import deterministic_ops
 from graph_nn.model import CNN_FILTERS, HIDDEN_UNITS, INPUT_SIZE, build_graph
 from graph_nn.summaries import Writers
-from graph_nn.train import BatchSchedule, Trainer, session_config, train
+from graph_nn.train import BatchSchedule, Trainer, session_config, train, train_fetches
 
 v1 = tf.compat.v1
 CONFIGURATIONS = {"mlp512": dict(preset="chapter2"), "cnn": dict(preset="cnn")}
@@ -32,15 +33,6 @@ class Settings:
     steps: int = 200  # timed steps per repeat
     repeats: int = 5
     warmup: int = 50
-
-
-def median_seconds(run, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 # ---- closed-form FLOPs ---------------------------------------------------------------------------
@@ -66,7 +58,7 @@ def training_flops(model, batch_size):
     return sum(2 * macs * batch_size * (2 if first else 3) for _, macs, first in layer_shapes(model))
 
 
-# ---- graph-mode training -------------------------------------------------------------------------
+# ---- the contenders: each a run(n) that trains (or predicts) n more steps -------------------------
 
 @contextlib.contextmanager
 def graph_trainer(config, dataset):
@@ -74,26 +66,28 @@ def graph_trainer(config, dataset):
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(config, dataset, run_dir, out=open(os.devnull, "w"))
         writers = Writers(run_dir, trainer.model.graph)
-        # Under op determinism, as in a real run (Trainer.run).
-        with deterministic_ops(), v1.Session(graph=trainer.model.graph, config=session_config()) as sess:
+        # closing(), not `with Session`: that would also make the graph the default one, and Keras,
+        # measured while these sessions are open, needs eager mode.
+        with contextlib.closing(v1.Session(graph=trainer.model.graph, config=session_config())) as sess:
             sess.run(trainer.init)
             yield trainer, sess, writers
         writers.close()
 
 
-def graph_training_seconds(config, dataset, settings):
-    """Median seconds per step of the real training step (Trainer.train_step), summaries at config's cadence."""
+@contextlib.contextmanager
+def feed_dict_steps(config, dataset):
+    """The real training step, Trainer.train_step: feed_dict batches, summaries at config's cadence."""
     with graph_trainer(config, dataset) as (trainer, sess, writers):
-        step = 0
+        steps = itertools.count()
 
         def run(n):
-            nonlocal step
-            for _ in range(n):
-                trainer.train_step(sess, writers, step)
-                step += 1
+            # Under op determinism, as in a real run; switched per call because it is process-wide
+            # and Keras, measured in between, must not run under it.
+            with deterministic_ops():
+                for _ in range(n):
+                    trainer.train_step(sess, writers, next(steps))
 
-        run(settings.warmup)
-        return median_seconds(lambda: run(settings.steps), settings.repeats) / settings.steps
+        yield run
 
 
 @contextlib.contextmanager
@@ -124,36 +118,24 @@ def iterator_trainer(config, dataset, epochs):
         init = v1.global_variables_initializer()
     feeds = {orders: np.stack([schedule.permutation(e) for e in range(epochs)]),
              images: train_split.images, onehot: train_split.onehot}
-    with deterministic_ops(), v1.Session(graph=graph, config=session_config()) as sess:
+    with contextlib.closing(v1.Session(graph=graph, config=session_config())) as sess:
         sess.run(init)
         sess.run(iterator.initializer, feeds)
         yield sess, model
 
 
-def dataset_iterator_seconds(config, dataset, settings):
-    steps = settings.warmup + settings.steps * settings.repeats
+@contextlib.contextmanager
+def iterator_steps(config, dataset, steps):
     epochs = steps * config.batch_size // len(dataset.train) + 1
     with iterator_trainer(config, dataset, epochs) as (sess, model):
-        fetches = [model.train_op, model.loss, model.accuracy]
+        fetches = train_fetches(model)
 
         def run(n):
-            for _ in range(n):
-                sess.run(fetches)
+            with deterministic_ops():
+                for _ in range(n):
+                    sess.run(fetches)
 
-        run(settings.warmup)
-        return median_seconds(lambda: run(settings.steps), settings.repeats) / settings.steps
-
-
-# ---- Keras -------------------------------------------------------------------------------------
-
-def keras_training_seconds(config, dataset, settings):
-    """Median seconds per step of Keras `fit` on the twin model, the articles' way (arrays, batch_size=...)."""
-    model, images, labels = keras_twin(config, dataset.train)
-    n = settings.steps * config.batch_size
-    warm = settings.warmup * config.batch_size
-    model.fit(images[:warm], labels[:warm], batch_size=config.batch_size, epochs=1, verbose=0)
-    fit = lambda: model.fit(images[:n], labels[:n], batch_size=config.batch_size, epochs=1, verbose=0)
-    return median_seconds(fit, settings.repeats) / settings.steps
+        yield run
 
 
 def keras_twin(config, split):
@@ -165,25 +147,48 @@ def keras_twin(config, split):
     return model, keras_baselines.images_for(config.model, split.images), keras_baselines.labels_for(recipe, split)
 
 
-# ---- inference ---------------------------------------------------------------------------------
+def keras_fit_steps(config, dataset):
+    """Keras `fit` on the twin model, the articles' way (arrays, batch_size=...): one fit call per run(n)."""
+    model, images, labels = keras_twin(config, dataset.train)
+    b = config.batch_size
 
-def graph_inference_seconds(config, dataset, settings):
+    def run(n):
+        model.fit(images[:n * b], labels[:n * b], batch_size=b, epochs=1, verbose=0)
+
+    return run
+
+
+@contextlib.contextmanager
+def graph_predict(config, dataset):
     with graph_trainer(config, dataset) as (trainer, sess, _):
-        predict = lambda: inference.probabilities(sess, trainer.model, dataset.test.images)
-        predict()
-        return median_seconds(predict, settings.repeats)
+        yield lambda: inference.probabilities(sess, trainer.model, dataset.test.images)
 
 
-def keras_inference_seconds(config, dataset, settings):
+def keras_predict(config, dataset):
     model, images, _ = keras_twin(config, dataset.test)
-    predict = lambda: model.predict(images, batch_size=inference.EVAL_BATCH_SIZE, verbose=0)
-    predict()
-    return median_seconds(predict, settings.repeats)
+    return lambda: model.predict(images, batch_size=inference.EVAL_BATCH_SIZE, verbose=0)
+
+
+def interleaved_seconds(runs, settings, steps=None):
+    """Median seconds of run(steps) (or run()) per contender, the contenders taking turns in every repeat.
+
+    Taking turns spreads whatever else the machine does over all of them alike.
+    """
+    call = (lambda run: run(steps)) if steps else (lambda run: run())
+    for run in runs.values():
+        run(settings.warmup) if steps else run()
+    times = {name: [] for name in runs}
+    for _ in range(settings.repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            call(run)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(seconds) for name, seconds in times.items()}
 
 
 # ---- the hardware ------------------------------------------------------------------------------
 
-def run_matmuls(shapes, repeats, runs_per_repeat=1):
+def run_matmuls(shapes, settings, runs_per_repeat=1):
     """Median seconds of one Session.run doing every (m, k, n) product in `shapes` once."""
     graph = tf.Graph()
     with graph.as_default():
@@ -203,11 +208,11 @@ def run_matmuls(shapes, repeats, runs_per_repeat=1):
             for _ in range(runs_per_repeat):
                 sess.run(total)
 
-        return median_seconds(run, repeats) / runs_per_repeat
+        return interleaved_seconds({"matmuls": run}, settings)["matmuls"] / runs_per_repeat
 
 
-def matmul_peak_flops(repeats, size=2048):
-    return 2 * size**3 / run_matmuls([(size, size, size)], repeats, runs_per_repeat=5)
+def matmul_peak_flops(settings, size=2048):
+    return 2 * size**3 / run_matmuls([(size, size, size)], settings, runs_per_repeat=5)
 
 
 def mlp_step_matmuls(model, batch_size):
@@ -223,7 +228,7 @@ def mlp_step_matmuls(model, batch_size):
 
 
 def matmul_floor_seconds(config, settings):
-    return run_matmuls(mlp_step_matmuls(config.model, config.batch_size), settings.repeats, runs_per_repeat=50)
+    return run_matmuls(mlp_step_matmuls(config.model, config.batch_size), settings, runs_per_repeat=50)
 
 
 # ---- logging cost ------------------------------------------------------------------------------
@@ -241,13 +246,21 @@ def bench_model(name, dataset, settings, peak):
     config = make_config(**CONFIGURATIONS[name])
     silent = dataclasses.replace(config, log_every=NO_SUMMARIES, histogram_every=NO_SUMMARIES)
     b = config.batch_size
+    with contextlib.ExitStack() as stack:
+        training = {
+            "graph_feed": stack.enter_context(feed_dict_steps(config, dataset)),
+            "graph_feed_no_summaries": stack.enter_context(feed_dict_steps(silent, dataset)),
+            "graph_dataset": stack.enter_context(
+                iterator_steps(silent, dataset, settings.warmup + settings.steps * settings.repeats)),
+            "keras_fit": keras_fit_steps(config, dataset),
+        }
+        seconds = interleaved_seconds(training, settings, settings.steps)
+        predicting = {"graph_predict_10k": stack.enter_context(graph_predict(config, dataset)),
+                      "keras_predict_10k": keras_predict(config, dataset)}
+        prediction_seconds = interleaved_seconds(predicting, settings)
     row = dict(model=name, batch_size=b)
-    row["graph_feed_s"] = graph_training_seconds(config, dataset, settings)
-    row["graph_feed_no_summaries_s"] = graph_training_seconds(silent, dataset, settings)
-    row["graph_dataset_s"] = dataset_iterator_seconds(silent, dataset, settings)
-    row["keras_fit_s"] = keras_training_seconds(config, dataset, settings)
-    row["graph_predict_10k_s"] = graph_inference_seconds(config, dataset, settings)
-    row["keras_predict_10k_s"] = keras_inference_seconds(config, dataset, settings)
+    row.update({f"{key}_s": value / settings.steps for key, value in seconds.items()})
+    row.update({f"{key}_s": value for key, value in prediction_seconds.items()})
     row["training_flops_per_step"] = training_flops(name, b)
     row["achieved_flops"] = row["training_flops_per_step"] / row["graph_feed_s"]
     row["fraction_of_peak"] = row["achieved_flops"] / peak
@@ -257,7 +270,7 @@ def bench_model(name, dataset, settings, peak):
 
 
 def run_bench(dataset, settings, models=tuple(CONFIGURATIONS), out=print):
-    peak = matmul_peak_flops(settings.repeats)
+    peak = matmul_peak_flops(settings)
     out(f"fp32 matmul peak (2048x2048, this process): {peak / 1e9:.1f} GFLOP/s")
     rows = []
     for name in models:

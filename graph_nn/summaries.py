@@ -14,6 +14,12 @@ def histogram(tag, values):
     return tf.raw_ops.HistogramSummary(tag=tag, values=values, name=tag.replace("/", "_"))
 
 
+# Activations are histogrammed over the batch's first examples only: a convolution's activations for a whole
+# batch run into millions of values, whose histograms cost more than the training steps between two of them,
+# and 32 examples already draw the same distribution.
+HISTOGRAM_EXAMPLES = 32
+
+
 def build_histograms(model):
     """One merged op with histograms of every kernel and bias, pre-activation, activation and gradient."""
     with model.graph.as_default(), v1.name_scope("summaries"):
@@ -21,9 +27,9 @@ def build_histograms(model):
         for layer in model.layers:
             ops += [histogram(f"{layer.name}/kernel", layer.kernel),
                     histogram(f"{layer.name}/bias", layer.bias),
-                    histogram(f"{layer.name}/preactivations", layer.preactivations)]
+                    histogram(f"{layer.name}/preactivations", layer.preactivations[:HISTOGRAM_EXAMPLES])]
             if layer.activations is not layer.preactivations:
-                ops.append(histogram(f"{layer.name}/activations", layer.activations))
+                ops.append(histogram(f"{layer.name}/activations", layer.activations[:HISTOGRAM_EXAMPLES]))
         for gradient, variable in model.grads_and_vars:
             ops.append(histogram(f"gradients/{variable.op.name}", gradient))
         return v1.summary.merge(ops, name="histograms")

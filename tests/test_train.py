@@ -43,6 +43,7 @@ def test_histograms_and_graph_are_written(short_run):
     assert set(events.Tags()["histograms"]) == expected
     assert [e.step for e in events.Histograms("hidden1/kernel")] == [100, 200, 300]
     assert events.Histograms("hidden1/kernel")[0].histogram_value.num == 784 * 64
+    assert events.Histograms("hidden1/activations")[0].histogram_value.num == 32 * 64  # the batch's first 32
     graph = events.Graph()
     names = {node.name for node in graph.node}
     assert {"input/x", "hidden1/kernel", "loss/mean", "train/step"} <= names
