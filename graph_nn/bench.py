@@ -284,7 +284,9 @@ def run_bench(dataset, settings, models=tuple(CONFIGURATIONS), out=print):
 def machine_description():
     import platform
 
-    return dict(cpu=platform.processor() or platform.machine(), cores=os.cpu_count(),
+    cpu_names = [line.split(":", 1)[1].strip() for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")] if pathlib.Path("/proc/cpuinfo").exists() else []
+    return dict(cpu=cpu_names[0] if cpu_names else platform.machine(), cores=os.cpu_count(),
                 tensorflow=tf.__version__, python=platform.python_version())
 
 
