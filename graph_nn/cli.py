@@ -59,6 +59,7 @@ def add_inspect_command(commands):
                                           f"(default {config_module.DEFAULT_PRESET}); flags below override it")
     inspect.add_argument("--model", help=f"one of {', '.join(config_module.MODELS)}")
     inspect.add_argument("--optimizer", help=f"one of {', '.join(config_module.OPTIMIZERS)}")
+    inspect.add_argument("--semantics", help="tf1 (TF1's fused optimizer ops) or keras (Keras 3's formulas as ops)")
     inspect.add_argument("--batch-size", type=int, help="the static batch size of the FLOP count and the trace")
     inspect.add_argument("--pbtxt", help="also write the GraphDef as text to this file")
     inspect.add_argument("--trace", action="store_true", help="run one traced training step on MNIST and print "
@@ -190,7 +191,7 @@ def command_train(args):
     model = build_graph(config)
     print(format_summary(model, config.model))
     print(f"graph_nn: {config.preset} preset - {config.model} ({parameter_count(model):,} parameters), "
-          f"{config.optimizer} lr {config.learning_rate}, batch {config.batch_size}, "
+          f"{config.optimizer} ({config.semantics} semantics) lr {config.learning_rate}, batch {config.batch_size}, "
           + (f"{config.steps} steps" if config.steps else f"{config.epochs} epochs")
           + f", {config.init} init, seed {config.seed}", flush=True)
     finish_run(train(config, dataset, logdir=args.logdir), dataset, args.logdir)
@@ -235,7 +236,7 @@ def command_inspect(args):
         run_report(args.run, sys.stdout)
         return 0
     config = config_module.make_config(args.preset, model=args.model, optimizer=args.optimizer,
-                                       batch_size=args.batch_size)
+                                       semantics=args.semantics, batch_size=args.batch_size)
     dataset = None
     if args.trace:
         from graph_nn.data import load_dataset
