@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import itertools
 import json
+import math
 import os
 import pathlib
 import statistics
@@ -63,8 +64,8 @@ def training_flops(model, batch_size):
 @contextlib.contextmanager
 def graph_trainer(config, dataset):
     """A Trainer with an initialized session and writers in a throw-away run directory."""
-    with tempfile.TemporaryDirectory() as run_dir:
-        trainer = Trainer(config, dataset, run_dir, out=open(os.devnull, "w"))
+    with tempfile.TemporaryDirectory() as run_dir, open(os.devnull, "w") as silent:
+        trainer = Trainer(config, dataset, run_dir, out=silent)
         writers = Writers(run_dir, trainer.model.graph)
         # closing(), not `with Session`: that would also make the graph the default one, and Keras,
         # measured while these sessions are open, needs eager mode.
@@ -235,8 +236,8 @@ def matmul_floor_seconds(config, settings):
 
 def event_bytes_of_default_run(dataset):
     """Bytes of event files a default `python run.py` writes (train/ and validation/)."""
-    with tempfile.TemporaryDirectory() as logdir:
-        result = train(make_config(), dataset, logdir=logdir, out=open(os.devnull, "w"))
+    with tempfile.TemporaryDirectory() as logdir, open(os.devnull, "w") as silent:
+        result = train(make_config(), dataset, logdir=logdir, out=silent)
         return sum(p.stat().st_size for p in pathlib.Path(result.run_dir).rglob("events.out.tfevents.*"))
 
 
@@ -261,6 +262,7 @@ def bench_model(name, dataset, settings, peak):
     row = dict(model=name, batch_size=b)
     row.update({f"{key}_s": value / settings.steps for key, value in seconds.items()})
     row.update({f"{key}_s": value for key, value in prediction_seconds.items()})
+    row["seconds_per_epoch"] = row["graph_feed_s"] * math.ceil(len(dataset.train) / b)
     row["training_flops_per_step"] = training_flops(name, b)
     row["achieved_flops"] = row["training_flops_per_step"] / row["graph_feed_s"]
     row["fraction_of_peak"] = row["achieved_flops"] / peak
@@ -302,7 +304,7 @@ def format_report(report):
     line("graph tf.data iterator (ex/s)", [eps(r["graph_dataset_s"], r) for r in rows])
     line("Keras fit (examples/s)", [eps(r["keras_fit_s"], r) for r in rows])
     line("graph / Keras fit", [f"{r['keras_fit_s'] / r['graph_feed_s']:.2f}x" for r in rows])
-    line("seconds per epoch (graph)", [f"{r['graph_feed_s'] * 60000 / r['batch_size']:.2f}" for r in rows])
+    line("seconds per epoch (graph)", [f"{r['seconds_per_epoch']:.2f}" for r in rows])
     line("summaries cost", [f"{r['graph_feed_s'] / r['graph_feed_no_summaries_s'] - 1:+.1%}" for r in rows])
     line("step / matmul floor", [f"{r['graph_feed_s'] / r['matmul_floor_s']:.2f}x" if "matmul_floor_s" in r else "-"
                                  for r in rows])

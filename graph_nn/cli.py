@@ -23,7 +23,7 @@ def add_train_flags(parser):
     parser.add_argument("--optimizer", help=f"one of {', '.join(config_module.OPTIMIZERS)}")
     parser.add_argument("--semantics", help="tf1 (TF1's optimizers, the default) or keras (Keras 3's update formulas)")
     parser.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float)
-    parser.add_argument("--momentum", type=float, help="momentum (momentum, rmsprop)")
+    parser.add_argument("--momentum", type=float, help="momentum (default 0.9 for --optimizer momentum, 0 for rmsprop)")
     parser.add_argument("--rho", type=float, help="RMSProp's decay of the mean square")
     parser.add_argument("--beta1", type=float, help="Adam's first-moment decay")
     parser.add_argument("--beta2", type=float, help="Adam's second-moment decay")
@@ -312,9 +312,15 @@ def command_bench(args):
         raise GraphNNError(f"bench measures {', '.join(bench.CONFIGURATIONS)}, not {', '.join(sorted(unknown))}.")
     if args.steps <= 0 or args.repeats <= 0:
         raise GraphNNError("--steps and --repeats must be positive.")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
+        raise GraphNNError(f"--json {args.json}: its directory does not exist.")
     report = bench.run_bench(load_dataset(), bench.Settings(steps=args.steps, repeats=args.repeats), models)
     print(bench.format_report(report))
-    bench.write_json(report, args.json)
+    try:
+        bench.write_json(report, args.json)
+    except OSError as e:
+        raise GraphNNError(f"--json {args.json}: cannot write the figures ({e.strerror or e}); "
+                           f"the table above has them.") from None
     print(f"Figures written to {args.json}")
     return 0
 

@@ -19,7 +19,7 @@ class TrainConfig:
     optimizer: str = "rmsprop"
     semantics: str = "tf1"
     learning_rate: float = 1e-3
-    momentum: float = 0.0
+    momentum: float | None = None  # None: 0.9 for the momentum optimizer, 0 (none) for RMSprop
     rho: float = 0.9
     beta1: float = 0.9
     beta2: float = 0.999
@@ -36,6 +36,11 @@ class TrainConfig:
     checkpoint_every: int | None = None  # steps between extra checkpoints
     trace_steps: tuple = ()  # global steps whose training sess.run is fully traced (RunMetadata)
     preset: str | None = None
+
+    def __post_init__(self):
+        if self.momentum is None:
+            self.momentum = 0.9 if self.optimizer == "momentum" else 0.0
+        self.trace_steps = tuple(self.trace_steps)  # config.json gives a list back
 
     def to_json(self):
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -92,6 +97,11 @@ def validate(config):
             raise GraphNNError(f"--{field.replace('_', '-')} must be positive, got {getattr(config, field)}.")
     if any(not step > 0 for step in config.trace_steps):
         raise GraphNNError(f"--trace-steps must be positive step numbers, got {list(config.trace_steps)}.")
+    for field in ("momentum", "rho", "beta1", "beta2"):
+        if not 0 <= getattr(config, field) < 1:
+            raise GraphNNError(f"--{field} must be in [0, 1), got {getattr(config, field)}.")
+    if config.seed < 0:
+        raise GraphNNError(f"--seed must be zero or positive, got {config.seed}.")
     if config.epsilon is not None and not config.epsilon > 0:
         raise GraphNNError(f"--epsilon must be positive, got {config.epsilon}.")
     if config.batching == "sequential" and config.steps is None:

@@ -59,10 +59,12 @@ def read_checksums(data_dir):
     if not path.exists():
         return {}
     sums = {}
-    for line in path.read_text().splitlines():
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
         if line.strip():
-            digest, name = line.split(maxsplit=1)
-            sums[name.lstrip("*")] = digest.lower()
+            fields = line.split(maxsplit=1)
+            if len(fields) != 2:
+                raise GraphNNError(f"{path}: line {number} is not 'DIGEST NAME'.")
+            sums[fields[1].strip().lstrip("*")] = fields[0].lower()
     return sums
 
 
@@ -88,6 +90,8 @@ def make_split(data_dir, images_stem, labels_stem, checksums):
         raise GraphNNError(f"{images_path}: expected images of shape [n, 28, 28], found {list(images.shape)}.")
     if labels.ndim != 1:
         raise GraphNNError(f"{labels_path}: expected a 1-D label vector, found shape {list(labels.shape)}.")
+    if len(images) == 0:
+        raise GraphNNError(f"{images_path}: holds no images.")
     if len(images) != len(labels):
         raise GraphNNError(f"{labels_path}: {len(labels)} labels for {len(images)} images in {images_path.name}.")
     if len(labels) and (labels.min() < 0 or labels.max() >= NUM_CLASSES):

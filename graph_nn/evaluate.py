@@ -9,7 +9,6 @@ import tensorflow as tf
 
 from graph_nn import inference, reports, runs
 from graph_nn.config import load_config
-from graph_nn.errors import GraphNNError
 from graph_nn.model import build_graph
 
 v1 = tf.compat.v1
@@ -24,11 +23,7 @@ def restored_session(run_dir, checkpoint=None):
     with model.graph.as_default():
         saver = v1.train.Saver()
     with v1.Session(graph=model.graph) as sess:
-        try:
-            saver.restore(sess, checkpoint)
-        except (tf.errors.OpError, ValueError) as e:
-            message = str(e).strip().splitlines()[0]
-            raise GraphNNError(f"{checkpoint}: cannot restore this checkpoint ({message}).") from None
+        runs.restore(saver, sess, checkpoint)
         yield sess, model, config
 
 

@@ -132,7 +132,7 @@ def make_optimizer(config):
     if config.optimizer == "sgd":
         return optimizers.SGD(config.learning_rate)
     if config.optimizer == "momentum":
-        return optimizers.SGD(config.learning_rate, momentum=config.momentum or 0.9)
+        return optimizers.SGD(config.learning_rate, momentum=config.momentum)
     if config.optimizer == "rmsprop":
         return optimizers.RMSprop(config.learning_rate, rho=config.rho, momentum=config.momentum, **epsilon)
     return optimizers.Adam(config.learning_rate, beta_1=config.beta1, beta_2=config.beta2, **epsilon)

@@ -127,7 +127,7 @@ def make_optimizer(config):
     if config.optimizer == "sgd":
         return train.GradientDescentOptimizer(lr)
     if config.optimizer == "momentum":
-        return train.MomentumOptimizer(lr, momentum=config.momentum or 0.9)
+        return train.MomentumOptimizer(lr, momentum=config.momentum)
     if config.optimizer == "rmsprop":
         return train.RMSPropOptimizer(lr, decay=config.rho, momentum=config.momentum, epsilon=epsilon)
     return train.AdamOptimizer(lr, beta1=config.beta1, beta2=config.beta2, epsilon=epsilon)
@@ -139,7 +139,7 @@ def make_keras_optimizer(config):
     if config.optimizer == "sgd":
         return KerasSGD(lr)
     if config.optimizer == "momentum":
-        return KerasSGD(lr, momentum=config.momentum or 0.9)
+        return KerasSGD(lr, momentum=config.momentum)
     if config.optimizer == "rmsprop":
         return KerasRMSprop(lr, rho=config.rho, momentum=config.momentum, epsilon=epsilon)
     return KerasAdam(lr, beta1=config.beta1, beta2=config.beta2, epsilon=epsilon)

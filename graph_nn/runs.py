@@ -52,3 +52,12 @@ def newest_run(logdir):
         raise GraphNNError(f"{logdir}: no trained run with a checkpoint there; train one with `python run.py` "
                            f"or pass --run RUN_DIR.")
     return max(states, key=lambda state: state.stat().st_mtime).parent.parent
+
+
+def restore(saver, sess, checkpoint):
+    """saver.restore, with a checkpoint that does not fit the graph (or is damaged) answered in one sentence."""
+    try:
+        saver.restore(sess, checkpoint)
+    except (tf.errors.OpError, ValueError) as e:
+        message = str(e).strip().splitlines()[0]
+        raise GraphNNError(f"{checkpoint}: cannot restore this checkpoint ({message}).") from None

@@ -141,11 +141,7 @@ class Trainer:
     def restore(self, sess):
         """Weights, optimizer slots, global step and loop state from the latest checkpoint; returns the step."""
         checkpoint = runs.latest_checkpoint(self.run_dir)
-        try:
-            self.saver.restore(sess, checkpoint)
-        except (tf.errors.OpError, ValueError) as e:
-            message = str(e).strip().splitlines()[0]
-            raise GraphNNError(f"{checkpoint}: cannot restore this checkpoint ({message}).") from None
+        runs.restore(self.saver, sess, checkpoint)
         # So that max_to_keep goes on deleting the oldest checkpoints, those of the earlier sessions included.
         state = tf.train.get_checkpoint_state(str(pathlib.Path(self.run_dir) / runs.CHECKPOINT_DIR))
         self.saver.recover_last_checkpoints(list(state.all_model_checkpoint_paths))

@@ -41,10 +41,21 @@ def paths(mnist, tmp_path_factory):
     (corrupt / FILES["test_labels"]).write_bytes(b"\x00\x00\x08\x01" + (10000).to_bytes(4, "big") + bytes(9999))
     copy = root / "mnist-copy"
     shutil.copytree(SHIPPED_DIR, copy)
+    bad_sums = root / "bad-sums"
+    shutil.copytree(SHIPPED_DIR, bad_sums)
+    (bad_sums / "SHA256SUMS").write_text("not-a-checksum-line\n")
+    empty_test = root / "empty-test"
+    shutil.copytree(SHIPPED_DIR, empty_test)
+    (empty_test / "SHA256SUMS").unlink()
+    for stem, header in ((FILES["test_images"], b"\x00\x00\x08\x03" + bytes(4) + (28).to_bytes(4, "big") * 2),
+                         (FILES["test_labels"], b"\x00\x00\x08\x01" + bytes(4))):
+        (empty_test / (stem + ".gz")).unlink()
+        (empty_test / stem).write_bytes(header)
     a_file = root / "a-file"
     a_file.write_text("not a directory\n")
     return dict(logdir=logdir, run=run, bare_run=bare_run, broken_config=broken_config, empty=empty,
-                corrupt=corrupt, copy=copy, shipped=SHIPPED_DIR.resolve(), file=a_file,
+                corrupt=corrupt, copy=copy, shipped=SHIPPED_DIR.resolve(), file=a_file, bad_sums=bad_sums,
+                empty_test=empty_test,
                 nothing=root / "nothing-here")
 
 
@@ -61,6 +72,11 @@ CASES = [  # (id, arguments, what the one sentence says, how the child is run)
     ("zero checkpoint interval", ["--checkpoint-every", "0"], "--checkpoint-every must be positive, got 0.", None),
     ("batch size not a number", ["--batch-size", "abc"], "argument --batch-size: invalid int value: 'abc'.", None),
     ("unknown flag", ["--colour", "red"], "unrecognized arguments: --colour red.", None),
+    ("negative seed", ["--seed", "-1"], "--seed must be zero or positive, got -1.", None),
+    ("rho out of range", ["--rho", "1.5"], "--rho must be in [0, 1), got 1.5.", None),
+    ("malformed SHA256SUMS", ["--data-dir", "{bad_sums}"], "{bad_sums}/SHA256SUMS: line 1 is not 'DIGEST NAME'.",
+     None),
+    ("empty test set", ["--data-dir", "{empty_test}"], "t10k-images-idx3-ubyte: holds no images.", None),
     ("sequential batches without steps", ["--batching", "sequential"], "sequential batching", None),
     ("batch larger than the data", ["--model", "mlp64", "--batch-size", "60001"],
      "--batch-size 60001 is larger than the 60000 training examples.", None),

@@ -2,7 +2,7 @@
 import pytest
 import tensorflow as tf
 
-from graph_nn.config import make_config
+from graph_nn.config import TrainConfig, make_config
 from graph_nn.errors import GraphNNError
 from graph_nn.model import build_graph
 from graph_nn.train import BatchSchedule
@@ -79,3 +79,14 @@ def test_flags_override_the_preset_and_epochs_turn_the_tf1_preset_epoch_based():
 def test_bad_values_are_refused(overrides, message):
     with pytest.raises(GraphNNError, match=message):
         make_config(**overrides)
+
+
+def test_momentum_defaults_to_09_for_the_momentum_optimizer_and_an_explicit_zero_is_kept():
+    assert make_config(optimizer="momentum").momentum == 0.9
+    assert make_config(optimizer="momentum", momentum=0.0).momentum == 0.0
+    assert make_config(optimizer="rmsprop").momentum == 0.0
+
+
+def test_config_json_round_trip_is_exact():
+    config = make_config("tf1", trace_steps=(2, 5), seed=7)
+    assert TrainConfig.from_json(config.to_json()) == config
