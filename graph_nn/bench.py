@@ -20,9 +20,10 @@ import tensorflow as tf
 from graph_nn import inference
 from graph_nn.config import make_config
 from graph_nn.determinism import deterministic_ops
-from graph_nn.model import CNN_FILTERS, HIDDEN_UNITS, INPUT_SIZE, build_graph
+from graph_nn.model import CNN_FILTERS, HIDDEN_UNITS, INPUT_SIZE, build_graph, train_fetches
 from graph_nn.summaries import Writers
-from graph_nn.train import BatchSchedule, Trainer, session_config, train, train_fetches
+from graph_nn.schedule import BatchSchedule
+from graph_nn.train import Trainer, session_config, train
 
 v1 = tf.compat.v1
 CONFIGURATIONS = {"mlp512": dict(preset="chapter2"), "cnn": dict(preset="cnn")}

@@ -14,8 +14,8 @@ import tensorflow as tf
 from graph_nn import runs, tracing
 from graph_nn.config import load_config
 from graph_nn.errors import GraphNNError
-from graph_nn.model import build_graph
-from graph_nn.train import BatchSchedule, train_fetches
+from graph_nn.model import build_graph, train_fetches
+from graph_nn.schedule import BatchSchedule
 
 v1 = tf.compat.v1
 GRADIENTS_SCOPE = "train/gradients"
@@ -192,15 +192,10 @@ def trace_step(config, dataset):
     with model.graph.as_default():
         init = v1.global_variables_initializer()
     schedule = BatchSchedule(config, len(dataset.train))
-
-    def feed(step):
-        batch = schedule.batch(step)
-        return {model.x: dataset.train.images[batch], model.y: dataset.train.onehot[batch]}
-
     with v1.Session(graph=model.graph) as sess:
         sess.run(init)
-        sess.run(train_fetches(model), feed(0))
-        _, metadata = tracing.traced_run(sess, train_fetches(model), feed(1))
+        sess.run(train_fetches(model), schedule.feed(model, dataset.train, 0))
+        _, metadata = tracing.traced_run(sess, train_fetches(model), schedule.feed(model, dataset.train, 1))
     return tracing.most_expensive_ops(metadata), len(tracing.executed_nodes(metadata))
 
 

@@ -148,5 +148,10 @@ def build_graph(config, batch_size=None, optimizer=None, graph=None, inputs=None
                       global_step, grads_and_vars, train_op, optimizer)
 
 
+def train_fetches(model):
+    """What one training sess.run fetches: the update op (its value is None) and the batch's loss and accuracy."""
+    return [model.train_op, model.loss, model.accuracy]
+
+
 def parameter_count(model_graph):
     return sum(v.shape.num_elements() for v in model_graph.graph.get_collection(v1.GraphKeys.TRAINABLE_VARIABLES))

@@ -3,7 +3,7 @@
 Forward parity: a Keras twin's weights are loaded into the graph model (Dense kernels [in, out] and Conv2D
 kernels HWIO are the graph's own layouts, and Keras's Flatten of NHWC is the graph's reshape), then both
 compute logits for the same images.  Training parity: from the Keras twin's initial weights and the same
-batches (train.BatchSchedule), the graph's train op and a Keras GradientTape loop each take `steps` steps;
+batches (schedule.BatchSchedule), the graph's train op and a Keras GradientTape loop each take `steps` steps;
 their per-step training losses are compared.
 """
 import dataclasses
@@ -15,7 +15,7 @@ from tensorflow.core.protobuf import rewriter_config_pb2
 from graph_nn import inference, keras_baselines
 from graph_nn.config import make_config
 from graph_nn.model import build_graph
-from graph_nn.train import BatchSchedule
+from graph_nn.schedule import BatchSchedule
 
 v1 = tf.compat.v1
 FORWARD_TOLERANCE = 1e-5  # max |logit difference|
@@ -165,9 +165,7 @@ def graph_training_losses(config, dataset, weights, steps, optimizer=None):
         sess.run(v1.global_variables_initializer())
         load_weights(sess, model, loader, weights)
         for step in range(steps):
-            batch = schedule.batch(step)
-            _, loss = sess.run([model.train_op, model.loss],
-                               {model.x: dataset.train.images[batch], model.y: dataset.train.onehot[batch]})
+            _, loss = sess.run([model.train_op, model.loss], schedule.feed(model, dataset.train, step))
             losses.append(loss)
     return np.array(losses, dtype=np.float64)
 

@@ -13,55 +13,13 @@ from graph_nn import inference, recovery, runs, tracing
 from graph_nn.config import load_config, save_config
 from graph_nn.determinism import deterministic_ops
 from graph_nn.errors import GraphNNError, Interrupted, TrainingDiverged
-from graph_nn.model import build_graph
+from graph_nn.model import build_graph, train_fetches
 from graph_nn.progress import EpochBar, Meter, format_metrics
+from graph_nn.schedule import BatchSchedule
 from graph_nn.signals import stop_requested_by_signals
 from graph_nn.summaries import Writers, build_histograms, scalars
 
 v1 = tf.compat.v1
-
-
-class BatchSchedule:
-    """Which training examples step k uses, computed from k alone so a run can resume mid-epoch.
-
-    "shuffle": epoch e visits a permutation seeded by (seed, e), the last batch of an epoch may be
-    short (as in Keras's fit).  "sequential": the TF1 article's x[(k*b) % (n-b) : ... + b].
-    """
-
-    def __init__(self, config, num_examples):
-        if config.batch_size > num_examples:
-            raise GraphNNError(f"--batch-size {config.batch_size} is larger than the {num_examples} training examples.")
-        self.config = config
-        self.n = num_examples
-        self.steps_per_epoch = math.ceil(num_examples / config.batch_size)
-        self.total_steps = config.steps or config.epochs * self.steps_per_epoch
-        self._epoch, self._permutation = None, None
-
-    def epoch_of(self, step):
-        return step // self.steps_per_epoch
-
-    def batch(self, step):
-        b = self.config.batch_size
-        if self.config.batching == "sequential":
-            start = (step * b) % (self.n - b) if self.n > b else 0
-            return slice(start, start + b)
-        epoch, position = divmod(step, self.steps_per_epoch)
-        if epoch != self._epoch:
-            self._epoch, self._permutation = epoch, self.permutation(epoch)
-        return self._permutation[position * b:(position + 1) * b]
-
-    def permutation(self, epoch):
-        return np.random.default_rng([self.config.seed, epoch]).permutation(self.n)
-
-    def is_epoch_end(self, global_step):
-        return global_step % self.steps_per_epoch == 0
-
-    def is_eval_point(self, global_step):
-        if global_step == self.total_steps:
-            return True
-        if self.config.eval_every:
-            return global_step % self.config.eval_every == 0
-        return self.is_epoch_end(global_step)
 
 
 @dataclasses.dataclass
@@ -71,11 +29,6 @@ class RunResult:
     test_loss: float
     test_accuracy: float
     history: list  # one dict per evaluation: step, loss, accuracy, val_loss, val_accuracy, seconds
-
-
-def train_fetches(model):
-    """What one training sess.run fetches: the update op (its value is None) and the batch's loss and accuracy."""
-    return [model.train_op, model.loss, model.accuracy]
 
 
 def session_config():
@@ -97,6 +50,7 @@ class Trainer:
         self.schedule = BatchSchedule(config, len(dataset.train))
         self.model = build_graph(config)
         self.histograms = build_histograms(self.model)
+        self.fetches = train_fetches(self.model)
         self.train_meter, self.log_meter = Meter(), Meter()
         self.loop_state = recovery.LoopState(self.model.graph, [self.train_meter, self.log_meter])
         self.all_variables_finite = recovery.all_variables_finite(self.model.graph)
@@ -212,17 +166,16 @@ class Trainer:
 
     def train_step(self, sess, writers, step):
         model, config = self.model, self.config
-        batch = self.schedule.batch(step)
-        feed = {model.x: self.dataset.train.images[batch], model.y: self.dataset.train.onehot[batch]}
+        feed = self.schedule.feed(model, self.dataset.train, step)
         global_step = step + 1
         if global_step % config.histogram_every == 0:
             # A separate run before the update, so weights and gradients are those of one same state.
             writers.train.add_summary(sess.run(self.histograms, feed), global_step)
         if global_step in config.trace_steps:
-            _, loss, accuracy = tracing.traced_train_step(sess, train_fetches(model), feed, writers.train,
+            _, loss, accuracy = tracing.traced_train_step(sess, self.fetches, feed, writers.train,
                                                           self.run_dir, global_step)
         else:
-            _, loss, accuracy = sess.run(train_fetches(model), feed)
+            _, loss, accuracy = sess.run(self.fetches, feed)
         if not np.isfinite(loss):
             raise self.diverged(f"the loss became {loss}", global_step)
         self.train_meter.add(loss, accuracy)

@@ -5,7 +5,7 @@ import tensorflow as tf
 from graph_nn.config import TrainConfig, make_config
 from graph_nn.errors import GraphNNError
 from graph_nn.model import build_graph
-from graph_nn.train import BatchSchedule
+from graph_nn.schedule import BatchSchedule
 
 
 
