@@ -4,7 +4,6 @@ import contextlib
 import pathlib
 import sys
 
-import numpy as np
 import tensorflow as tf
 
 from graph_nn import inference, reports, runs
@@ -35,9 +34,7 @@ def evaluate_run(run_dir, dataset):
 
 def last_hidden_activations(sess, model, images):
     """The activations of the layer before the output, one flat row per image: what the projector maps."""
-    tensor = model.layers[-2].activations
-    return np.concatenate([sess.run(tensor, {model.x: images[s]}).reshape(s.stop - s.start, -1)
-                           for s in inference.batches(len(images), inference.EVAL_BATCH_SIZE)])
+    return inference.run_batched(sess, model.layers[-2].activations, model.x, images).reshape(len(images), -1)
 
 
 def save_pictures(run_dir, split, evaluation, history=None):

@@ -72,12 +72,6 @@ def export_run(run_dir):
                     export_dir / SAVED_MODEL_NAME)
 
 
-def run_in_batches(sess, x, outputs, images):
-    """(probabilities, classes) of `images`, fetched by tensor name."""
-    results = [sess.run(outputs, {x: images[s]}) for s in inference.batches(len(images), inference.EVAL_BATCH_SIZE)]
-    return np.concatenate([p for p, _ in results]), np.concatenate([c for _, c in results])
-
-
 def frozen_session_config():
     """Grappler's remapper fuses MatMul+BiasAdd+Relu; with the weights now constants, oneDNN packs them once
     and sums in another order, which moves probabilities by up to ~1.3e-6 from the checkpoint's. Without the
@@ -95,7 +89,8 @@ def frozen_predictions(path, images):
     with graph.as_default():
         tf.import_graph_def(graph_def, name="")
     with v1.Session(graph=graph, config=frozen_session_config()) as sess:
-        return run_in_batches(sess, "input/x:0", ["output/probabilities:0", "output/predictions:0"], images)
+        outputs = ["output/probabilities:0", "output/predictions:0"]
+        return tuple(inference.run_batched(sess, outputs, "input/x:0", images))
 
 
 def saved_model_predictions(path, images):
@@ -103,7 +98,7 @@ def saved_model_predictions(path, images):
     with v1.Session(graph=tf.Graph()) as sess:
         signature = v1.saved_model.load(sess, [v1.saved_model.SERVING], str(path)).signature_def[SIGNATURE]
         outputs = [signature.outputs["probabilities"].name, signature.outputs["class"].name]
-        return run_in_batches(sess, signature.inputs["x"].name, outputs, images)
+        return tuple(inference.run_batched(sess, outputs, signature.inputs["x"].name, images))
 
 
 def checkpoint_probabilities(run_dir, images):

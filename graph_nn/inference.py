@@ -21,9 +21,12 @@ def loss_and_accuracy(sess, model, split, batch_size=EVAL_BATCH_SIZE):
     return total_loss / len(split), total_correct / len(split)
 
 
-def run_batched(sess, tensor, x, images, batch_size=EVAL_BATCH_SIZE):
-    """`tensor` evaluated over every row of `images`, fed to placeholder x in batches."""
-    return np.concatenate([sess.run(tensor, feed_dict={x: images[s]}) for s in batches(len(images), batch_size)])
+def run_batched(sess, fetches, x, images, batch_size=EVAL_BATCH_SIZE):
+    """`fetches` (a tensor or name, or a list of them) over every row of `images`, fed to x in batches."""
+    results = [sess.run(fetches, feed_dict={x: images[s]}) for s in batches(len(images), batch_size)]
+    if isinstance(fetches, (list, tuple)):
+        return [np.concatenate(parts) for parts in zip(*results)]
+    return np.concatenate(results)
 
 
 def probabilities(sess, model, images, batch_size=EVAL_BATCH_SIZE):
