@@ -113,10 +113,12 @@ def trained_twin(model_name, dataset, train_steps=FORWARD_TRAIN_STEPS, api="sequ
     """The Keras twin after `train_steps` steps of article 000's fit (RMSprop, batch 128)."""
     keras_model = keras_baselines.build_model(model_name, api, seed)
     if train_steps:
-        n = train_steps * 128
-        keras_model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy")
+        recipe, config = keras_baselines.RECIPES["chapter2"], make_config("chapter2")
+        n = train_steps * config.batch_size
+        keras_baselines.compile_model(keras_model, recipe, config)
         keras_model.fit(keras_baselines.images_for(model_name, dataset.train.images[:n]),
-                        dataset.train.labels[:n], batch_size=128, epochs=1, verbose=0)
+                        keras_baselines.labels_for(recipe, dataset.train.take(n)),
+                        batch_size=config.batch_size, epochs=1, verbose=0)
     return keras_model
 
 
