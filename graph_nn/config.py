@@ -1,11 +1,14 @@
 """What one training run is: a TrainConfig, the article presets, and the checks on user-given values."""
 import dataclasses
 import json
-import pathlib
 
 from graph_nn.errors import GraphNNError
+from graph_nn.runs import RunDir
 
 MODELS = ("mlp64", "mlp512", "mlp5", "cnn")
+# What the model names build (graph_nn/model.py, and their Keras twins in keras_baselines.py).
+HIDDEN_UNITS = {"mlp64": (64,), "mlp512": (512,), "mlp5": (256, 128, 64, 32)}  # Dense relu layers before output
+CNN_FILTERS = (32, 64, 128)  # 3x3 convolutions; the first two are followed by a 2x2 max-pool
 INITS = ("glorot_uniform", "random_normal")
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
 SEMANTICS = ("tf1", "keras")  # whose optimizer formulas and defaults graph mode uses
@@ -67,6 +70,49 @@ PRESETS = {
 DEFAULT_PRESET = "chapter2"
 
 
+# The Keras side of the articles (graph_nn/keras_baselines.py builds and fits them), named here so that the
+# command line can list them without importing Keras.
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """How an article builds, compiles and fits its Keras model."""
+
+    article: str
+    preset: str  # the graph_nn preset with the article's hyper-parameters
+    api: str  # "sequential" or "functional"
+    labels: str  # "integer" or "onehot"
+    loss: str  # what compile() is given
+    pipeline: str  # "arrays" (fit(x, y, batch_size=...)) or "tf.data" (fit(dataset, validation_data=...))
+
+
+RECIPES = {
+    "chapter2": Recipe("000", "chapter2", "sequential", "integer", "sparse_categorical_crossentropy", "arrays"),
+    "chapter2-onehot": Recipe("002", "chapter2", "sequential", "onehot", "categorical_crossentropy", "arrays"),
+    "five-layer": Recipe("001", "five-layer", "sequential", "onehot", "CategoricalCrossentropy", "tf.data"),
+    "cnn": Recipe("004", "cnn", "sequential", "integer", "sparse_categorical_crossentropy", "arrays"),
+    "cnn-functional": Recipe("004", "cnn", "functional", "integer", "sparse_categorical_crossentropy", "arrays"),
+    "cnn-onehot": Recipe("004", "cnn", "sequential", "onehot", "categorical_crossentropy", "arrays"),
+}
+# A graph model without an article of its own (mlp64, or a preset run with --model) is fitted like article 000.
+DEFAULT_RECIPE = "chapter2"
+
+
+def recipe_name_for(config, name=None):
+    """`name` checked, or the recipe of config's preset when config builds that preset's model."""
+    if name is None:
+        preset_model = PRESETS.get(config.preset, {}).get("model")
+        name = config.preset if config.preset in RECIPES and config.model == preset_model else DEFAULT_RECIPE
+    if name not in RECIPES:
+        raise GraphNNError(f"unknown Keras baseline '{name}'; choose one of {', '.join(RECIPES)}.")
+    if RECIPES[name].api == "functional" and config.model != "cnn":
+        raise GraphNNError(f"the '{name}' baseline is article 004's functional CNN; it needs --model cnn.")
+    return name
+
+
+def article_preset(model):
+    """The preset of the article that trains `model`: mlp512 -> chapter2, cnn -> cnn, ..."""
+    return next(name for name, values in PRESETS.items() if values["model"] == model)
+
+
 def make_config(preset=None, **overrides):
     """The preset's configuration with every non-None override applied on top."""
     name = preset or DEFAULT_PRESET
@@ -91,7 +137,8 @@ def validate(config):
         if value not in allowed:
             raise GraphNNError(f"unknown {field} '{value}'; choose one of {', '.join(allowed)}.")
     positive = ["learning_rate", "batch_size", "epochs", "log_every", "histogram_every"]
-    positive += [f for f in ("steps", "eval_every", "print_every", "checkpoint_every") if getattr(config, f) is not None]
+    optional = ("steps", "eval_every", "print_every", "checkpoint_every")
+    positive += [field for field in optional if getattr(config, field) is not None]
     for field in positive:
         if not getattr(config, field) > 0:
             raise GraphNNError(f"--{field.replace('_', '-')} must be positive, got {getattr(config, field)}.")
@@ -109,11 +156,11 @@ def validate(config):
 
 
 def save_config(config, run_dir):
-    (pathlib.Path(run_dir) / "config.json").write_text(config.to_json() + "\n")
+    RunDir(run_dir).config.write_text(config.to_json() + "\n")
 
 
 def load_config(run_dir):
-    path = pathlib.Path(run_dir) / "config.json"
+    path = RunDir(run_dir).config
     if not path.is_file():
         raise GraphNNError(f"{run_dir}: not a graph_nn run directory (no config.json).")
     try:

@@ -1,6 +1,7 @@
 """The articles' Keras models, written the way the articles write them: the graph models' twins.
 
-Keras is imported inside the functions, so importing this module (and starting `python run.py`) stays fast.
+Keras is imported inside the functions, so that only the commands that use it load it.  How each article
+fits its model (labels, loss, pipeline) is its Recipe, in graph_nn/config.py.
 
     article 000  Sequential Dense 512 relu + Dense 10 softmax, "rmsprop", sparse_categorical_crossentropy
     article 002  the same with to_categorical labels and categorical_crossentropy
@@ -14,46 +15,10 @@ import time
 
 import numpy as np
 
-from graph_nn.config import PRESETS
+from graph_nn.config import CNN_FILTERS, HIDDEN_UNITS
 from graph_nn.data import IMAGE_SIZE, NUM_CLASSES
-from graph_nn.errors import GraphNNError
-from graph_nn.model import CNN_FILTERS, HIDDEN_UNITS, INPUT_SIZE
 
-
-@dataclasses.dataclass(frozen=True)
-class Recipe:
-    """How an article builds, compiles and fits its Keras model."""
-
-    article: str
-    preset: str  # the graph_nn preset with the article's hyper-parameters
-    api: str  # "sequential" or "functional"
-    labels: str  # "integer" or "onehot"
-    loss: str  # what compile() is given
-    pipeline: str  # "arrays" (fit(x, y, batch_size=...)) or "tf.data" (fit(dataset, validation_data=...))
-
-
-RECIPES = {
-    "chapter2": Recipe("000", "chapter2", "sequential", "integer", "sparse_categorical_crossentropy", "arrays"),
-    "chapter2-onehot": Recipe("002", "chapter2", "sequential", "onehot", "categorical_crossentropy", "arrays"),
-    "five-layer": Recipe("001", "five-layer", "sequential", "onehot", "CategoricalCrossentropy", "tf.data"),
-    "cnn": Recipe("004", "cnn", "sequential", "integer", "sparse_categorical_crossentropy", "arrays"),
-    "cnn-functional": Recipe("004", "cnn", "functional", "integer", "sparse_categorical_crossentropy", "arrays"),
-    "cnn-onehot": Recipe("004", "cnn", "sequential", "onehot", "categorical_crossentropy", "arrays"),
-}
-# A graph model without an article of its own (mlp64, or a preset run with --model) is fitted like article 000.
-DEFAULT_RECIPE = "chapter2"
-
-
-def recipe_name_for(config, name=None):
-    """`name` checked, or the recipe of config's preset when config builds that preset's model."""
-    if name is None:
-        preset_model = PRESETS.get(config.preset, {}).get("model")
-        name = config.preset if config.preset in RECIPES and config.model == preset_model else DEFAULT_RECIPE
-    if name not in RECIPES:
-        raise GraphNNError(f"unknown Keras baseline '{name}'; choose one of {', '.join(RECIPES)}.")
-    if RECIPES[name].api == "functional" and config.model != "cnn":
-        raise GraphNNError(f"the '{name}' baseline is article 004's functional CNN; it needs --model cnn.")
-    return name
+INPUT_SIZE = IMAGE_SIZE * IMAGE_SIZE
 
 
 def dense_sequential(hidden_units):
@@ -123,7 +88,7 @@ def labels_for(recipe, split):
     return to_categorical(split.labels, NUM_CLASSES) if recipe.labels == "onehot" else split.labels
 
 
-def make_optimizer(config):
+def keras_optimizer(config):
     """The Keras optimizer with config's hyper-parameters; for the presets these equal the articles'
     optimizer="rmsprop" (RMSprop() defaults) and optimizers.Adam(0.01)."""
     from keras import optimizers
@@ -147,7 +112,7 @@ def make_loss(recipe):
 
 
 def compile_model(model, recipe, config):
-    model.compile(optimizer=make_optimizer(config), loss=make_loss(recipe), metrics=["accuracy"])
+    model.compile(optimizer=keras_optimizer(config), loss=make_loss(recipe), metrics=["accuracy"])
     return model
 
 

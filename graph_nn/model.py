@@ -1,23 +1,29 @@
-"""The graph builder: every model in its own tf.Graph, with scopes that read well in TensorBoard's Graph tab.
+"""The graph builder, in the stages of TensorFlow's tutorial mnist.py: each stage adds one part of a graph
+and returns what it made, and build_graph composes them in a new tf.Graph.
 
-    input/x, input/y           placeholders [None, 784] and [None, 10]
-    hidden1/kernel, .../bias   one variable_scope per layer
-    output/...                 the logits layer
-    loss/                      softmax_cross_entropy_with_logits_v2 + reduce_mean
-    accuracy/                  argmax comparison
-    train/                     global_step, gradients and the optimizer's update ops
+    placeholders()  input/x [None, 784], input/y [None, 10]
+    inference()     one variable_scope per layer (hidden1, ..., or conv1, pool1, ..., flatten), then output/
+    outputs()       output/probabilities and output/predictions, beside the logits
+    loss()          loss/: softmax_cross_entropy_with_logits_v2, then the batch mean
+    evaluation()    accuracy/: the predicted classes against the labels' argmax
+    training()      train/: the gradients and the optimizer's update ops, which also increment global_step
+                    (a variable at the top level, where TF1 always puts it)
+
+Every stage works on the default graph, so a caller can put its own scopes around one (tf.compat.v1.device for
+a cluster, a while_loop body, a tf.data iterator instead of the placeholders).
 """
+from __future__ import annotations
+
 import dataclasses
 
 import tensorflow as tf
 
+from graph_nn.config import CNN_FILTERS, HIDDEN_UNITS, TrainConfig
 from graph_nn.data import IMAGE_SIZE, NUM_CLASSES
 from graph_nn.optimizers import make_optimizer
 
 v1 = tf.compat.v1
 INPUT_SIZE = IMAGE_SIZE * IMAGE_SIZE
-HIDDEN_UNITS = {"mlp64": (64,), "mlp512": (512,), "mlp5": (256, 128, 64, 32)}
-CNN_FILTERS = (32, 64, 128)  # 3x3 convolutions; the first two are followed by a 2x2 max-pool
 
 
 @dataclasses.dataclass
@@ -31,20 +37,128 @@ class Layer:
 
 @dataclasses.dataclass
 class ModelGraph:
+    """The tensors and ops of one model's graph; the training ones are None in an inference graph."""
+
     graph: tf.Graph
     x: tf.Tensor
     y: tf.Tensor
-    layers: list
+    layers: list[Layer]
     logits: tf.Tensor
     probabilities: tf.Tensor
     predictions: tf.Tensor
     loss: tf.Tensor
     accuracy: tf.Tensor
     global_step: tf.Variable
+    grads_and_vars: list | None = None
+    train_op: tf.Operation | None = None
+    optimizer: v1.train.Optimizer | None = None  # knows its slot variables
+
+
+# ---- the stages ------------------------------------------------------------------------------------------
+
+def placeholders(batch_size: int | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+    """input/x (flat images) and input/y (one-hot labels); batch_size None accepts any batch."""
+    with v1.name_scope("input"):
+        x = v1.placeholder(tf.float32, [batch_size, INPUT_SIZE], name="x")
+        y = v1.placeholder(tf.float32, [batch_size, NUM_CLASSES], name="y")
+    return x, y
+
+
+def inference(x: tf.Tensor, model: str, init: str) -> list[Layer]:
+    """The layers of `model` from flat images x to the logits, which are the last layer's activations."""
+    if model == "cnn":
+        return cnn_layers(x, init)
+    return mlp_layers(x, HIDDEN_UNITS[model], init)
+
+
+def outputs(logits: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(probabilities, predicted classes), named output/probabilities and output/predictions."""
+    # "output/" with its slash re-enters the output layer's scope instead of opening "output_1", so the
+    # Graph tab shows the softmax inside the layer box it belongs to.
+    with v1.name_scope("output/"):
+        return tf.nn.softmax(logits, name="probabilities"), tf.argmax(logits, axis=1, name="predictions")
+
+
+def loss(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+    """The mean cross-entropy of the batch, softmax and log fused in one numerically stable op."""
+    with v1.name_scope("loss"):
+        cross_entropy = v1.nn.softmax_cross_entropy_with_logits_v2(labels=labels, logits=logits)
+        return tf.reduce_mean(cross_entropy, name="mean")
+
+
+def evaluation(predictions: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+    """The fraction of the batch whose predicted class is the one-hot label's."""
+    with v1.name_scope("accuracy"):
+        correct = tf.equal(predictions, tf.argmax(labels, axis=1))
+        return tf.reduce_mean(tf.cast(correct, tf.float32), name="mean")
+
+
+@dataclasses.dataclass
+class Training:
     grads_and_vars: list
     train_op: tf.Operation
-    optimizer: object  # the tf.compat.v1.train.Optimizer, which knows its slot variables
 
+
+def training(loss: tf.Tensor, optimizer: v1.train.Optimizer) -> Training:
+    """The gradients of `loss` and the op that applies them and increments the graph's global_step."""
+    with v1.name_scope("train"):
+        # minimize() split in two so the gradients can be histogrammed; compute_gradients keeps
+        # minimize's gating (GATE_OP), which bare tf.gradients + apply_gradients would lose.
+        grads_and_vars = optimizer.compute_gradients(loss)
+        train_op = optimizer.apply_gradients(grads_and_vars, global_step=v1.train.get_or_create_global_step(),
+                                             name="step")
+    return Training(grads_and_vars, train_op)
+
+
+# ---- the graphs ------------------------------------------------------------------------------------------
+
+def add_model(config: TrainConfig, x: tf.Tensor, y: tf.Tensor,
+              optimizer: v1.train.Optimizer | None = None, train: bool = True) -> ModelGraph:
+    """Every stage, into the default graph, on the given inputs; train=False stops before the gradients.
+
+    Either way the graph has global_step: a restored inference graph knows which step its weights are from.
+    """
+    v1.set_random_seed(config.seed)
+    layers = inference(x, config.model, config.init)
+    logits = layers[-1].activations
+    probabilities, predictions = outputs(logits)
+    model = ModelGraph(v1.get_default_graph(), x, y, layers, logits, probabilities, predictions,
+                       loss(logits, y), evaluation(predictions, y), v1.train.get_or_create_global_step())
+    if train:
+        model.optimizer = optimizer or make_optimizer(config)
+        parts = training(model.loss, model.optimizer)
+        model.grads_and_vars, model.train_op = parts.grads_and_vars, parts.train_op
+    return model
+
+
+def build_graph(config: TrainConfig, optimizer: v1.train.Optimizer | None = None,
+                batch_size: int | None = None) -> ModelGraph:
+    """A new tf.Graph holding config's model, loss, accuracy and train op, fed through placeholders.
+
+    `optimizer` replaces config's (the parity checks train with deliberately wrong formulas); batch_size
+    fixes the placeholders' first dimension (FLOP counting needs static shapes).
+    """
+    with tf.Graph().as_default():
+        return add_model(config, *placeholders(batch_size), optimizer)
+
+
+def build_inference_graph(config: TrainConfig) -> ModelGraph:
+    """A new tf.Graph with the model, its loss and accuracy, but no gradients and no optimizer: what a
+    restored checkpoint is evaluated or served with."""
+    with tf.Graph().as_default():
+        return add_model(config, *placeholders(), train=False)
+
+
+def train_fetches(model: ModelGraph) -> list:
+    """What one training sess.run fetches: the update op (its value is None), the batch's loss and accuracy."""
+    return [model.train_op, model.loss, model.accuracy]
+
+
+def parameter_count(model: ModelGraph) -> int:
+    return sum(v.shape.num_elements() for v in model.graph.get_collection(v1.GraphKeys.TRAINABLE_VARIABLES))
+
+
+# ---- layers ----------------------------------------------------------------------------------------------
 
 def initializers(init):
     """(kernel, bias) initializers: Keras's defaults, or the TF1 article's N(0, 1) for both."""
@@ -98,60 +212,6 @@ def cnn_layers(x, init):
     pool2 = max_pool(conv2.activations, "pool2")
     conv3 = conv2d(pool2, CNN_FILTERS[2], "conv3", init)
     # Keras's Flatten on NHWC: row-major over (height, width, channels), so Dense kernels transfer as they are.
-    flat = tf.reshape(conv3.activations, [-1, 3 * 3 * CNN_FILTERS[2]], name="flatten")
+    features = conv3.activations.shape[1:].num_elements()
+    flat = tf.reshape(conv3.activations, [-1, features], name="flatten")
     return [conv1, conv2, conv3, dense(flat, NUM_CLASSES, "output", init, activation=None)]
-
-
-def build_layers(model, x, init):
-    if model == "cnn":
-        return cnn_layers(x, init)
-    return mlp_layers(x, HIDDEN_UNITS[model], init)
-
-
-def build_graph(config, batch_size=None, optimizer=None, graph=None, inputs=None):
-    """A new tf.Graph (or `graph`) holding the model, its loss and accuracy, and the optimizer's train op.
-
-    batch_size fixes the placeholders' first dimension (FLOP counting needs static shapes); None keeps it free.
-    `optimizer` replaces config's optimizer (the parity checks train with deliberately wrong formulas).
-    `inputs`, an (images, one-hot labels) pair of tensors such as a tf.data iterator's get_next(), becomes
-    the default of the x and y placeholders: a feed still overrides it, for evaluation and prediction.
-    """
-    graph = graph or tf.Graph()
-    with graph.as_default():
-        v1.set_random_seed(config.seed)
-        with v1.name_scope("input"):
-            if inputs is None:
-                x = v1.placeholder(tf.float32, [batch_size, INPUT_SIZE], name="x")
-                y = v1.placeholder(tf.float32, [batch_size, NUM_CLASSES], name="y")
-            else:
-                x = v1.placeholder_with_default(inputs[0], [batch_size, INPUT_SIZE], name="x")
-                y = v1.placeholder_with_default(inputs[1], [batch_size, NUM_CLASSES], name="y")
-        layers = build_layers(config.model, x, config.init)
-        logits = layers[-1].activations
-        with v1.name_scope("output/"):
-            probabilities = tf.nn.softmax(logits, name="probabilities")
-            predictions = tf.argmax(logits, axis=1, name="predictions")
-        with v1.name_scope("loss"):
-            cross_entropy = v1.nn.softmax_cross_entropy_with_logits_v2(labels=y, logits=logits)
-            loss = tf.reduce_mean(cross_entropy, name="mean")
-        with v1.name_scope("accuracy"):
-            correct = tf.equal(predictions, tf.argmax(y, axis=1))
-            accuracy = tf.reduce_mean(tf.cast(correct, tf.float32), name="mean")
-        with v1.name_scope("train"):
-            global_step = v1.train.get_or_create_global_step()
-            optimizer = optimizer or make_optimizer(config)
-            # minimize() split in two so the gradients can be histogrammed; compute_gradients keeps
-            # minimize's gating (GATE_OP), which bare tf.gradients + apply_gradients would lose.
-            grads_and_vars = optimizer.compute_gradients(loss)
-            train_op = optimizer.apply_gradients(grads_and_vars, global_step=global_step, name="step")
-    return ModelGraph(graph, x, y, layers, logits, probabilities, predictions, loss, accuracy,
-                      global_step, grads_and_vars, train_op, optimizer)
-
-
-def train_fetches(model):
-    """What one training sess.run fetches: the update op (its value is None) and the batch's loss and accuracy."""
-    return [model.train_op, model.loss, model.accuracy]
-
-
-def parameter_count(model_graph):
-    return sum(v.shape.num_elements() for v in model_graph.graph.get_collection(v1.GraphKeys.TRAINABLE_VARIABLES))

@@ -119,8 +119,10 @@ def default_epsilon(config):
 
 def make_optimizer(config):
     """A tf.compat.v1.train.Optimizer for config.optimizer under config.semantics."""
-    if config.semantics == "keras":
-        return make_keras_optimizer(config)
+    return keras_formula_optimizer(config) if config.semantics == "keras" else tf1_optimizer(config)
+
+
+def tf1_optimizer(config):
     train = v1.train
     lr = config.learning_rate
     epsilon = default_epsilon(config)
@@ -133,7 +135,7 @@ def make_optimizer(config):
     return train.AdamOptimizer(lr, beta1=config.beta1, beta2=config.beta2, epsilon=epsilon)
 
 
-def make_keras_optimizer(config):
+def keras_formula_optimizer(config):
     lr = config.learning_rate
     epsilon = default_epsilon(config)
     if config.optimizer == "sgd":
