@@ -18,15 +18,16 @@ import numpy as np
 import tensorflow as tf
 
 from graph_nn import inference
-from graph_nn.config import make_config
+from graph_nn.config import CNN_FILTERS, HIDDEN_UNITS, RECIPES, article_preset, make_config, recipe_name_for
 from graph_nn.determinism import deterministic_ops
-from graph_nn.model import CNN_FILTERS, HIDDEN_UNITS, INPUT_SIZE, build_graph, train_fetches
-from graph_nn.summaries import Writers
+from graph_nn.loop import Trainer
+from graph_nn.model import INPUT_SIZE, add_model, train_fetches
 from graph_nn.schedule import BatchSchedule
-from graph_nn.train import Trainer, session_config, train
+from graph_nn.sessions import session_config
+from graph_nn.summaries import Writers
+from graph_nn.train import train
 
 v1 = tf.compat.v1
-CONFIGURATIONS = {"mlp512": dict(preset="chapter2"), "cnn": dict(preset="cnn")}
 NO_SUMMARIES = 10**9  # a summary cadence no benchmark reaches
 
 
@@ -60,36 +61,35 @@ def training_flops(model, batch_size):
     return sum(2 * macs * batch_size * (2 if first else 3) for _, macs, first in layer_shapes(model))
 
 
-# ---- the contenders: each a run(n) that trains (or predicts) n more steps -------------------------
+# ---- the contenders: each a function that trains (or predicts) n more steps -----------------------
 
 @contextlib.contextmanager
 def graph_trainer(config, dataset):
     """A Trainer with an initialized session and writers in a throw-away run directory."""
     with tempfile.TemporaryDirectory() as run_dir, open(os.devnull, "w") as silent:
-        trainer = Trainer(config, dataset, run_dir, out=silent)
-        writers = Writers(run_dir, trainer.model.graph)
+        trainer = Trainer(config, dataset, out=silent)
         # closing(), not `with Session`: that would also make the graph the default one, and Keras,
         # measured while these sessions are open, needs eager mode.
-        with contextlib.closing(v1.Session(graph=trainer.model.graph, config=session_config())) as sess:
+        with contextlib.closing(trainer.session()) as sess, \
+                contextlib.closing(Writers(run_dir, trainer.model.graph)) as writers:
             sess.run(trainer.init)
             yield trainer, sess, writers
-        writers.close()
 
 
 @contextlib.contextmanager
 def feed_dict_steps(config, dataset):
     """The real training step, Trainer.train_step: feed_dict batches, summaries at config's cadence."""
     with graph_trainer(config, dataset) as (trainer, sess, writers):
-        steps = itertools.count()
+        steps = itertools.count(1)
 
-        def run(n):
+        def train_steps(n):
             # Under op determinism, as in a real run; switched per call because it is process-wide
             # and Keras, measured in between, must not run under it.
             with deterministic_ops():
                 for _ in range(n):
-                    trainer.train_step(sess, writers, next(steps))
+                    trainer.train_step(sess, next(steps), writers)
 
-        yield run
+        yield train_steps
 
 
 @contextlib.contextmanager
@@ -97,9 +97,9 @@ def iterator_trainer(config, dataset, epochs):
     """The training graph fed by an in-graph tf.data iterator instead of feed_dict, initialized.
 
     The arrays enter through placeholders at iterator initialization (from_tensor_slices on the arrays
-    themselves would bake 190 MB of constants into the GraphDef); x and y become placeholder_with_default
-    over the iterator, so the graph is the training graph with its input swapped. The iterator visits the
-    same per-epoch permutations as BatchSchedule, so both input paths train on identical batches.
+    themselves would bake 190 MB of constants into the GraphDef); the model's stages then take the iterator's
+    batches where the training graph has its placeholders. The iterator visits the same per-epoch permutations
+    as BatchSchedule, so both input paths train on identical batches.
     """
     train_split = dataset.train
     schedule = BatchSchedule(config, len(train_split))
@@ -114,9 +114,7 @@ def iterator_trainer(config, dataset, epochs):
                        .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(config.batch_size))
                        .map(lambda i: (tf.gather(images, i), tf.gather(onehot, i))))
             iterator = v1.data.make_initializable_iterator(batches.prefetch(2))
-            next_batch = iterator.get_next()
-    model = build_graph(config, graph=graph, inputs=next_batch)
-    with graph.as_default():
+        model = add_model(config, *iterator.get_next())
         init = v1.global_variables_initializer()
     feeds = {orders: np.stack([schedule.permutation(e) for e in range(epochs)]),
              images: train_split.images, onehot: train_split.onehot}
@@ -132,19 +130,19 @@ def iterator_steps(config, dataset, steps):
     with iterator_trainer(config, dataset, epochs) as (sess, model):
         fetches = train_fetches(model)
 
-        def run(n):
+        def train_steps(n):
             with deterministic_ops():
                 for _ in range(n):
                     sess.run(fetches)
 
-        yield run
+        yield train_steps
 
 
 def keras_twin(config, split):
     """The compiled Keras twin of config's model, and split's images and labels as its article feeds them."""
     from graph_nn import keras_baselines
 
-    recipe = keras_baselines.RECIPES[keras_baselines.recipe_name_for(config)]
+    recipe = RECIPES[recipe_name_for(config)]
     model = keras_baselines.compile_model(keras_baselines.build_model(config.model, seed=config.seed), recipe, config)
     return model, keras_baselines.images_for(config.model, split.images), keras_baselines.labels_for(recipe, split)
 
@@ -154,10 +152,10 @@ def keras_fit_steps(config, dataset):
     model, images, labels = keras_twin(config, dataset.train)
     b = config.batch_size
 
-    def run(n):
+    def train_steps(n):
         model.fit(images[:n * b], labels[:n * b], batch_size=b, epochs=1, verbose=0)
 
-    return run
+    return train_steps
 
 
 @contextlib.contextmanager
@@ -171,19 +169,18 @@ def keras_predict(config, dataset):
     return lambda: model.predict(images, batch_size=inference.EVAL_BATCH_SIZE, verbose=0)
 
 
-def interleaved_seconds(runs, settings, steps=None):
-    """Median seconds of run(steps) (or run()) per contender, the contenders taking turns in every repeat.
+def interleaved_seconds(contenders, settings, steps=None):
+    """Median seconds of contender(steps) (or contender()) for each, the contenders taking turns in every repeat.
 
     Taking turns spreads whatever else the machine does over all of them alike.
     """
-    call = (lambda run: run(steps)) if steps else (lambda run: run())
-    for run in runs.values():
-        run(settings.warmup) if steps else run()
-    times = {name: [] for name in runs}
+    for contender in contenders.values():
+        contender(settings.warmup) if steps else contender()
+    times = {name: [] for name in contenders}
     for _ in range(settings.repeats):
-        for name, run in runs.items():
+        for name, contender in contenders.items():
             start = time.perf_counter()
-            call(run)
+            contender(steps) if steps else contender()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(seconds) for name, seconds in times.items()}
 
@@ -238,14 +235,14 @@ def matmul_floor_seconds(config, settings):
 def event_bytes_of_default_run(dataset):
     """Bytes of event files a default `python run.py` writes (train/ and validation/)."""
     with tempfile.TemporaryDirectory() as logdir, open(os.devnull, "w") as silent:
-        result = train(make_config(), dataset, logdir=logdir, out=silent)
+        result = train(make_config(), dataset, logdir=logdir, out=silent, report=False)
         return sum(p.stat().st_size for p in pathlib.Path(result.run_dir).rglob("events.out.tfevents.*"))
 
 
 # ---- the report ---------------------------------------------------------------------------------
 
 def bench_model(name, dataset, settings, peak):
-    config = make_config(**CONFIGURATIONS[name])
+    config = make_config(article_preset(name))
     silent = dataclasses.replace(config, log_every=NO_SUMMARIES, histogram_every=NO_SUMMARIES)
     b = config.batch_size
     with contextlib.ExitStack() as stack:
@@ -272,7 +269,7 @@ def bench_model(name, dataset, settings, peak):
     return row
 
 
-def run_bench(dataset, settings, models=tuple(CONFIGURATIONS), out=print):
+def run_bench(dataset, settings, models, out=print):
     peak = matmul_peak_flops(settings)
     out(f"fp32 matmul peak (2048x2048, this process): {peak / 1e9:.1f} GFLOP/s")
     rows = []
@@ -300,10 +297,12 @@ def format_report(report):
         lines.append(f"{label:34}" + "".join(f"{v:>16}" for v in values))
 
     rows = report["models"]
-    eps = lambda seconds, r: f"{r['batch_size'] / seconds:,.0f}"
-    line("graph feed_dict (examples/s)", [eps(r["graph_feed_s"], r) for r in rows])
-    line("graph tf.data iterator (ex/s)", [eps(r["graph_dataset_s"], r) for r in rows])
-    line("Keras fit (examples/s)", [eps(r["keras_fit_s"], r) for r in rows])
+    def examples_per_second(seconds, row):
+        return f"{row['batch_size'] / seconds:,.0f}"
+
+    line("graph feed_dict (examples/s)", [examples_per_second(r["graph_feed_s"], r) for r in rows])
+    line("graph tf.data iterator (ex/s)", [examples_per_second(r["graph_dataset_s"], r) for r in rows])
+    line("Keras fit (examples/s)", [examples_per_second(r["keras_fit_s"], r) for r in rows])
     line("graph / Keras fit", [f"{r['keras_fit_s'] / r['graph_feed_s']:.2f}x" for r in rows])
     line("seconds per epoch (graph)", [f"{r['seconds_per_epoch']:.2f}" for r in rows])
     line("summaries cost", [f"{r['graph_feed_s'] / r['graph_feed_no_summaries_s'] - 1:+.1%}" for r in rows])

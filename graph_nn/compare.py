@@ -6,9 +6,11 @@ import sys
 import numpy as np
 
 from graph_nn import keras_baselines
+from graph_nn.config import RECIPES, recipe_name_for
 from graph_nn.errors import GraphNNError
-from graph_nn.model import build_graph, parameter_count
-from graph_nn.train import train
+from graph_nn.loop import Trainer
+from graph_nn.model import parameter_count
+from graph_nn.runs import new_run_dir
 
 
 @dataclasses.dataclass
@@ -56,12 +58,14 @@ def mean_side(runs):
 
 
 def train_graph(config, dataset, logdir, out):
+    """The graph side, trained in a run directory with its logs and checkpoints (`evaluate --run` reports it)."""
     steps_per_epoch = math.ceil(len(dataset.train) / config.batch_size)
     # One evaluation, after the last step, so that seconds per epoch are training time as in the Keras column.
     config = dataclasses.replace(config, eval_every=config.epochs * steps_per_epoch)
-    result = train(config, dataset, logdir=logdir, out=out)
+    trainer = Trainer(config, dataset, out)
+    result = trainer.run(new_run_dir(logdir, config.model))
     seconds = result.history[-1]["seconds"]
-    return Side(parameter_count(build_graph(config)), result.test_accuracy, result.test_loss,
+    return Side(parameter_count(trainer.model), result.test_accuracy, result.test_loss,
                 seconds / config.epochs, result.global_step / seconds), result.run_dir
 
 
@@ -80,8 +84,8 @@ def compare(config, dataset, recipe_name=None, logdir="logs", out=None, keras_ve
         raise GraphNNError("compare counts training in epochs, as Keras's fit does; give --epochs instead of --steps.")
     if repeats < 1:
         raise GraphNNError(f"--repeats must be positive, got {repeats}.")
-    recipe_name = keras_baselines.recipe_name_for(config, recipe_name)
-    recipe = keras_baselines.RECIPES[recipe_name]
+    recipe_name = recipe_name_for(config, recipe_name)
+    recipe = RECIPES[recipe_name]
     comparison = Comparison(config, recipe_name, [], [], [])
     for seed in range(config.seed, config.seed + repeats):
         seeded = dataclasses.replace(config, seed=seed)

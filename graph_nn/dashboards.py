@@ -8,7 +8,6 @@ Everything here is written once, after training, so the training loop itself sta
 """
 import io
 import math
-import pathlib
 
 import numpy as np
 import tensorflow as tf
@@ -21,10 +20,9 @@ from tensorboard.plugins.projector import projector_config_pb2
 from graph_nn import config as config_module
 from graph_nn.data import IMAGE_SIZE, NUM_CLASSES
 from graph_nn.errors import GraphNNError
+from graph_nn.runs import PROJECTOR_FILES, RunDir
 
 v1 = tf.compat.v1
-EVALUATION_DIR = "evaluation"
-PROJECTOR_FILES = {"checkpoint": "embedding.ckpt", "metadata": "metadata.tsv", "sprite": "sprite.png"}
 INPUT_DIGITS = 6
 PROJECTOR_DIGITS = 2000
 # The scalars the HParams tab shows per run: (run sub-directory, tag, display name).
@@ -135,20 +133,20 @@ def save_embedding(path, name, activations):
             saver.save(sess, str(path), write_meta_graph=False)
 
 
-def write_projector(directory, name, activations, images, labels, predictions):
-    """directory/projector_config.pbtxt with the embedding, labels (metadata.tsv) and sprite next to it.
+def write_projector(run_dir, name, activations, images, labels, predictions):
+    """The run's evaluation/projector_config.pbtxt with the embedding, labels (metadata.tsv) and sprite beside it.
 
     The directory must also hold an event file: the projector only looks into TensorBoard's runs.
     """
-    directory = pathlib.Path(directory)
-    save_embedding(directory / PROJECTOR_FILES["checkpoint"], name, activations.reshape(len(activations), -1))
+    run_dir = RunDir(run_dir)
+    save_embedding(run_dir.projector_file("checkpoint"), name, activations.reshape(len(activations), -1))
     rows = ["label\tpredicted\tcorrect"] + [f"{t}\t{p}\t{'yes' if t == p else 'no'}"
                                             for t, p in zip(labels, predictions)]
-    (directory / PROJECTOR_FILES["metadata"]).write_text("\n".join(rows) + "\n")
-    (directory / PROJECTOR_FILES["sprite"]).write_bytes(sprite(images))
+    run_dir.projector_file("metadata").write_text("\n".join(rows) + "\n")
+    run_dir.projector_file("sprite").write_bytes(sprite(images))
     # No model_checkpoint_path: the projector finds the checkpoint next to its config, so logs/ can be moved.
     config = projector_config_pb2.ProjectorConfig()
     embedding = config.embeddings.add(tensor_name=name, metadata_path=PROJECTOR_FILES["metadata"])
     embedding.sprite.image_path = PROJECTOR_FILES["sprite"]
     embedding.sprite.single_image_dim.extend([IMAGE_SIZE, IMAGE_SIZE])
-    (directory / "projector_config.pbtxt").write_text(text_format.MessageToString(config))
+    run_dir.projector_file("config").write_text(text_format.MessageToString(config))

@@ -1,28 +1,32 @@
 """A trained run, restored (its graph rebuilt from config.json in a fresh tf.Graph, its latest checkpoint loaded)
 and reported on: the test-set report, its pictures, and what TensorBoard shows of a finished run."""
 import contextlib
-import pathlib
 import sys
 
 import tensorflow as tf
 
-from graph_nn import inference, reports, runs
+from graph_nn import checkpoints, inference, reports
 from graph_nn.config import load_config
-from graph_nn.model import build_graph
+from graph_nn.model import build_inference_graph
+from graph_nn.runs import RunDir
+from graph_nn.sessions import session_config
 
 v1 = tf.compat.v1
 
 
 @contextlib.contextmanager
 def restored_session(run_dir, checkpoint=None):
-    """(session, model graph, config) with the run's latest (or the given) checkpoint restored."""
+    """(session, inference graph, config) with the run's latest (or the given) checkpoint restored.
+
+    The graph has no gradients and no optimizer: the Saver restores the weights alone from the checkpoint.
+    """
     config = load_config(run_dir)
-    checkpoint = checkpoint or runs.latest_checkpoint(run_dir)
-    model = build_graph(config)
+    checkpoint = checkpoint or checkpoints.latest(run_dir)
+    model = build_inference_graph(config)
     with model.graph.as_default():
         saver = v1.train.Saver()
-    with v1.Session(graph=model.graph) as sess:
-        runs.restore(saver, sess, checkpoint)
+    with v1.Session(graph=model.graph, config=session_config()) as sess:
+        checkpoints.restore(saver, sess, checkpoint)
         yield sess, model, config
 
 
@@ -46,7 +50,7 @@ def save_pictures(run_dir, split, evaluation, history=None):
     if history:
         pictures.update(accuracy=plots.accuracy_curves(history), loss=plots.loss_curves(history))
     for name, png in pictures.items():
-        (pathlib.Path(run_dir) / f"{name}.png").write_bytes(png)
+        RunDir(run_dir).picture(name).write_bytes(png)
     return pictures
 
 
@@ -54,26 +58,25 @@ def publish(run_dir, config, step, dataset, evaluation, pictures, embedding_name
     """The run's pictures, PR curves, embedding and hyper-parameters, for TensorBoard."""
     from graph_nn import dashboards
 
-    directory = pathlib.Path(run_dir) / dashboards.EVALUATION_DIR
-    writer = dashboards.file_writer(directory)
+    run_dir = RunDir(run_dir)
+    writer = dashboards.file_writer(run_dir.evaluation)
     try:
         dashboards.write_images(writer, step, pictures, dataset.test.images, dataset.test.labels)
         dashboards.write_pr_curves(writer, step, dataset.test.labels, evaluation.probabilities)
     finally:
         writer.close()
     shown = slice(0, len(embedding))
-    dashboards.write_projector(directory, embedding_name, embedding, dataset.test.images[shown],
+    dashboards.write_projector(run_dir, embedding_name, embedding, dataset.test.images[shown],
                                dataset.test.labels[shown], evaluation.predictions[shown])
-    started = (pathlib.Path(run_dir) / "config.json").stat().st_mtime
+    started = run_dir.config.stat().st_mtime
     dashboards.write_hparams(run_dir, config, step, len(dataset.train), started)
-
 
 
 def report_run(run_dir, dataset, out=None, history=None, tensorboard=False):
     """Prints the test-set report of the run's latest checkpoint and saves its pictures in run_dir.
 
-    history (the RunResult's) adds the accuracy and loss curves; tensorboard=True also writes the pictures,
-    PR curves, embedding and hyper-parameters for TensorBoard - once per run, at its end.
+    history (the TrainingResult's) adds the accuracy and loss curves; tensorboard=True also writes the
+    pictures, PR curves, embedding and hyper-parameters for TensorBoard - once per run, at its end.
     """
     from graph_nn import dashboards
 

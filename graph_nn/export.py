@@ -11,16 +11,14 @@ import shutil
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.protobuf import rewriter_config_pb2
 
 from graph_nn import inference
 from graph_nn.errors import GraphNNError
 from graph_nn.evaluate import restored_session
+from graph_nn.runs import RunDir
+from graph_nn.sessions import session_config
 
 v1 = tf.compat.v1
-EXPORT_DIR = "export"
-FROZEN_NAME = "frozen_graph.pb"
-SAVED_MODEL_NAME = "saved_model"
 SIGNATURE = "serving_default"
 
 
@@ -29,7 +27,7 @@ class Exported:
     frozen_path: pathlib.Path
     frozen_nodes: int
     frozen_bytes: int
-    training_nodes: int
+    restored_nodes: int  # of the inference graph the checkpoint was restored into, its Saver included
     saved_model_dir: pathlib.Path
 
 
@@ -47,7 +45,6 @@ def write_saved_model(sess, model, path):
     signature = v1.saved_model.predict_signature_def(
         inputs={"x": model.x}, outputs={"probabilities": model.probabilities, "class": model.predictions})
     with model.graph.as_default():
-        # The weights only: the optimizer's slots and global_step mean nothing to a server.
         saver = v1.train.Saver(model.graph.get_collection(v1.GraphKeys.TRAINABLE_VARIABLES))
         builder.add_meta_graph_and_variables(sess, [v1.saved_model.SERVING], signature_def_map={SIGNATURE: signature},
                                              saver=saver, strip_default_attrs=True)
@@ -56,29 +53,32 @@ def write_saved_model(sess, model, path):
 
 def export_run(run_dir):
     """Writes run_dir/export/ (replacing an earlier export) from the run's latest checkpoint."""
-    export_dir = pathlib.Path(run_dir) / EXPORT_DIR
+    run_dir = RunDir(run_dir)
     with restored_session(run_dir) as (sess, model, _):
         frozen = freeze(sess, model)
-        training_nodes = len(model.graph.as_graph_def().node)
+        restored_nodes = len(model.graph.as_graph_def().node)
         try:
-            shutil.rmtree(export_dir, ignore_errors=True)
-            export_dir.mkdir()
-            frozen_path = export_dir / FROZEN_NAME
-            frozen_path.write_bytes(frozen.SerializeToString())
-            write_saved_model(sess, model, export_dir / SAVED_MODEL_NAME)
+            shutil.rmtree(run_dir.export, ignore_errors=True)
+            run_dir.export.mkdir()
+            run_dir.frozen_graph.write_bytes(frozen.SerializeToString())
+            write_saved_model(sess, model, run_dir.saved_model)
         except OSError as e:
-            raise GraphNNError(f"{export_dir}: cannot write the export ({e.strerror or e}).") from None
-    return Exported(frozen_path, len(frozen.node), frozen_path.stat().st_size, training_nodes,
-                    export_dir / SAVED_MODEL_NAME)
+            raise GraphNNError(f"{run_dir.export}: cannot write the export ({e.strerror or e}).") from None
+    return Exported(run_dir.frozen_graph, len(frozen.node), run_dir.frozen_graph.stat().st_size, restored_nodes,
+                    run_dir.saved_model)
+
+
+def format_export(exported):
+    return (f"Frozen GraphDef: {exported.frozen_path} - {exported.frozen_nodes} nodes, {exported.frozen_bytes:,} "
+            f"bytes (the restored inference graph, with its Saver: {exported.restored_nodes} nodes)\n"
+            f"SavedModel:      {exported.saved_model_dir} - signature {SIGNATURE}: x -> probabilities, class")
 
 
 def frozen_session_config():
     """Grappler's remapper fuses MatMul+BiasAdd+Relu; with the weights now constants, oneDNN packs them once
     and sums in another order, which moves probabilities by up to ~1.3e-6 from the checkpoint's. Without the
     fusion the frozen graph computes exactly what the checkpoint's graph does."""
-    config = v1.ConfigProto()
-    config.graph_options.rewrite_options.remapping = rewriter_config_pb2.RewriterConfig.OFF
-    return config
+    return session_config(rewrites_off=("remapping",))
 
 
 def frozen_predictions(path, images):
@@ -108,9 +108,14 @@ def checkpoint_probabilities(run_dir, images):
 
 def check_export(run_dir, dataset):
     """{export: max |probability difference| against the checkpoint} over the test images."""
+    run_dir = RunDir(run_dir)
     images = dataset.test.images
     expected = checkpoint_probabilities(run_dir, images)
-    export_dir = pathlib.Path(run_dir) / EXPORT_DIR
-    reloaded = {"frozen GraphDef": frozen_predictions(export_dir / FROZEN_NAME, images),
-                "SavedModel": saved_model_predictions(export_dir / SAVED_MODEL_NAME, images)}
+    reloaded = {"frozen GraphDef": frozen_predictions(run_dir.frozen_graph, images),
+                "SavedModel": saved_model_predictions(run_dir.saved_model, images)}
     return {name: float(np.abs(probabilities - expected).max()) for name, (probabilities, _) in reloaded.items()}
+
+
+def format_check(differences):
+    return "\n".join(f"{name} reloaded: max |probability difference| vs the checkpoint on the test images: {diff:.2e}"
+                     for name, diff in differences.items())

@@ -11,11 +11,13 @@ import pathlib
 
 import tensorflow as tf
 
-from graph_nn import runs, tracing
+from graph_nn import checkpoints, tracing
 from graph_nn.config import load_config
 from graph_nn.errors import GraphNNError
 from graph_nn.model import build_graph, train_fetches
+from graph_nn.runs import RunDir
 from graph_nn.schedule import BatchSchedule
+from graph_nn.sessions import session_config
 
 v1 = tf.compat.v1
 GRADIENTS_SCOPE = "train/gradients"
@@ -31,7 +33,9 @@ class VariableInfo:
 
 
 @dataclasses.dataclass
-class TrainingRun:
+class TrainingCall:
+    """One training sess.run: what it asks for, and how much of the graph that needs."""
+
     fetches: list  # tensor and op names
     feeds: list  # (placeholder name, shape)
     graph_ops: int  # every op of the graph
@@ -101,10 +105,10 @@ def pruned_graph_def(graph, fetches):
     return v1.graph_util.extract_sub_graph(graph.as_graph_def(), names)
 
 
-def training_run(model):
+def training_call(model):
     fetches = train_fetches(model)
     needed = {node.name for node in pruned_graph_def(model.graph, fetches).node}
-    return TrainingRun(fetches=[fetch.name for fetch in fetches],
+    return TrainingCall(fetches=[fetch.name for fetch in fetches],
                        feeds=[(t.name, t.shape.as_list()) for t in (model.x, model.y)],
                        graph_ops=len(model.graph.get_operations()), pruned_ops=len(needed),
                        left_out=collections.Counter(top_level_scope(op.name) for op in model.graph.get_operations()
@@ -143,7 +147,7 @@ def logged_graph(run_dir):
     from tensorboard.backend.event_processing import event_accumulator
 
     load_config(run_dir)  # a clear error for a directory that is not a run
-    train_dir = pathlib.Path(run_dir) / "train"
+    train_dir = RunDir(run_dir).train_events
     if not train_dir.is_dir():
         raise GraphNNError(f"{run_dir}: the run has no train/ event files.")
     events = event_accumulator.EventAccumulator(str(train_dir))
@@ -156,7 +160,7 @@ def logged_graph(run_dir):
 
 def checkpoint_contents(run_dir):
     """(checkpoint prefix, [(variable name, shape)], {file name: bytes}) of the run's latest checkpoint."""
-    prefix = runs.latest_checkpoint(run_dir)
+    prefix = checkpoints.latest(run_dir)
     files = {path.name: path.stat().st_size for path in sorted(pathlib.Path(prefix).parent.glob(
         pathlib.Path(prefix).name + ".*"))}
     return prefix, tf.train.list_variables(prefix), files
@@ -192,10 +196,10 @@ def trace_step(config, dataset):
     with model.graph.as_default():
         init = v1.global_variables_initializer()
     schedule = BatchSchedule(config, len(dataset.train))
-    with v1.Session(graph=model.graph) as sess:
+    with v1.Session(graph=model.graph, config=session_config()) as sess:
         sess.run(init)
-        sess.run(train_fetches(model), schedule.feed(model, dataset.train, 0))
-        _, metadata = tracing.traced_run(sess, train_fetches(model), schedule.feed(model, dataset.train, 1))
+        sess.run(train_fetches(model), schedule.feed(model, dataset.train, 1))
+        _, metadata = tracing.traced_run(sess, train_fetches(model), schedule.feed(model, dataset.train, 2))
     return tracing.most_expensive_ops(metadata), len(tracing.executed_nodes(metadata))
 
 
@@ -236,12 +240,13 @@ def report(config, out, pbtxt=None, dataset=None):
     gradients = gradient_ops(graph)
     print(f"\ncompute_gradients added {sum(gradients.values())} ops under {GRADIENTS_SCOPE}/:", file=out)
     print_counter(gradients, out)
-    run = training_run(model)
+    call = training_call(model)
     print("\nOne training sess.run:", file=out)
-    print(f"  fetches {', '.join(run.fetches)}", file=out)
-    print(f"  feeds   {', '.join(f'{name} {shape}' for name, shape in run.feeds)}", file=out)
-    print(f"  depends on {run.pruned_ops} of the graph's {run.graph_ops} ops; Session.run prunes the others:", file=out)
-    print("  " + ", ".join(f"{scope} {count}" for scope, count in run.left_out.most_common()), file=out)
+    print(f"  fetches {', '.join(call.fetches)}", file=out)
+    print(f"  feeds   {', '.join(f'{name} {shape}' for name, shape in call.feeds)}", file=out)
+    print(f"  depends on {call.pruned_ops} of the graph's {call.graph_ops} ops; Session.run prunes the others:",
+          file=out)
+    print("  " + ", ".join(f"{scope} {count}" for scope, count in call.left_out.most_common()), file=out)
     counted = flops(config)
     print(f"\nFLOPs (tf.compat.v1.profiler, static batch {counted.batch_size}, initializers excluded):", file=out)
     print(f"  forward pass, per example: {counted.forward_per_example:,}", file=out)

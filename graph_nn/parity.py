@@ -7,15 +7,16 @@ batches (schedule.BatchSchedule), the graph's train op and a Keras GradientTape 
 their per-step training losses are compared.
 """
 import dataclasses
+import sys
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.protobuf import rewriter_config_pb2
 
 from graph_nn import inference, keras_baselines
-from graph_nn.config import make_config
+from graph_nn.config import RECIPES, make_config
 from graph_nn.model import build_graph
 from graph_nn.schedule import BatchSchedule
+from graph_nn.sessions import session_config
 
 v1 = tf.compat.v1
 FORWARD_TOLERANCE = 1e-5  # max |logit difference|
@@ -26,17 +27,15 @@ TRAINING_TOLERANCE = {"sgd": 1e-5, "momentum": 1e-5, "rmsprop": 1e-3, "adam": 1e
 FORWARD_TRAIN_STEPS = 200  # Keras trains this long first, so the compared logits are a trained model's
 
 
-def session_config():
-    """Graph sessions that run the ops as written, as eager Keras does.
+def as_written():
+    """A session config under which graphs run their ops as written, as eager Keras does.
 
     Grappler's arithmetic optimizer rewrites Div(x, Sqrt(y)) as Mul(x, Rsqrt(y)), which changes the last bit of
     RMSprop's update; the normalised updates amplify it (the CNN's training losses drift 1.5 % apart within
     40 steps, against 0.0 with the rewrite off).  The formulas are what parity checks, so the rewrite is off here;
     training runs keep Grappler's defaults.
     """
-    config = v1.ConfigProto()
-    config.graph_options.rewrite_options.arithmetic_optimization = rewriter_config_pb2.RewriterConfig.OFF
-    return config
+    return session_config(rewrites_off=("arithmetic_optimization",))
 
 
 def keras_weights(keras_model):
@@ -86,7 +85,7 @@ def graph_logits(config, weights, images):
     """Logits of config's graph model holding `weights`, for flat images [n, 784]."""
     model = build_graph(config)
     loader = add_weight_loader(model)
-    with v1.Session(graph=model.graph, config=session_config()) as sess:
+    with v1.Session(graph=model.graph, config=as_written()) as sess:
         sess.run(v1.global_variables_initializer())
         load_weights(sess, model, loader, weights)
         return inference.logits(sess, model, images)
@@ -113,7 +112,7 @@ def trained_twin(model_name, dataset, train_steps=FORWARD_TRAIN_STEPS, api="sequ
     """The Keras twin after `train_steps` steps of article 000's fit (RMSprop, batch 128)."""
     keras_model = keras_baselines.build_model(model_name, api, seed)
     if train_steps:
-        recipe, config = keras_baselines.RECIPES["chapter2"], make_config("chapter2")
+        recipe, config = RECIPES["chapter2"], make_config("chapter2")
         n = train_steps * config.batch_size
         keras_baselines.compile_model(keras_model, recipe, config)
         keras_model.fit(keras_baselines.images_for(model_name, dataset.train.images[:n]),
@@ -163,10 +162,10 @@ def graph_training_losses(config, dataset, weights, steps, optimizer=None):
     loader = add_weight_loader(model)
     schedule = BatchSchedule(config, len(dataset.train))
     losses = []
-    with v1.Session(graph=model.graph, config=session_config()) as sess:
+    with v1.Session(graph=model.graph, config=as_written()) as sess:
         sess.run(v1.global_variables_initializer())
         load_weights(sess, model, loader, weights)
-        for step in range(steps):
+        for step in range(1, steps + 1):
             _, loss = sess.run([model.train_op, model.loss], schedule.feed(model, dataset.train, step))
             losses.append(loss)
     return np.array(losses, dtype=np.float64)
@@ -176,13 +175,13 @@ def keras_training_losses(keras_model, config, dataset, steps):
     """Losses of `steps` Keras optimizer steps (a GradientTape loop) on BatchSchedule's batches."""
     import keras
 
-    optimizer = keras_baselines.make_optimizer(config)
+    optimizer = keras_baselines.keras_optimizer(config)
     loss_fn = keras.losses.CategoricalCrossentropy()
     weights = keras_model.trainable_weights
     schedule = BatchSchedule(config, len(dataset.train))
     images = keras_baselines.images_for(config.model, dataset.train.images)
     losses = []
-    for step in range(steps):
+    for step in range(1, steps + 1):
         batch = schedule.batch(step)
         with tf.GradientTape() as tape:
             loss = loss_fn(dataset.train.onehot[batch], keras_model(images[batch], training=True))
@@ -214,3 +213,34 @@ def training_checks(model_name, dataset, steps=100, seed=0):
                                  semantics=semantics, seed=seed)
             results.append((semantics, training_parity(config, dataset, steps)))
     return results
+
+
+def print_forward_checks(models, dataset, images, keras_steps, api, out=None):
+    """Prints forward parity for each model; True when it holds for all of them."""
+    out = out or sys.stdout
+    print(f"forward parity: Keras weights in the graph model, logits on {images} test images", file=out, flush=True)
+    holds = True
+    for model in models:
+        result = forward_parity(model, dataset, images, keras_steps, api)
+        print(f"  {model:7} max |logit difference| {result.max_abs_difference:.1e} "
+              f"(tolerance {FORWARD_TOLERANCE:.0e}), different predictions "
+              f"{result.different_predictions}/{result.images} - {'holds' if result.holds else 'FAILS'}",
+              file=out, flush=True)
+        holds = holds and result.holds
+    return holds
+
+
+def print_training_checks(model, dataset, steps, out=None):
+    """Prints training parity for every optimizer under both semantics; True when every Keras-semantics
+    check holds (TF1's optimizers are expected to differ: that is what the table shows)."""
+    out = out or sys.stdout
+    print(f"training parity: per-step training loss, graph vs Keras, {steps} steps from equal weights",
+          file=out, flush=True)
+    holds = True
+    for semantics, result in training_checks(model, dataset, steps):
+        verdict = "holds" if result.holds else f"differs from step {result.first_failing_step}"
+        print(f"  {result.optimizer:8} {semantics:6} semantics: max relative difference "
+              f"{result.max_relative_difference:.1e} (tolerance {result.tolerance:.0e}) - {verdict}",
+              file=out, flush=True)
+        holds = holds and (result.holds or semantics != "keras")
+    return holds

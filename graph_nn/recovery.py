@@ -7,6 +7,7 @@ import pathlib
 import tensorflow as tf
 
 from graph_nn.errors import GraphNNError
+from graph_nn.runs import RunDir
 
 try:
     import fcntl
@@ -14,8 +15,6 @@ except ImportError:  # Windows: no flock, so run directories go unlocked there
     fcntl = None
 
 v1 = tf.compat.v1
-LOCK_FILE = ".lock"
-DATA_SOURCE_FILE = "data_source.txt"
 
 
 class LoopState:
@@ -59,9 +58,8 @@ def exclusive(run_dir):
 
     flock is released by the kernel however the process ends, SIGKILL included.
     """
-    path = pathlib.Path(run_dir) / LOCK_FILE
     try:
-        lock = open(path, "a")
+        lock = RunDir(run_dir).lock.open("a")
     except OSError as e:
         raise GraphNNError(f"{run_dir}: cannot write in the run directory ({e.strerror or e}).") from None
     with lock:
@@ -73,14 +71,13 @@ def exclusive(run_dir):
         yield
 
 
-
 def record_data_source(run_dir, source):
     """Notes where the run's data came from; config.json does not, and a resume must use the same data."""
-    (pathlib.Path(run_dir) / DATA_SOURCE_FILE).write_text(str(pathlib.Path(source).resolve()) + "\n")
+    RunDir(run_dir).data_source.write_text(str(pathlib.Path(source).resolve()) + "\n")
 
 
 def check_data_source(run_dir, source):
-    path = pathlib.Path(run_dir) / DATA_SOURCE_FILE
+    path = RunDir(run_dir).data_source
     if not path.is_file():  # a run from before the file existed
         return
     recorded = path.read_text().strip()

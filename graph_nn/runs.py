@@ -1,21 +1,80 @@
-"""Run directories under logs/: one new directory per run, never reused, with its config and checkpoints."""
+"""A run directory and everything in it, named here and nowhere else.
+
+    logs/MODEL-YYYYmmdd-HHMMSS/     one per run, never reused
+        config.json                 the TrainConfig, from which evaluate, predict and export rebuild the graph
+        data_source.txt             where the training data came from: a resume must train on the same
+        .lock                       held by the process that trains the run
+        checkpoints/                model.ckpt-STEP (the last five) and TensorFlow's `checkpoint` state file
+        train/, validation/         event files: scalars, histograms, the graph, traced steps' RunMetadata
+        traces/                     Chrome traces of the --trace-steps
+        evaluation/                 end-of-run images, PR curves and the projector's files
+        NAME.png                    the report's pictures
+        export/                     frozen_graph.pb and saved_model/
+        events.out.tfevents.*       the run's hyper-parameters, for the HParams tab
+
+No TensorFlow here: the command line names runs before it imports anything heavy.
+"""
 import itertools
+import os
 import pathlib
 import time
 
-import tensorflow as tf
-
 from graph_nn.errors import GraphNNError
 
-CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_NAME = "model.ckpt"
+CHECKPOINT_STATE = "checkpoint"  # the file tf.train.Saver keeps next to its checkpoints
+PROJECTOR_FILES = {"checkpoint": "embedding.ckpt", "metadata": "metadata.tsv", "sprite": "sprite.png",
+                   "config": "projector_config.pbtxt"}
+
+
+class RunDir(os.PathLike):
+    """The paths of one run directory; usable wherever a path is."""
+
+    def __init__(self, path):
+        self.path = pathlib.Path(path)
+
+    def __fspath__(self):
+        return str(self.path)
+
+    def __str__(self):
+        return str(self.path)
+
+    def __repr__(self):
+        return f"RunDir({str(self.path)!r})"
+
+    def __eq__(self, other):
+        return isinstance(other, RunDir) and self.path == other.path
+
+    def __hash__(self):
+        return hash(self.path)
+
+    config = property(lambda self: self.path / "config.json")
+    data_source = property(lambda self: self.path / "data_source.txt")
+    lock = property(lambda self: self.path / ".lock")
+    checkpoints = property(lambda self: self.path / "checkpoints")
+    checkpoint_prefix = property(lambda self: self.checkpoints / CHECKPOINT_NAME)
+    checkpoint_state = property(lambda self: self.checkpoints / CHECKPOINT_STATE)
+    train_events = property(lambda self: self.path / "train")
+    validation_events = property(lambda self: self.path / "validation")
+    evaluation = property(lambda self: self.path / "evaluation")
+    traces = property(lambda self: self.path / "traces")
+    export = property(lambda self: self.path / "export")
+    frozen_graph = property(lambda self: self.export / "frozen_graph.pb")
+    saved_model = property(lambda self: self.export / "saved_model")
+
+    def picture(self, name):
+        return self.path / f"{name}.png"
+
+    def chrome_trace(self, step):
+        return self.traces / f"timeline-step{step}.json"
+
+    def projector_file(self, kind):
+        return self.evaluation / PROJECTOR_FILES[kind]
 
 
 def new_run_dir(logdir, name):
-    """logdir/NAME-YYYYmmdd-HHMMSS, suffixed -1, -2, ... when a run started in the same second holds it.
-
-    mkdir is atomic, so two processes racing for the same name never share a directory.
-    """
+    """A new RunDir logdir/NAME-YYYYmmdd-HHMMSS, suffixed -1, -2, ... when a run started in the same second
+    holds the name.  mkdir is atomic, so two processes racing for the same name never share a directory."""
     logdir = pathlib.Path(logdir)
     if logdir.exists() and not logdir.is_dir():
         raise GraphNNError(f"--logdir {logdir} is not a directory.")
@@ -26,38 +85,18 @@ def new_run_dir(logdir, name):
             path = logdir / (f"{name}-{stamp}-{n}" if n else f"{name}-{stamp}")
             try:
                 path.mkdir()
-                return path
+                return RunDir(path)
             except FileExistsError:
                 continue
     except OSError as e:
         raise GraphNNError(f"{logdir}: cannot create a run directory there ({e.strerror or e}).") from None
 
 
-def checkpoint_prefix(run_dir):
-    return str(pathlib.Path(run_dir) / CHECKPOINT_DIR / CHECKPOINT_NAME)
-
-
-def latest_checkpoint(run_dir):
-    """The newest checkpoint prefix of a run, or a clear error when it has none."""
-    path = tf.train.latest_checkpoint(str(pathlib.Path(run_dir) / CHECKPOINT_DIR))
-    if path is None:
-        raise GraphNNError(f"{run_dir}: the run has no checkpoint to restore.")
-    return path
-
-
 def newest_run(logdir):
-    """The run under logdir whose latest checkpoint was written last."""
-    states = list(pathlib.Path(logdir).glob(f"*/{CHECKPOINT_DIR}/checkpoint"))
+    """The RunDir under logdir whose latest checkpoint was written last."""
+    states = [RunDir(path).checkpoint_state for path in pathlib.Path(logdir).glob("*")]
+    states = [state for state in states if state.is_file()]
     if not states:
         raise GraphNNError(f"{logdir}: no trained run with a checkpoint there; train one with `python run.py` "
                            f"or pass --run RUN_DIR.")
-    return max(states, key=lambda state: state.stat().st_mtime).parent.parent
-
-
-def restore(saver, sess, checkpoint):
-    """saver.restore, with a checkpoint that does not fit the graph (or is damaged) answered in one sentence."""
-    try:
-        saver.restore(sess, checkpoint)
-    except (tf.errors.OpError, ValueError) as e:
-        message = str(e).strip().splitlines()[0]
-        raise GraphNNError(f"{checkpoint}: cannot restore this checkpoint ({message}).") from None
+    return RunDir(max(states, key=lambda state: state.stat().st_mtime).parent.parent)

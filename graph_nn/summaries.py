@@ -1,9 +1,8 @@
 """What a run writes for TensorBoard: the graph, scalar and histogram summaries in train/ and validation/."""
-import pathlib
-
 import tensorflow as tf
 
 from graph_nn.errors import GraphNNError
+from graph_nn.runs import RunDir
 
 v1 = tf.compat.v1
 
@@ -45,10 +44,11 @@ class Writers:
     """The train/ and validation/ event writers of one run (TensorBoard shows them as two runs)."""
 
     def __init__(self, run_dir, graph):
+        run_dir = RunDir(run_dir)
         try:
             with graph.as_default():  # FileWriter refuses to work in eager mode, TF2's default
-                self.train = v1.summary.FileWriter(str(pathlib.Path(run_dir) / "train"), graph)
-                self.validation = v1.summary.FileWriter(str(pathlib.Path(run_dir) / "validation"))
+                self.train = v1.summary.FileWriter(str(run_dir.train_events), graph)
+                self.validation = v1.summary.FileWriter(str(run_dir.validation_events))
         except (tf.errors.OpError, OSError) as e:
             raise GraphNNError(f"{run_dir}: cannot write TensorBoard event files ({e}).") from None
 

@@ -6,15 +6,14 @@ and colours nodes by compute time and memory; timeline turns it into a Chrome tr
 """
 import collections
 import dataclasses
-import pathlib
 
 import tensorflow as tf
 from tensorflow.python.client import timeline
 
 from graph_nn.errors import GraphNNError
+from graph_nn.runs import RunDir
 
 v1 = tf.compat.v1
-TRACE_DIR = "traces"
 
 
 @dataclasses.dataclass
@@ -26,10 +25,6 @@ class OpCost:
 
 def run_metadata_tag(step):
     return f"step{step}"
-
-
-def chrome_trace_path(run_dir, step):
-    return pathlib.Path(run_dir) / TRACE_DIR / f"timeline-step{step}.json"
 
 
 def traced_run(sess, fetches, feed_dict):
@@ -53,7 +48,7 @@ def traced_train_step(sess, fetches, feed_dict, train_writer, run_dir, step):
     """One traced training sess.run; its RunMetadata goes to TensorBoard and to a Chrome trace in run_dir."""
     values, metadata = traced_run(sess, fetches, feed_dict)
     train_writer.add_run_metadata(metadata, run_metadata_tag(step), global_step=step)
-    write_chrome_trace(metadata, chrome_trace_path(run_dir, step))
+    write_chrome_trace(metadata, RunDir(run_dir).chrome_trace(step))
     return values
 
 
