@@ -1,4 +1,7 @@
-"""Which examples each training step uses: a pure function of (seed, step), so a run can resume mid-epoch."""
+"""Which examples each training step uses: a pure function of (seed, step), so a run can resume mid-epoch.
+
+Steps are counted as global_step counts them: step k is the k-th update, the one that makes global_step k.
+"""
 import math
 
 import numpy as np
@@ -7,10 +10,10 @@ from graph_nn.errors import GraphNNError
 
 
 class BatchSchedule:
-    """Which training examples step k uses, computed from k alone so a run can resume mid-epoch.
+    """Which training examples step k uses, computed from k alone.
 
     "shuffle": epoch e visits a permutation seeded by (seed, e), the last batch of an epoch may be
-    short (as in Keras's fit).  "sequential": the TF1 article's x[(k*b) % (n-b) : ... + b].
+    short (as in Keras's fit).  "sequential": the TF1 article's x[(i*b) % (n-b) : ... + b] for i = k - 1.
     """
 
     def __init__(self, config, num_examples):
@@ -23,32 +26,34 @@ class BatchSchedule:
         self._epoch, self._permutation = None, None
 
     def epoch_of(self, step):
-        return step // self.steps_per_epoch
+        """The 0-based epoch step k belongs to."""
+        return (step - 1) // self.steps_per_epoch
 
     def batch(self, step):
+        """The indices (or slice) of step k's examples."""
         b = self.config.batch_size
         if self.config.batching == "sequential":
-            start = (step * b) % (self.n - b) if self.n > b else 0
+            start = ((step - 1) * b) % (self.n - b) if self.n > b else 0
             return slice(start, start + b)
-        epoch, position = divmod(step, self.steps_per_epoch)
+        epoch, position = divmod(step - 1, self.steps_per_epoch)
         if epoch != self._epoch:
             self._epoch, self._permutation = epoch, self.permutation(epoch)
         return self._permutation[position * b:(position + 1) * b]
 
     def feed(self, model, split, step):
-        """The feed_dict of step's batch of `split` for the placeholders of `model`."""
+        """The feed_dict of step k's batch of `split` for the placeholders of `model`."""
         batch = self.batch(step)
         return {model.x: split.images[batch], model.y: split.onehot[batch]}
 
     def permutation(self, epoch):
         return np.random.default_rng([self.config.seed, epoch]).permutation(self.n)
 
-    def is_epoch_end(self, global_step):
-        return global_step % self.steps_per_epoch == 0
+    def is_epoch_end(self, step):
+        return step % self.steps_per_epoch == 0
 
-    def is_eval_point(self, global_step):
-        if global_step == self.total_steps:
+    def is_eval_point(self, step):
+        if step == self.total_steps:
             return True
         if self.config.eval_every:
-            return global_step % self.config.eval_every == 0
-        return self.is_epoch_end(global_step)
+            return step % self.config.eval_every == 0
+        return self.is_epoch_end(step)

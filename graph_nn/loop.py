@@ -1,0 +1,228 @@
+"""The manual Session loop, as TensorFlow's fully_connected_feed.py has it: feed a mini-batch, run the train
+op, write summaries, evaluate, checkpoint; one step counter from the first step to the last."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from graph_nn import checkpoints, inference, recovery, tracing
+from graph_nn.config import TrainConfig, save_config
+from graph_nn.data import Dataset
+from graph_nn.determinism import deterministic_ops
+from graph_nn.errors import GraphNNError, Interrupted, TrainingDiverged
+from graph_nn.model import build_graph, train_fetches
+from graph_nn.progress import reporter_for
+from graph_nn.runs import RunDir
+from graph_nn.schedule import BatchSchedule
+from graph_nn.sessions import session_config
+from graph_nn.signals import stop_requested_by_signals
+from graph_nn.summaries import Writers, build_histograms, scalars
+
+v1 = tf.compat.v1
+
+
+@dataclasses.dataclass
+class TrainingResult:
+    run_dir: str
+    global_step: int
+    history: list[dict]  # one dict per evaluation: step, loss, accuracy, val_loss, val_accuracy, seconds
+
+    @property
+    def test_loss(self) -> float:
+        return self.history[-1]["val_loss"]
+
+    @property
+    def test_accuracy(self) -> float:
+        return self.history[-1]["val_accuracy"]
+
+
+class Meter:
+    """Running means of the training loss and accuracy since the last reset."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.count = 0
+        self.loss = 0.0
+        self.accuracy = 0.0
+
+    def add(self, loss, accuracy):
+        self.count += 1
+        self.loss += (float(loss) - self.loss) / self.count
+        self.accuracy += (float(accuracy) - self.accuracy) / self.count
+
+    def means(self):
+        return {"loss": self.loss, "accuracy": self.accuracy}
+
+
+class Trainer:
+    """config's training graph, built and finalized once, and the loop that trains it in a run directory.
+
+    train_step() is one step as the loop makes it (bench times exactly that); run() is the whole loop.
+    """
+
+    def __init__(self, config: TrainConfig, dataset: Dataset, out=None):
+        self.config = config
+        self.dataset = dataset
+        self.out = out or sys.stdout
+        self.schedule = BatchSchedule(config, len(dataset.train))
+        self.model = build_graph(config)
+        self.histograms = build_histograms(self.model)
+        self.fetches = train_fetches(self.model)
+        # The epoch's means feed the progress bar and the history; the log's, the train scalars.
+        self.epoch_meter, self.log_meter = Meter(), Meter()
+        self.loop_state = recovery.LoopState(self.model.graph, [self.epoch_meter, self.log_meter])
+        self.all_variables_finite = recovery.all_variables_finite(self.model.graph)
+        with self.model.graph.as_default():
+            self.saver = v1.train.Saver(max_to_keep=checkpoints.KEEP)
+            self.init = v1.global_variables_initializer()
+        # From here on, an op created by mistake inside the loop fails loudly instead of growing the graph.
+        self.model.graph.finalize()
+        self.run_dir = None
+        self.history = []
+        self.saved_step = None
+
+    def session(self) -> v1.Session:
+        return v1.Session(graph=self.model.graph, config=session_config())
+
+    # ---- the loop ----------------------------------------------------------------------------------------
+
+    def run(self, run_dir, resume: bool = False) -> TrainingResult:
+        """Trains in run_dir from step 1, or with resume=True from the run's latest checkpoint."""
+        self.run_dir = RunDir(run_dir)
+        with recovery.exclusive(self.run_dir):
+            if resume:
+                recovery.check_data_source(self.run_dir, self.dataset.source)
+            else:
+                self.create_run_files()
+            with deterministic_ops(), stop_requested_by_signals() as stop, self.session() as sess:
+                first_step = self.restore(sess) if resume else self.initialize(sess)
+                with contextlib.closing(Writers(self.run_dir, self.model.graph)) as writers:
+                    self.mark_session_start(writers, first_step, resume)
+                    self.loop(sess, writers, first_step, stop)
+        return TrainingResult(str(self.run_dir), self.history[-1]["step"], self.history)
+
+    def loop(self, sess, writers, first_step, stop):
+        schedule, config = self.schedule, self.config
+        reporter = reporter_for(config, schedule, first_step, self.out)
+        start = time.perf_counter()
+        for step in range(first_step + 1, schedule.total_steps + 1):
+            loss, accuracy = self.train_step(sess, step, writers)
+            reporter.step(step, loss, accuracy, self.epoch_meter.means())
+            evaluating = schedule.is_eval_point(step)
+            if evaluating:
+                reporter.evaluation(step, self.evaluate(sess, writers, step, time.perf_counter() - start))
+            if schedule.is_epoch_end(step):
+                reporter.epoch_end(step, self.epoch_meter.means())
+                self.epoch_meter.reset()
+            # Saved after the epoch-end reset, so that a resumed run starts from the state the next step sees.
+            if evaluating or stop or (config.checkpoint_every and step % config.checkpoint_every == 0):
+                self.save(sess, writers, step)
+            if stop and step < schedule.total_steps:  # on the last step, the run just ends
+                reporter.stopped()
+                raise Interrupted(f"stopped by {stop.name} at step {step} after saving its checkpoint; "
+                                  f"continue with: python run.py --resume {self.run_dir}", stop.exit_code)
+
+    def train_step(self, sess, step: int, writers: Writers) -> tuple[float, float]:
+        """Step k: its batch through the train op, the summaries due at k, the running means.
+
+        Returns the batch's loss and accuracy (computed before the update, as Keras reports them).
+        """
+        config = self.config
+        feed = self.schedule.feed(self.model, self.dataset.train, step)
+        if step % config.histogram_every == 0:
+            # A separate run before the update, so weights and gradients are those of one same state.
+            writers.train.add_summary(sess.run(self.histograms, feed), step)
+        if step in config.trace_steps:
+            _, loss, accuracy = tracing.traced_train_step(sess, self.fetches, feed, writers.train,
+                                                          self.run_dir, step)
+        else:
+            _, loss, accuracy = sess.run(self.fetches, feed)
+        if not np.isfinite(loss):
+            raise self.diverged(f"the loss became {loss}", step)
+        self.epoch_meter.add(loss, accuracy)
+        self.log_meter.add(loss, accuracy)
+        if step % config.log_every == 0:
+            writers.train.add_summary(scalars(self.log_meter.means()), step)
+            self.log_meter.reset()
+        return float(loss), float(accuracy)
+
+    # ---- around the loop ---------------------------------------------------------------------------------
+
+    def create_run_files(self):
+        try:
+            save_config(self.config, self.run_dir)
+            recovery.record_data_source(self.run_dir, self.dataset.source)
+            self.run_dir.checkpoints.mkdir(exist_ok=True)
+        except OSError as e:
+            raise GraphNNError(f"{self.run_dir}: cannot write the run's files ({e.strerror or e}).") from None
+
+    def initialize(self, sess):
+        sess.run(self.init)
+        return 0
+
+    def restore(self, sess):
+        """Weights, optimizer slots, global step and loop state from the latest checkpoint; returns the step."""
+        checkpoints.restore(self.saver, sess, checkpoints.latest(self.run_dir))
+        # So that max_to_keep goes on deleting the oldest checkpoints, those of the earlier sessions included.
+        self.saver.recover_last_checkpoints(checkpoints.all_kept(self.run_dir))
+        self.loop_state.load(sess)
+        step = int(sess.run(self.model.global_step))
+        total = self.schedule.total_steps
+        if step >= total:
+            raise GraphNNError(f"{self.run_dir} already finished its {total} steps; "
+                               f"test it with: python run.py evaluate --run {self.run_dir}")
+        self.saved_step = step
+        epoch, position = divmod(step, self.schedule.steps_per_epoch)
+        print(f"Resuming {self.run_dir} at step {step}/{total} (epoch {epoch + 1}, {position} of its "
+              f"{self.schedule.steps_per_epoch} steps done)", file=self.out, flush=True)
+        return step
+
+    def mark_session_start(self, writers, first_step, resume):
+        """SessionLog(START) at step 0, or at the first step of a resumed session.
+
+        On a START, TensorBoard drops the events at and after its step: those a killed run wrote past its
+        last checkpoint, which this session writes again.  Its Python loader ignores a run's first START,
+        hence one at step 0 too.
+        """
+        start = v1.SessionLog(status=v1.SessionLog.START)
+        for writer in (writers.train, writers.validation):
+            writer.add_session_log(start, first_step + 1 if resume else 0)
+
+    def evaluate(self, sess, writers, step, seconds):
+        val_loss, val_accuracy = inference.loss_and_accuracy(sess, self.model, self.dataset.test)
+        writers.validation.add_summary(scalars({"loss": val_loss, "accuracy": val_accuracy}), step)
+        writers.flush()
+        metrics = dict(self.epoch_meter.means(), val_loss=val_loss, val_accuracy=val_accuracy)
+        self.history.append(dict(metrics, step=step, seconds=seconds))
+        return metrics
+
+    def diverged(self, what, step):
+        kept = (f"the last good checkpoint (step {self.saved_step}) is kept" if self.saved_step
+                else "no checkpoint had been saved yet")
+        return TrainingDiverged(f"{what} at step {step}, most likely because the learning rate "
+                                f"{self.config.learning_rate} is too high for {self.config.optimizer}; "
+                                f"{kept} in {self.run_dir}.")
+
+    def save(self, sess, writers, step):
+        """A checkpoint of step, only of finite weights, with the events up to it flushed first.
+
+        Flushed first so that whenever a checkpoint exists, TensorBoard has every event before it.
+        """
+        if not sess.run(self.all_variables_finite):
+            raise self.diverged("the weights became NaN or infinite", step)
+        self.loop_state.store(sess)
+        writers.flush()
+        try:
+            self.saver.save(sess, str(self.run_dir.checkpoint_prefix), global_step=step)
+        except (tf.errors.OpError, OSError) as e:
+            message = str(e).strip().splitlines()[0]
+            raise GraphNNError(f"cannot write the checkpoint of step {step} ({message}); "
+                               f"the earlier checkpoints in {self.run_dir} are kept.") from None
+        self.saved_step = step
