@@ -1,0 +1,46 @@
+"""The command line's first second: help and flag mistakes answered without loading TensorFlow, and a default
+run's stderr free of TensorFlow's start-up lines."""
+import re
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.conftest import ROOT, run_cli
+
+# run.py as a user starts it, then the list of the heavy modules it imported.
+IMPORTED_AFTER = textwrap.dedent("""
+    import runpy, sys
+    sys.argv = ["run.py"] + sys.argv[1:]
+    try:
+        runpy.run_path("run.py", run_name="__main__")
+    except SystemExit as e:
+        code = e.code
+    heavy = sorted({name.split(".")[0] for name in sys.modules} & {"tensorflow", "keras"})
+    print("exit", code, "imported", ",".join(heavy) or "nothing heavy", file=sys.stderr)
+""")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["compare", "--help"], ["--model", "resnet"],
+                                  ["--lr", "fast"], ["--epochs", "0"], ["--resume", "/nowhere"],
+                                  ["bench", "--models", "resnet"], ["parity", "--images", "0"]])
+def test_help_and_flag_mistakes_are_answered_before_tensorflow_is_imported(args):
+    child = subprocess.run([sys.executable, "-c", IMPORTED_AFTER, *args], cwd=ROOT, capture_output=True,
+                           text=True, timeout=60)
+    *message, verdict = child.stderr.strip().splitlines()
+    code, imported = re.fullmatch(r"exit (\S+) imported (.+)", verdict).groups()
+    assert imported == "nothing heavy"
+    if "--help" in args:
+        assert code == "0" and "usage: graph-nn" in child.stdout
+    else:
+        assert code == "2" and len(message) == 1 and message[0].startswith("graph-nn: error: ")
+
+
+def test_a_default_run_shows_none_of_tensorflows_start_up_lines_and_verbose_shows_them(tmp_path):
+    quiet = run_cli("--model", "mlp64", "--steps", "20", "--logdir", tmp_path)
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    verbose = run_cli("--model", "mlp64", "--steps", "20", "--logdir", tmp_path, "--verbose")
+    assert verbose.returncode == 0
+    assert re.search(r"^I0000 .*\] oneDNN custom operations are on", verbose.stderr, re.M), verbose.stderr
+    assert "failed call to cuInit" in verbose.stderr
