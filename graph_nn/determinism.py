@@ -6,6 +6,7 @@ determinism is a promise: among others it puts oneDNN (matmul, convolutions) in 
 import contextlib
 
 import tensorflow as tf
+
 # The public API can only switch op determinism on; the switch back lives in the private module.
 from tensorflow.python.framework import config as tf_config
 

@@ -22,7 +22,7 @@ def short_run(mnist, tmp_path_factory):
     """A 300-step mlp64 run that logs and checkpoints often: the subject of the summary/checkpoint tests."""
     config = make_config("chapter2", model="mlp64", steps=300, eval_every=100, log_every=20, histogram_every=100)
     logdir = tmp_path_factory.mktemp("logs")
-    return train(config, mnist, logdir=logdir, out=open(os.devnull, "w"))
+    return train(config, mnist, logdir=logdir, out=io.StringIO(), report=False)
 
 
 def run_cli(*args, cwd=None, timeout=300):

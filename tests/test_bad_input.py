@@ -1,6 +1,7 @@
 """Every mistake a user can make, typed into the real CLI: one sentence, a non-zero exit, no traceback,
 and the run already in --logdir (or the run given to --resume) left exactly as it was."""
 import fcntl
+import io
 import os
 import pathlib
 import resource
@@ -24,7 +25,7 @@ def paths(mnist, tmp_path_factory):
     root = tmp_path_factory.mktemp("bad_input")
     logdir = root / "logs"
     config = make_config(model="mlp64", steps=20, eval_every=10, log_every=5, histogram_every=10)
-    run = pathlib.Path(train(config, mnist, logdir=logdir, out=open(os.devnull, "w")).run_dir)
+    run = pathlib.Path(train(config, mnist, logdir=logdir, out=io.StringIO(), report=False).run_dir)
     bare_run = root / "bare-run"
     bare_run.mkdir()
     shutil.copy(run / "config.json", bare_run)

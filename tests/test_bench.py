@@ -38,7 +38,7 @@ def test_the_tf_data_path_trains_on_the_same_batches_as_feed_dict(mnist):
     config = dataclasses.replace(make_config(model="mlp64"), log_every=10**9, histogram_every=10**9)
     steps = 480  # crosses the end of epoch 1 (469 steps, the last one short)
     with bench.graph_trainer(config, mnist) as (trainer, sess, writers), deterministic_ops():
-        feed_losses = [trainer.train_step(sess, writers, k)[0] for k in range(steps)]
+        feed_losses = [trainer.train_step(sess, step, writers)[0] for step in range(1, steps + 1)]
     with bench.iterator_trainer(config, mnist, epochs=2) as (sess, model), deterministic_ops():
         iterator_losses = [float(sess.run([model.train_op, model.loss])[1]) for _ in range(steps)]
     np.testing.assert_allclose(iterator_losses, feed_losses, rtol=1e-5)

@@ -15,7 +15,7 @@ from tests.conftest import run_cli
 def test_shipped_mnist_matches_the_published_figures(mnist):
     assert mnist.train.images.shape == (60000, 784) and mnist.test.images.shape == (10000, 784)
     assert mnist.train.images.dtype == np.float32
-    assert 0.0 == mnist.train.images.min() and mnist.train.images.max() == 1.0
+    assert mnist.train.images.min() == 0.0 and mnist.train.images.max() == 1.0
     assert np.bincount(mnist.train.labels).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
     assert np.bincount(mnist.test.labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
     assert mnist.test.labels[0] == 7

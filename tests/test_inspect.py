@@ -6,8 +6,18 @@ import tensorflow as tf
 from google.protobuf import text_format
 
 from graph_nn.config import MODELS, make_config
-from graph_nn.inspect_graph import (flops, gradient_ops, ops_by_scope, other_optimizer_variables, placeholders,
-                                    pruned_graph_def, report, slot_variables, training_run, variables)
+from graph_nn.inspect_graph import (
+    flops,
+    gradient_ops,
+    ops_by_scope,
+    other_optimizer_variables,
+    placeholders,
+    pruned_graph_def,
+    report,
+    slot_variables,
+    training_call,
+    variables,
+)
 from graph_nn.model import CNN_FILTERS, HIDDEN_UNITS, build_graph
 from tests.conftest import run_cli
 
@@ -65,11 +75,11 @@ def test_compute_gradients_adds_a_gradient_scope_per_forward_scope():
 
 def test_one_training_run_fetches_feeds_and_prunes():
     model = build_graph(make_config(model="mlp64"))
-    run = training_run(model)
-    assert run.fetches == ["train/step", "loss/mean:0", "accuracy/mean:0"]
-    assert run.feeds == [("input/x:0", [None, 784]), ("input/y:0", [None, 10])]
+    call = training_call(model)
+    assert call.fetches == ["train/step", "loss/mean:0", "accuracy/mean:0"]
+    assert call.feeds == [("input/x:0", [None, 784]), ("input/y:0", [None, 10])]
     pruned = {node.name for node in pruned_graph_def(model.graph, [model.train_op, model.loss, model.accuracy]).node}
-    assert len(pruned) == run.pruned_ops < run.graph_ops
+    assert len(pruned) == call.pruned_ops < call.graph_ops
     assert "train/step/update_hidden1/kernel/ResourceApplyRMSProp" in pruned and "output/probabilities" not in pruned
     assert not any("/Initializer/" in name for name in pruned)
 

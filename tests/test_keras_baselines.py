@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from graph_nn import keras_baselines
-from graph_nn.config import make_config
+from graph_nn.config import RECIPES, make_config, recipe_name_for
 from graph_nn.data import Dataset
 from graph_nn.errors import GraphNNError
 from graph_nn.model import build_graph, parameter_count
@@ -35,14 +35,14 @@ def test_the_chapter2_model_is_dense_512_relu_and_dense_10_softmax():
     ("chapter2", "mlp64", "chapter2"), ("five-layer", "mlp512", "chapter2"), ("tf1", None, "chapter2")])
 def test_a_preset_is_fitted_by_its_articles_recipe(preset, model, expected):
     config = make_config(preset, model=model)
-    assert keras_baselines.recipe_name_for(config) == expected
+    assert recipe_name_for(config) == expected
 
 
 def test_recipe_errors_are_one_sentence():
     with pytest.raises(GraphNNError, match="unknown Keras baseline 'nope'"):
-        keras_baselines.recipe_name_for(make_config(), "nope")
+        recipe_name_for(make_config(), "nope")
     with pytest.raises(GraphNNError, match="needs --model cnn"):
-        keras_baselines.recipe_name_for(make_config(), "cnn-functional")
+        recipe_name_for(make_config(), "cnn-functional")
 
 
 def test_article_001_pipeline_one_hot_encodes_and_shuffles(mnist):
@@ -56,16 +56,16 @@ def test_article_001_pipeline_one_hot_encodes_and_shuffles(mnist):
 
 
 def test_onehot_recipes_feed_to_categorical_labels(mnist):
-    onehot = keras_baselines.labels_for(keras_baselines.RECIPES["cnn-onehot"], mnist.test)
-    integer = keras_baselines.labels_for(keras_baselines.RECIPES["cnn"], mnist.test)
+    onehot = keras_baselines.labels_for(RECIPES["cnn-onehot"], mnist.test)
+    integer = keras_baselines.labels_for(RECIPES["cnn"], mnist.test)
     np.testing.assert_array_equal(onehot, mnist.test.onehot)
     np.testing.assert_array_equal(integer, mnist.test.labels)
 
 
-@pytest.mark.parametrize("recipe_name", list(keras_baselines.RECIPES))
+@pytest.mark.parametrize("recipe_name", list(RECIPES))
 def test_every_recipe_fits_and_learns(mnist, recipe_name):
     """One epoch over 3,000 training images: well above chance for every article's way of training."""
-    recipe = keras_baselines.RECIPES[recipe_name]
+    recipe = RECIPES[recipe_name]
     small = Dataset(mnist.train.take(3000), mnist.test.take(500), mnist.source)
     config = make_config(recipe.preset, epochs=1)
     result = keras_baselines.fit(recipe, config, small, verbose=0)

@@ -1,5 +1,5 @@
 """`predict` on digits as users scan them: MNIST's own preparation, and one sentence per unreadable file."""
-import os
+import io
 
 import numpy as np
 import pytest
@@ -105,7 +105,7 @@ def test_predict_command_prints_each_file_and_fails_on_bad_ones(short_run, scans
 
 def test_the_cnn_reads_scans_better_than_the_mlp_after_as_many_steps(mnist, short_run, scans, tmp_path):
     """short_run is mlp64 after 300 steps; the article-004 CNN gets the same 300 steps of batch 64."""
-    cnn = train(make_config("cnn", steps=300), mnist, logdir=tmp_path, out=open(os.devnull, "w"))
+    cnn = train(make_config("cnn", steps=300), mnist, logdir=tmp_path, out=io.StringIO(), report=False)
     paths, labels = scans
     cnn_prepared, cnn_plain = accuracies(cnn.run_dir, paths, labels)
     mlp_prepared, _ = accuracies(short_run.run_dir, paths, labels)

@@ -8,7 +8,6 @@ from graph_nn.model import build_graph
 from graph_nn.schedule import BatchSchedule
 
 
-
 def optimizer_of(model):
     """The optimizer's update op for the first variable, as it stands in the graph."""
     updates = [op for op in model.graph.get_operations() if op.type.startswith("ResourceApply")]
@@ -31,9 +30,9 @@ def test_tf1_article_preset():
 def test_tf1_article_slices_are_the_articles():
     schedule = BatchSchedule(make_config("tf1"), 60000)
     assert schedule.total_steps == 2000
-    for i in (0, 1, 598, 599, 600, 1999):
+    for i in (0, 1, 598, 599, 600, 1999):  # the article's loop index; its step is i + 1
         start = (i * 100) % (60000 - 100)
-        assert schedule.batch(i) == slice(start, start + 100)
+        assert schedule.batch(i + 1) == slice(start, start + 100)
 
 
 def test_chapter2_preset_uses_tf1_rmsprop():
@@ -58,9 +57,9 @@ def test_five_layer_preset_uses_adam_001():
 def test_shuffled_epochs_cover_every_example_once():
     schedule = BatchSchedule(make_config("chapter2"), 60000)
     assert schedule.steps_per_epoch == 469
-    seen = sum((list(schedule.batch(k)) for k in range(469)), [])
+    seen = sum((list(schedule.batch(step)) for step in range(1, 470)), [])
     assert sorted(seen) == list(range(60000))
-    assert list(schedule.batch(469)) != list(schedule.batch(0))
+    assert list(schedule.batch(470)) != list(schedule.batch(1))
 
 
 def test_flags_override_the_preset_and_epochs_turn_the_tf1_preset_epoch_based():

@@ -1,6 +1,7 @@
 """Reliability through the real CLI: SIGKILL then --resume equals the run never interrupted, bit for bit;
 Ctrl-C and SIGTERM save the current step; a diverging run keeps its last good checkpoint; same seed, same run;
 two processes never share a run directory."""
+import io
 import multiprocessing
 import os
 import pathlib
@@ -15,7 +16,7 @@ import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator, plugin_event_accumulator
 from tensorflow.python.framework import config as tf_config
 
-from graph_nn import runs
+from graph_nn import checkpoints, runs
 from graph_nn.cli import config_from_args, parse_args
 from graph_nn.config import make_config
 from graph_nn.errors import TrainingDiverged
@@ -52,7 +53,7 @@ def only_run_dir(logdir):
 
 
 def checkpoint_step(run_dir):
-    return int(tf.train.latest_checkpoint(str(run_dir / "checkpoints")).rsplit("-", 1)[1])
+    return int(tf.train.load_checkpoint(checkpoints.latest(run_dir)).get_tensor("global_step"))
 
 
 def checkpoint_tensors(run_dir):
@@ -85,7 +86,7 @@ def tensorboard_steps(run_dir, tag, split="train"):
 def uninterrupted(mnist, tmp_path_factory):
     """The run of FLAGS never stopped (configured by the CLI's own parser): what every resume must equal."""
     config = config_from_args(parse_args(FLAGS))
-    result = train(config, mnist, logdir=tmp_path_factory.mktemp("uninterrupted"), out=open(os.devnull, "w"))
+    result = train(config, mnist, logdir=tmp_path_factory.mktemp("uninterrupted"), out=io.StringIO(), report=False)
     assert result.global_step == STEPS
     return result
 
@@ -175,7 +176,7 @@ def test_weights_that_overflow_are_never_checkpointed(mnist, tmp_path):
     # lr 1e40 is infinite in float32: the loss of step 1 is still finite, the weights it leaves are not.
     config = make_config(model="mlp64", optimizer="sgd", learning_rate=1e40, steps=5, checkpoint_every=1)
     with pytest.raises(TrainingDiverged) as diverged:
-        train(config, mnist, logdir=tmp_path, out=open(os.devnull, "w"))
+        train(config, mnist, logdir=tmp_path, out=io.StringIO(), report=False)
     run_dir = only_run_dir(tmp_path)
     assert str(diverged.value) == (
         "the weights became NaN or infinite at step 1, most likely because the learning rate "
@@ -187,7 +188,7 @@ def test_the_same_seed_twice_gives_identical_runs_and_another_seed_does_not(mnis
     def run(seed):
         config = make_config(model="mlp64", optimizer="adam", batch_size=500, steps=30, eval_every=10,
                              log_every=1, seed=seed)
-        return train(config, mnist, logdir=tmp_path, out=open(os.devnull, "w"))
+        return train(config, mnist, logdir=tmp_path, out=io.StringIO(), report=False)
 
     first, second, other = run(7), run(7), run(8)
     assert first.history == [dict(h, seconds=f["seconds"]) for h, f in zip(second.history, first.history)]

@@ -1,5 +1,7 @@
 """The end-of-run report, its pictures and what it writes for TensorBoard, read back with TensorBoard's readers."""
+import io
 import pathlib
+import re
 
 import numpy as np
 import pytest
@@ -9,7 +11,9 @@ from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorboard.plugins.projector import projector_config_pb2
 
+from graph_nn.config import make_config
 from graph_nn.reports import Evaluation
+from graph_nn.train import train
 from tests.conftest import run_cli
 
 
@@ -120,11 +124,25 @@ def test_evaluate_command_prints_the_report_of_a_run(short_run):
     assert missing.returncode == 2 and "not a graph_nn run directory" in missing.stderr
 
 
-def test_training_prints_the_summary_first_and_the_report_last(tmp_path):
-    result = run_cli("--model", "mlp64", "--steps", "30", "--logdir", tmp_path)
+def layout(run_dir):
+    """Every path in a run directory, event files named without their time stamp and host."""
+    return sorted(re.sub(r"tfevents\..*", "tfevents", str(path.relative_to(run_dir)))
+                  for path in pathlib.Path(run_dir).rglob("*"))
+
+
+def test_training_prints_the_summary_first_and_the_report_last(mnist, tmp_path):
+    result = run_cli("--model", "mlp64", "--steps", "30", "--logdir", tmp_path / "cli")
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert out.index("Total params: 50,890") < out.index("Epoch 1/1") < out.index("Confusion matrix")
-    (run_dir,) = tmp_path.iterdir()
+    (run_dir,) = (tmp_path / "cli").iterdir()
     assert {"accuracy.png", "loss.png", "misclassified.png", "confusion_matrix.png", "evaluation"} <= \
            {p.name for p in run_dir.iterdir()}
+    # The end of a run belongs to the library: a run started from Python leaves the same directory.
+    printed = io.StringIO()
+    from_python = train(make_config(model="mlp64", steps=30), mnist, logdir=tmp_path / "python", out=printed)
+    assert layout(from_python.run_dir) == layout(run_dir)
+    def untimed(text):  # all but the progress bar's timings and the two lines naming the run
+        return re.sub(r"\d+s [\d.]+ms/step", "", text).splitlines()[:-2]
+
+    assert untimed(printed.getvalue()) == untimed(out)

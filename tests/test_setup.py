@@ -1,6 +1,8 @@
 """The README's promises about set-up hold: CI runs its test command, the package ships MNIST."""
 import pathlib
 import re
+import subprocess
+import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -19,6 +21,13 @@ def test_ci_runs_the_readme_test_command_verbatim():
     test_command = readme_commands()[1]
     ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
     assert test_command in ci_lines
+
+
+def test_the_code_passes_the_linter():
+    # ruff's rules and line length are in pyproject.toml; the test command is what CI runs, so lint runs there too.
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "."], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_the_package_declares_its_mnist_files():

@@ -24,7 +24,7 @@ def free_port():
 class Server:
     def __init__(self, logdir, log_path):
         self.port = free_port()
-        self.log = open(log_path, "w")
+        self.log = open(log_path, "w")  # noqa: SIM115 (closed in stop(), with the server)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1",
              "--port", str(self.port), "--reload_interval", "1"],

@@ -1,7 +1,6 @@
 """Traced training steps, read back through TensorBoard's own readers, and the finalized graph of a run."""
 import io
 import json
-import os
 import pathlib
 
 import pytest
@@ -15,7 +14,8 @@ from graph_nn import runs
 from graph_nn.config import make_config
 from graph_nn.errors import GraphNNError
 from graph_nn.inspect_graph import checkpoint_contents, run_report, trace_step
-from graph_nn.train import Trainer, train
+from graph_nn.loop import Trainer
+from graph_nn.train import train
 
 TRACE_STEPS = (5, 10)
 
@@ -23,7 +23,7 @@ TRACE_STEPS = (5, 10)
 @pytest.fixture(scope="module")
 def traced_training(mnist, tmp_path_factory):
     config = make_config(model="mlp64", steps=10, trace_steps=TRACE_STEPS)
-    return train(config, mnist, logdir=tmp_path_factory.mktemp("logs"), out=open(os.devnull, "w"))
+    return train(config, mnist, logdir=tmp_path_factory.mktemp("logs"), out=io.StringIO(), report=False)
 
 
 def test_traced_steps_are_run_metadata_tags_of_the_train_writer(traced_training):
@@ -74,7 +74,7 @@ def test_inspect_trace_names_the_ten_most_expensive_ops(mnist):
 class LeakyTrainer(Trainer):
     """The classic TF1 bug: building an op (here a tf.reduce_mean) inside the training loop."""
 
-    def train_step(self, sess, writers, step):
+    def train_step(self, sess, step, writers):
         with self.model.graph.as_default():
             return sess.run(tf.reduce_mean(self.model.loss), {self.model.x: self.dataset.train.images[:8],
                                                                 self.model.y: self.dataset.train.onehot[:8]})
@@ -82,10 +82,10 @@ class LeakyTrainer(Trainer):
 
 def test_an_op_created_inside_the_loop_fails_loudly(mnist, tmp_path):
     run_dir = runs.new_run_dir(tmp_path, "mlp64")
-    trainer = LeakyTrainer(make_config(model="mlp64", steps=3), mnist, run_dir, out=open(os.devnull, "w"))
+    trainer = LeakyTrainer(make_config(model="mlp64", steps=3), mnist, out=io.StringIO())
     ops_before = len(trainer.model.graph.get_operations())
     with pytest.raises(RuntimeError, match="Graph is finalized"):
-        trainer.run()
+        trainer.run(run_dir)
     assert len(trainer.model.graph.get_operations()) == ops_before
 
 
