@@ -14,6 +14,7 @@ from graph_nn.config import RECIPES
 from graph_nn.errors import GraphNNError
 
 COMMANDS = ("train", "evaluate", "summary", "predict", "compare", "parity", "inspect", "export", "bench")
+KERAS_COMMANDS = ("compare", "parity", "bench")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -302,7 +303,7 @@ def quiet_tensorflow():
     """TensorFlow's log lines off the terminal; called before TensorFlow is imported."""
     import logging
 
-    from graph_nn.native_log import filter_native_stderr
+    from graph_nn.startup import filter_native_stderr
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # compat.v1 APIs log deprecation notices that say nothing to a user of this tool.  The logger is
@@ -319,7 +320,12 @@ def main(argv=None):
         commands = {"train": command_train, "evaluate": command_evaluate, "summary": command_summary,
                     "predict": command_predict, "compare": command_compare, "parity": command_parity,
                     "inspect": command_inspect, "export": command_export, "bench": command_bench}
-        return commands[args.command](args)
+        if args.command in KERAS_COMMANDS:
+            return commands[args.command](args)
+        from graph_nn.startup import without_keras
+
+        with without_keras():
+            return commands[args.command](args)
     except GraphNNError as e:
         print(f"graph-nn: error: {e}", file=sys.stderr)
         return e.exit_code

@@ -1,5 +1,5 @@
-"""The command line's first second: help and flag mistakes answered without loading TensorFlow, and a default
-run's stderr free of TensorFlow's start-up lines."""
+"""The command line's first second: help and flag mistakes answered without loading TensorFlow, training without
+loading Keras, and a default run's stderr free of TensorFlow's start-up lines."""
 import re
 import subprocess
 import sys
@@ -35,6 +35,12 @@ def test_help_and_flag_mistakes_are_answered_before_tensorflow_is_imported(args)
         assert code == "0" and "usage: graph-nn" in child.stdout
     else:
         assert code == "2" and len(message) == 1 and message[0].startswith("graph-nn: error: ")
+
+
+def test_training_loads_tensorflow_but_not_keras(tmp_path):
+    child = subprocess.run([sys.executable, "-c", IMPORTED_AFTER, "--model", "mlp64", "--steps", "5",
+                            "--logdir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert child.stderr.strip().splitlines()[-1] == "exit 0 imported tensorflow", child.stderr
 
 
 def test_a_default_run_shows_none_of_tensorflows_start_up_lines_and_verbose_shows_them(tmp_path):
