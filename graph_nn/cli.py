@@ -9,11 +9,13 @@ import dataclasses
 import os
 import sys
 
+from graph_nn import cluster
 from graph_nn import config as config_module
 from graph_nn.config import RECIPES
 from graph_nn.errors import GraphNNError
+from graph_nn.runs import RunDir
 
-COMMANDS = ("train", "evaluate", "summary", "predict", "compare", "parity", "inspect", "export", "bench")
+COMMANDS = ("train", "cluster", "evaluate", "summary", "predict", "compare", "parity", "inspect", "export", "bench")
 KERAS_COMMANDS = ("compare", "parity", "bench")
 
 
@@ -64,6 +66,26 @@ def step_list(text):
         raise argparse.ArgumentTypeError(f"expected step numbers separated by commas, got '{text}'") from None
 
 
+def add_replication_flags(parser):
+    parser.add_argument("--async", dest="asynchronous", action="store_true",
+                        help="async training: each worker applies its own gradients (default: sync)")
+    parser.add_argument("--backup-workers", type=int,
+                        help="sync: aggregate the gradients of all workers but K per update (default 0)")
+    parser.add_argument("--wait-limit", type=int, default=120,
+                        help="seconds a task waits for the others before it gives up (default 120)")
+
+
+def add_cluster_task_flags(parser):
+    """A cluster task's flags, as TensorFlow's mnist_replica.py names them (or the TF_CONFIG variable)."""
+    group = parser.add_argument_group("cluster task (or the TF_CONFIG environment variable)")
+    group.add_argument("--job-name", help="ps or worker (worker 0 is the chief)")
+    group.add_argument("--task-index", type=int, help="this task's index in its job's host list")
+    group.add_argument("--ps-hosts", help="the parameter servers, HOST:PORT,...")
+    group.add_argument("--worker-hosts", help="the workers, HOST:PORT,...")
+    group.add_argument("--run-dir", help="the run directory the cluster's workers share (made if missing)")
+    add_replication_flags(group)
+
+
 def add_data_flag(parser):
     parser.add_argument("--data-dir", help="a directory of IDX files in MNIST's names (default: the shipped MNIST)")
 
@@ -82,6 +104,16 @@ def make_parser():
     add_train_flags(train)
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its latest checkpoint, "
                                                            "in its directory and with its configuration")
+    add_cluster_task_flags(train)
+
+    cluster_command = command("cluster", help="train on a cluster of processes on this machine: parameter servers "
+                                              "and workers on 127.0.0.1, as TensorFlow 1 distributed them")
+    add_train_flags(cluster_command)
+    cluster_command.add_argument("--workers", type=int, help="how many workers (worker 0 is the chief)")
+    cluster_command.add_argument("--ps", type=int, help="how many parameter servers (default 1)")
+    add_replication_flags(cluster_command)
+    cluster_command.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped cluster run from the "
+                                                                     "chief's latest checkpoint")
 
     evaluate = command("evaluate", help="restore a run's latest checkpoint and test it")
     evaluate.add_argument("--run", required=True, help="a run directory under logs/")
@@ -124,6 +156,9 @@ def make_parser():
     inspect.add_argument("--trace", action="store_true", help="run one traced training step on MNIST and print "
                                                               "its ten most expensive ops")
     inspect.add_argument("--run", help="instead: a finished run's logged graph, traced steps and checkpoint")
+    inspect.add_argument("--cluster", action="store_true",
+                         help="instead: the graph on 1 ps + 2 workers: placement, one sync step's partitions and "
+                              "the bytes between tasks")
     add_data_flag(inspect)
 
     export = command("export", help="freeze a run's latest checkpoint into a GraphDef and a SavedModel")
@@ -136,6 +171,8 @@ def make_parser():
     bench.add_argument("--steps", type=int, default=200, help="timed steps per repeat (default 200)")
     bench.add_argument("--repeats", type=int, default=5, help="repeats; the median is reported (default 5)")
     bench.add_argument("--json", default="bench.json", help="where to write the figures (default bench.json)")
+    bench.add_argument("--cluster", action="store_true", help="instead: one process vs 1 ps + 1 and 2 workers on "
+                                                              "127.0.0.1 (steps/s, examples/s, bytes per step)")
     return parser
 
 
@@ -166,12 +203,21 @@ def refuse_changed_flags(run_dir, config, args):
 def command_train(args):
     from graph_nn.data import load_dataset  # numpy, not TensorFlow
 
+    task = cluster_task(args)
+    if task:
+        return command_task(args, task)
+    cluster_flags = {"--run-dir": args.run_dir, "--async": args.asynchronous, "--backup-workers": args.backup_workers}
+    for flag, value in cluster_flags.items():
+        if value:
+            raise GraphNNError(f"{flag} is for a cluster's tasks (--job-name ... or TF_CONFIG, or python run.py "
+                               f"cluster).")
     if args.resume:
         if not os.path.isdir(args.resume):
             raise GraphNNError(f"--resume {args.resume}: no such run directory.")
-        config = config_module.load_config(args.resume)
-        config_module.validate(config)
-        refuse_changed_flags(args.resume, config, args)
+        if RunDir(args.resume).cluster.exists():
+            raise GraphNNError(f"{args.resume} was trained by a cluster; continue it with: python run.py cluster "
+                               f"--resume {args.resume}")
+        saved_config(args.resume, args)
         dataset = load_dataset(args.data_dir)
         from graph_nn.train import resume
 
@@ -183,6 +229,117 @@ def command_train(args):
 
     train(config, dataset, logdir=args.logdir)
     return 0
+
+
+def saved_config(run_dir, args):
+    """The configuration in run_dir's config.json, with any training flag given checked against it."""
+    config = config_module.load_config(run_dir)
+    config_module.validate(config)
+    refuse_changed_flags(run_dir, config, args)
+    return config
+
+
+# ---- a cluster: its tasks, and the launcher that starts them all on this machine -------------------------
+
+def cluster_task(args):
+    """This process's task when the cluster is given by flags or by TF_CONFIG, else None."""
+    flags = (args.job_name, args.task_index, args.ps_hosts, args.worker_hosts)
+    tf_config = os.environ.get("TF_CONFIG", "").strip()
+    if any(flag is not None for flag in flags):
+        if tf_config:
+            raise GraphNNError("the cluster is given both by flags and by TF_CONFIG; give it one way.")
+        return cluster.task_from_flags(*flags)
+    return cluster.task_from_tf_config(tf_config) if tf_config else None
+
+
+def replication_from_args(args, num_workers):
+    backups = args.backup_workers or 0
+    if args.asynchronous and backups:
+        raise GraphNNError("--backup-workers is for sync training; async training never waits for a worker.")
+    if not 0 <= backups < num_workers:
+        raise GraphNNError(f"--backup-workers must be from 0 to {num_workers - 1} with {num_workers} workers, "
+                           f"got {backups}.")
+    if args.wait_limit <= 0:
+        raise GraphNNError(f"--wait-limit must be positive, got {args.wait_limit}.")
+    return cluster.Replication("async" if args.asynchronous else "sync", backups)
+
+
+def check_cluster_config(config, num_examples):
+    from graph_nn.schedule import BatchSchedule
+
+    BatchSchedule(config, num_examples, task=0)  # refuses sequential batches, and batches larger than the data
+    if config.trace_steps:
+        raise GraphNNError("--trace-steps traces single-process steps; python run.py inspect --cluster shows a "
+                           "distributed step.")
+
+
+def command_task(args, task):
+    from graph_nn.data import load_dataset
+
+    replication = replication_from_args(args, task.num_workers)
+    if task.job == "ps":
+        cluster.check_port_free(task)
+        from graph_nn.cluster_tasks import run_task
+
+        run_task(task, wait_limit=args.wait_limit)
+    run_dir = args.resume or args.run_dir
+    if run_dir is None:
+        raise GraphNNError("a worker needs --run-dir DIR: the run directory its cluster's workers share "
+                           "(python run.py cluster picks one).")
+    resuming = args.resume or RunDir(run_dir).config.exists()
+    config = saved_config(run_dir, args) if resuming else config_from_args(args)
+    dataset = load_dataset(args.data_dir)
+    check_cluster_config(config, len(dataset.train))
+    cluster.check_port_free(task)
+    try:
+        RunDir(run_dir).path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise GraphNNError(f"--run-dir {run_dir}: cannot make the directory ({e.strerror or e}).") from None
+    from graph_nn.cluster_tasks import run_task
+
+    run_task(task, config, dataset, run_dir, replication, args.wait_limit)
+
+
+def command_cluster(args):
+    from graph_nn.config import save_config
+    from graph_nn.data import load_dataset
+    from graph_nn.runs import new_run_dir
+
+    if args.resume:
+        if not os.path.isdir(args.resume):
+            raise GraphNNError(f"--resume {args.resume}: no such run directory.")
+        config = saved_config(args.resume, args)
+        num_ps, num_workers, replication = cluster.load_cluster(args.resume)
+        given = {"--workers": (args.workers, num_workers), "--ps": (args.ps, num_ps),
+                 "--backup-workers": (args.backup_workers, replication.backup_workers)}
+        for flag, (value, saved) in given.items():
+            if value is not None and value != saved:
+                raise GraphNNError(f"{args.resume} was trained with {flag} {saved}, not {value}; a resumed cluster "
+                                   f"is the same cluster.")
+        if args.asynchronous and replication.mode != "async":
+            raise GraphNNError(f"{args.resume} was trained in sync mode; a resumed cluster trains as it did.")
+    else:
+        if args.workers is None:
+            raise GraphNNError("python run.py cluster needs --workers N.")
+        num_ps, num_workers = args.ps or 1, args.workers
+        for flag, value in (("--workers", num_workers), ("--ps", num_ps)):
+            if value <= 0:
+                raise GraphNNError(f"{flag} must be positive, got {value}.")
+        replication = replication_from_args(args, num_workers)
+        config = config_from_args(args)
+    dataset = load_dataset(args.data_dir)
+    check_cluster_config(config, len(dataset.train))
+    run_dir = args.resume
+    if run_dir is None:
+        run_dir = new_run_dir(args.logdir, config.model)
+        save_config(config, run_dir)
+    from graph_nn import launcher
+
+    shared = ["--wait-limit", str(args.wait_limit)] + (["--verbose"] if args.verbose else [])
+    worker_args = ["--run-dir", str(run_dir), *shared]
+    worker_args += ["--async"] if replication.mode == "async" else ["--backup-workers", str(replication.backup_workers)]
+    worker_args += ["--data-dir", args.data_dir] if args.data_dir else []
+    return launcher.run_cluster(launcher.local_jobs(num_ps, num_workers), worker_args, shared, run_dir)
 
 
 def command_evaluate(args):
@@ -249,6 +406,14 @@ def command_parity(args):
 
 
 def command_inspect(args):
+    if args.cluster:
+        config = config_module.make_config(args.preset, model=args.model, optimizer=args.optimizer,
+                                           semantics=args.semantics, batch_size=args.batch_size)
+        from graph_nn.data import load_dataset
+        from graph_nn.inspect_cluster import report
+
+        report(config, load_dataset(args.data_dir), sys.stdout)
+        return 0
     if args.run:
         from graph_nn.inspect_graph import run_report
 
@@ -317,9 +482,10 @@ def main(argv=None):
         args = parse_args(sys.argv[1:] if argv is None else argv)
         if not args.verbose:
             quiet_tensorflow()
-        commands = {"train": command_train, "evaluate": command_evaluate, "summary": command_summary,
-                    "predict": command_predict, "compare": command_compare, "parity": command_parity,
-                    "inspect": command_inspect, "export": command_export, "bench": command_bench}
+        commands = {"train": command_train, "cluster": command_cluster, "evaluate": command_evaluate,
+                    "summary": command_summary, "predict": command_predict, "compare": command_compare,
+                    "parity": command_parity, "inspect": command_inspect, "export": command_export,
+                    "bench": command_bench}
         if args.command in KERAS_COMMANDS:
             return commands[args.command](args)
         from graph_nn.startup import without_keras

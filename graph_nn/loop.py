@@ -65,14 +65,16 @@ class Trainer:
     """config's training graph, built and finalized once, and the loop that trains it in a run directory.
 
     train_step() is one step as the loop makes it (bench times exactly that); run() is the whole loop.
+    A cluster's worker passes its own model (built under its device scope, where the Trainer's own variables
+    then go too) and schedule (its own batches), and runs its own loop with the Trainer's parts.
     """
 
-    def __init__(self, config: TrainConfig, dataset: Dataset, out=None):
+    def __init__(self, config: TrainConfig, dataset: Dataset, out=None, model=None, schedule=None):
         self.config = config
         self.dataset = dataset
         self.out = out or sys.stdout
-        self.schedule = BatchSchedule(config, len(dataset.train))
-        self.model = build_graph(config)
+        self.schedule = schedule or BatchSchedule(config, len(dataset.train))
+        self.model = model or build_graph(config)
         self.histograms = build_histograms(self.model)
         self.fetches = train_fetches(self.model)
         # The epoch's means feed the progress bar and the history; the log's, the train scalars.

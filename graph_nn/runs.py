@@ -2,10 +2,12 @@
 
     logs/MODEL-YYYYmmdd-HHMMSS/     one per run, never reused
         config.json                 the TrainConfig, from which evaluate, predict and export rebuild the graph
+        cluster.json                a cluster's run only: its hosts, sync or async, how many workers
         data_source.txt             where the training data came from: a resume must train on the same
         .lock                       held by the process that trains the run
         checkpoints/                model.ckpt-STEP (the last five) and TensorFlow's `checkpoint` state file
         train/, validation/         event files: scalars, histograms, the graph, traced steps' RunMetadata
+        worker-N/                   a cluster's run only: worker N's own scalars
         traces/                     Chrome traces of the --trace-steps
         evaluation/                 end-of-run images, PR curves and the projector's files
         NAME.png                    the report's pictures
@@ -49,6 +51,7 @@ class RunDir(os.PathLike):
         return hash(self.path)
 
     config = property(lambda self: self.path / "config.json")
+    cluster = property(lambda self: self.path / "cluster.json")
     data_source = property(lambda self: self.path / "data_source.txt")
     lock = property(lambda self: self.path / ".lock")
     checkpoints = property(lambda self: self.path / "checkpoints")
@@ -61,6 +64,9 @@ class RunDir(os.PathLike):
     export = property(lambda self: self.path / "export")
     frozen_graph = property(lambda self: self.export / "frozen_graph.pb")
     saved_model = property(lambda self: self.export / "saved_model")
+
+    def worker_events(self, index):
+        return self.path / f"worker-{index}"
 
     def picture(self, name):
         return self.path / f"{name}.png"
