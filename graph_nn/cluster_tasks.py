@@ -43,6 +43,17 @@ POLL_S = 0.1  # between two reads of the global step (or of the chief's progress
 NOTICE_S = 10  # a wait this long is reported, once
 
 
+# Every distributed Session this process opens, referenced until os._exit: a Session that Python frees is closed
+# by its __del__, which waits for minutes on a task that has gone away.
+SESSIONS = []
+
+
+def cluster_session(target, graph, device_filters):
+    sess = v1.Session(target, graph=graph, config=session_config(device_filters=device_filters))
+    SESSIONS.append(sess)
+    return sess
+
+
 class Stalled(ClusterFailed):
     """The global step did not move for the wait limit, while the parameter servers answered."""
 
@@ -75,11 +86,11 @@ def first_line(error):
 
 
 def lost(task, error):
-    """A failed run in one sentence: which task went away, found in TensorFlow's message."""
-    match = re.search(r"/job:(ps|worker)/replica:\d+/task:(\d+)", str(error))
-    if match and (match[1], int(match[2])) != (task.job, task.index):
-        job, index = match[1], int(match[2])
-        return ClusterFailed(f"{job} {index} ({task.jobs[job][index]}) went away ({type(error).__name__})")
+    """A failed run in one sentence: the task that went away, the first other than this one that TensorFlow's
+    message names (e.g. "... from remote target /job:ps/replica:0/task:0 while calling ...RecvTensor")."""
+    for job, index in re.findall(r"/job:(ps|worker)/replica:\d+/task:(\d+)", str(error)):
+        if (job, int(index)) != (task.job, task.index):
+            return ClusterFailed(f"{job} {index} ({task.jobs[job][int(index)]}) went away ({type(error).__name__})")
     return ClusterFailed(f"{task.name} failed: {type(error).__name__}: {first_line(error)}")
 
 
@@ -106,7 +117,7 @@ def serve(task, wait_limit, out):
     server = start_server(task)
     ps = replicas.ps_graph(task)
     poll = v1.RunOptions(timeout_in_ms=1000)
-    sess = v1.Session(server.target, graph=ps.graph, config=session_config(device_filters=["/job:ps"]))
+    sess = cluster_session(server.target, ps.graph, ["/job:ps"])
     print(f"{task.name} serving on {task.address} until the {task.num_workers} workers are done", file=out, flush=True)
     done, last_step, since = set(), None, time.monotonic()
     with stop_requested_by_signals() as stop:
@@ -194,7 +205,7 @@ class Worker:
         self.say(f"{task.name}{' (the chief)' if task.is_chief else ''} on {task.address}: {mode}")
         self.wait_for_parameter_servers()
         filters = ["/job:ps", f"/job:worker/task:{task.index}"]
-        self.sess = v1.Session(server.target, graph=self.model.graph, config=session_config(device_filters=filters))
+        self.sess = cluster_session(server.target, self.model.graph, filters)
         with contextlib.ExitStack() as stack:
             if task.is_chief:
                 stack.enter_context(recovery.exclusive(self.run_dir))
@@ -438,7 +449,7 @@ class Worker:
     def report_workers(self):
         steps = self.sess.run(self.parts.worker_steps, options=self.timeout)
         mode = f"sync: each update the mean of {self.aggregate} gradients" if self.sync else "async"
-        return f"Global step {self.step} ({mode}); " + ", ".join(
+        return f"Global step {self.global_step()} ({mode}); " + ", ".join(
             f"worker {i}: {n:,} batches, {self.schedule.examples(n):,} examples" for i, n in enumerate(steps))
 
     def noting_checkpoint(self, error):

@@ -98,7 +98,7 @@ class Cluster:
         """Waits until every task has ended, passing on signals and ending the stragglers."""
         previous = {signum: signal.signal(signum, self.on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
         try:
-            while any(task.poll() is None for task in self.tasks.values()):
+            while [task for task in self.tasks.values() if task.poll() is None]:  # every task polled, each time
                 self.end_stragglers()
                 time.sleep(0.2)
         finally:
@@ -128,7 +128,10 @@ class Cluster:
             self.terminate_after(self.workers, self.chief.ended_at + WORKER_GRACE_S, now)
         last_worker = [worker.ended_at for worker in self.workers]
         if None not in last_worker:
-            self.terminate_after(self.parameter_servers, max(last_worker) + PS_GRACE_S, now)
+            # A worker killed from outside never tells the ps that it is done, but one started again by hand may
+            # still need the ps for a moment; after a Ctrl-C every worker has been told to stop.
+            grace = 0 if self.stop_signal else PS_GRACE_S
+            self.terminate_after(self.parameter_servers, max(last_worker) + grace, now)
 
     @staticmethod
     def terminate_after(tasks, deadline, now):
