@@ -85,11 +85,11 @@ def check_jobs(jobs, source):
     """Both jobs present and non-empty, every address used once."""
     for job in JOBS:
         if not jobs.get(job):
-            raise GraphNNError(f"{source} names no {job} task; a cluster needs at least one ps and one worker.")
+            raise GraphNNError(f"no {job} task in {source}; a cluster needs at least one ps and one worker.")
     addresses = [address for job in JOBS for address in jobs[job]]
     for address in addresses:
         if addresses.count(address) > 1:
-            raise GraphNNError(f"{source} gives {address} to two tasks; every task needs its own HOST:PORT.")
+            raise GraphNNError(f"{address} is given to two tasks in {source}; every task needs its own HOST:PORT.")
 
 
 def check_task(jobs, job, index, source):

@@ -9,6 +9,7 @@ import pathlib
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,7 +20,9 @@ import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
 from graph_nn.cluster import free_ports
+from graph_nn.config import make_config
 from tests.conftest import ROOT
+from tests.test_cli import IMPORTED_AFTER
 
 RUN_PY = os.path.join(ROOT, "run.py")
 # mlp64 at batch 1000 (60 steps an epoch): a few milliseconds a step, so that a cluster's time is its start-up.
@@ -304,3 +307,119 @@ def test_a_dead_parameter_server_ends_every_worker_with_a_sentence_and_the_check
     assert output(other).strip().splitlines()[-1] == f"graph-nn: error: ps 0 ({ps}) went away (UnavailableError)"
     reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(run_dir / "checkpoints")))
     assert all(np.isfinite(reader.get_tensor(name)).all() for name in reader.get_variable_to_shape_map())
+
+
+WORKERS = "127.0.0.1:2223,127.0.0.1:2224"
+TASK = ["--ps-hosts", "127.0.0.1:2222", "--worker-hosts", WORKERS]
+BAD_INPUT = [  # (id, arguments, TF_CONFIG, the one sentence)
+    ("host without a port", ["--job-name", "ps", "--task-index", "0", "--ps-hosts", "localhost", "--worker-hosts",
+                             WORKERS], None, "--ps-hosts 'localhost': 'localhost' is not HOST:PORT (a port from 1 "
+                                             "to 65535)."),
+    ("port out of range", ["--job-name", "ps", "--task-index", "0", "--ps-hosts", "127.0.0.1:70000",
+                           "--worker-hosts", WORKERS], None, "'127.0.0.1:70000' is not HOST:PORT"),
+    ("empty host in the list", ["--job-name", "ps", "--task-index", "0", "--ps-hosts", "127.0.0.1:2222,",
+                                "--worker-hosts", WORKERS], None, "'' is not HOST:PORT"),
+    ("a flag missing", ["--job-name", "worker", "--task-index", "0", "--worker-hosts", WORKERS], None,
+     "a cluster task needs --job-name, --task-index, --ps-hosts, --worker-hosts; --ps-hosts is missing."),
+    ("task index outside the list", ["--job-name", "worker", "--task-index", "2", *TASK], None,
+     "--job-name worker --task-index 2: task index 2 is outside the 2 worker hosts (0 to 1)."),
+    ("unknown job name", ["--job-name", "chief", "--task-index", "0", *TASK], None,
+     "--job-name chief --task-index 0: unknown job name 'chief'; choose ps or worker (worker 0 is the chief)."),
+    ("an address twice", ["--job-name", "ps", "--task-index", "0", "--ps-hosts", "127.0.0.1:2223",
+                          "--worker-hosts", WORKERS], None, "127.0.0.1:2223 is given to two tasks in the host flags"),
+    ("port in use", ["--job-name", "ps", "--task-index", "0", "--ps-hosts", "127.0.0.1:{port}", "--worker-hosts",
+                     WORKERS], None, "port {port} of ps 0 (127.0.0.1:{port}) is already in use."),
+    ("TF_CONFIG not JSON", [], '{"cluster": ', "TF_CONFIG is not valid JSON (Expecting value: line 1 column 12"),
+    ("TF_CONFIG a list", [], "[1, 2]", 'TF_CONFIG must be a JSON object with "cluster" and "task" objects.'),
+    ("TF_CONFIG without task", [], '{"cluster": {"ps": ["127.0.0.1:2222"], "worker": ["127.0.0.1:2223"]}}',
+     'TF_CONFIG must be a JSON object with "cluster" and "task" objects.'),
+    ("TF_CONFIG job as a string", [], '{"cluster": {"ps": "127.0.0.1:2222", "worker": ["127.0.0.1:2223"]}, '
+                                      '"task": {"type": "ps", "index": 0}}',
+     'TF_CONFIG\'s cluster "ps" must be a list of "HOST:PORT" strings.'),
+    ("TF_CONFIG index outside", [], '{"cluster": {"ps": ["127.0.0.1:2222"], "worker": ["127.0.0.1:2223"]}, '
+                                    '"task": {"type": "worker", "index": 1}}',
+     "TF_CONFIG: task index 1 is outside the 1 worker host (0 to 0)."),
+    ("TF_CONFIG chief job", [], '{"cluster": {"chief": ["127.0.0.1:2221"], "ps": ["127.0.0.1:2222"], "worker": '
+                                '["127.0.0.1:2223"]}, "task": {"type": "chief", "index": 0}}',
+     "TF_CONFIG's cluster has a 'chief' job; this program runs ps and worker jobs only (worker 0 is the chief)."),
+    ("TF_CONFIG and flags", ["--job-name", "ps", "--task-index", "0", *TASK],
+     '{"cluster": {"ps": ["127.0.0.1:2222"], "worker": ["127.0.0.1:2223"]}, "task": {"type": "ps", "index": 0}}',
+     "the cluster is given both by flags and by TF_CONFIG; give it one way."),
+    ("a worker without a run directory", ["--job-name", "worker", "--task-index", "1", *TASK], None,
+     "a worker needs --run-dir DIR: the run directory its cluster's workers share (python run.py cluster picks one)."),
+    ("too many backup workers", ["--job-name", "worker", "--task-index", "0", *TASK, "--backup-workers", "2"], None,
+     "--backup-workers must be from 0 to 1 with 2 workers, got 2."),
+    ("backup workers in async", ["cluster", "--workers", "2", "--async", "--backup-workers", "1"], None,
+     "--backup-workers is for sync training; async training never waits for a worker."),
+    ("no workers", ["cluster", "--workers", "0"], None, "--workers must be positive, got 0."),
+    ("no workers given", ["cluster"], None, "python run.py cluster needs --workers N."),
+    ("sequential batches in a cluster", ["cluster", "--workers", "2", "--preset", "tf1"], None,
+     "sequential batching walks the training set in one order for one process; a cluster's workers draw "
+     "shuffled batches (--batching shuffle)."),
+    ("a cluster flag without a cluster", ["--async"], None, "--async is for a cluster's tasks"),
+    ("cluster --resume of a single-process run", ["cluster", "--resume", "{single}"], None,
+     "{single}: not a cluster run (no cluster.json); continue it with python run.py --resume {single}."),
+    ("--resume of a cluster's run", ["--resume", "{clustered}"], None,
+     "{clustered} was trained by a cluster; continue it with: python run.py cluster --resume {clustered}"),
+    ("cluster --resume with other workers", ["cluster", "--resume", "{clustered}", "--workers", "3"], None,
+     "{clustered} was trained with --workers 2, not 3; a resumed cluster is the same cluster."),
+]
+
+
+@pytest.mark.parametrize("args,tf_config_value,message", [case[1:] for case in BAD_INPUT],
+                         ids=[case[0] for case in BAD_INPUT])
+def test_bad_cluster_input_is_answered_in_one_sentence_before_tensorflow_is_imported(args, tf_config_value, message,
+                                                                                     tmp_path):
+    runs = {}
+    for name, cluster_record in (("single", None), ("clustered", {"cluster": {"ps": ["127.0.0.1:1"], "worker":
+                                                                  ["127.0.0.1:2", "127.0.0.1:3"]}, "mode": "sync",
+                                                                  "workers": 2, "replicas_to_aggregate": 2,
+                                                                  "backup_workers": 0})):
+        runs[name] = tmp_path / name
+        runs[name].mkdir()
+        (runs[name] / "config.json").write_text(make_config(model="mlp64").to_json())
+        if cluster_record:
+            (runs[name] / "cluster.json").write_text(json.dumps(cluster_record))
+    with socket.socket() as listener:  # a port in use, by this process
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        runs["port"] = listener.getsockname()[1]
+        args = [arg.format(**runs) for arg in args]
+        environment = dict(os.environ, TF_CONFIG=tf_config_value or "")
+        child = subprocess.run([sys.executable, "-c", IMPORTED_AFTER, *args, "--logdir", str(tmp_path / "logs")],
+                               cwd=ROOT, capture_output=True, text=True, timeout=120, env=environment)
+    *said, verdict = child.stderr.strip().splitlines()
+    assert verdict.startswith("exit 2 imported nothing heavy"), child.stderr
+    assert len(said) == 1 and said[0].startswith("graph-nn: error: "), child.stderr
+    assert message.format(**runs) in said[0]
+    assert not (tmp_path / "logs").exists()  # nothing was made
+
+
+def test_flags_and_tf_config_give_the_same_task_as_tensorflows_own_resolver_reads(monkeypatch):
+    from graph_nn.cluster import task_from_flags, task_from_tf_config
+    from graph_nn.replicas import cluster_spec
+
+    by_flags = task_from_flags("worker", 1, "127.0.0.1:2222", WORKERS)
+    monkeypatch.setenv("TF_CONFIG", by_flags.tf_config())
+    by_tf_config = task_from_tf_config(os.environ["TF_CONFIG"])
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    assert by_tf_config == by_flags
+    assert resolver.cluster_spec() == cluster_spec(by_tf_config)
+    assert (resolver.task_type, resolver.task_id) == ("worker", 1)
+
+
+def test_inspect_shows_placement_the_sync_ops_and_the_bytes_a_step_sends_between_tasks(processes):
+    inspect = processes.start("inspect", "inspect", "--cluster", "--model", "mlp64")
+    assert ended(inspect) == 0, output(inspect)
+    text = output(inspect)
+    for variable in ("global_step", "hidden1/kernel", "hidden1/kernel/RMSProp", "output/bias/RMSProp_1"):
+        assert re.search(rf"^  {re.escape(variable)} +ps 0$", text, re.M), variable
+    assert re.search(r"^  VarHandleOp +train/sync_rep_local_step +worker 0$", text, re.M)
+    assert len(re.findall(r"^  ResourceConditionalAccumulator ", text, re.M)) == 4  # one per weight
+    parameters = 4 * (784 * 64 + 64 + 64 * 10 + 10)  # float32: the weights go down, their gradients up
+    # Up, with the gradients: the local step of each of the 4 (int64), and this worker's index for its step count.
+    assert f"worker 0 -> ps 0: {parameters + 5 * 8:,} bytes per step" in text
+    # Down, with the weights: the token (the next local step) and the 2 workers' step counts (int64).
+    assert f"ps 0 -> worker 0: {parameters + 8 + 2 * 8:,} bytes per step" in text
+    update = text.split("Partition graphs of the chief's update")[1]
+    assert re.search(r"^  ps 0: \d+ nodes", update, re.M) and "nothing crosses between tasks" in update
