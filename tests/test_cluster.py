@@ -423,3 +423,28 @@ def test_inspect_shows_placement_the_sync_ops_and_the_bytes_a_step_sends_between
     assert f"ps 0 -> worker 0: {parameters + 8 + 2 * 8:,} bytes per step" in text
     update = text.split("Partition graphs of the chief's update")[1]
     assert re.search(r"^  ps 0: \d+ nodes", update, re.M) and "nothing crosses between tasks" in update
+
+
+def test_every_wait_has_a_limit(processes, tmp_path):
+    """A worker whose ps never comes up, a sync chief whose other worker never comes, a ps whose workers never all
+    say they are done: each gives up after --wait-limit (the ps after twice that) with one sentence."""
+    ps, workers = hosts(1), hosts(2, first=1)
+    alone = processes.start("alone", *task_flags("worker", 1, ps, workers), *FLAGS, "--run-dir", tmp_path / "alone",
+                            "--wait-limit", 3)
+    assert ended(alone) == 4
+    assert output(alone).strip().splitlines()[-1] == f"graph-nn: error: ps 0 ({ps}) did not come up within 3 s"
+
+    run_dir = tmp_path / "run"
+    ps_task = processes.start("ps", *task_flags("ps", 0, ps, workers), "--wait-limit", 10)
+    chief = processes.start("chief", *task_flags("worker", 0, ps, workers), *FLAGS, "--steps", 100, "--run-dir",
+                            run_dir, "--wait-limit", 10)
+    assert ended(chief) == 4
+    assert output(chief).strip().splitlines()[-1] == (
+        "graph-nn: error: global step 0 did not move for 10 s: sync training waits for 2 gradients per update and a "
+        f"worker is missing; start it again with its flags, or train with --backup-workers; the last checkpoint "
+        f"(step 0) is kept in {run_dir}")
+    assert checkpoint_steps(run_dir) == [0]
+    assert ended(ps_task) == 4
+    assert output(ps_task).strip().splitlines()[-1] == (
+        "graph-nn: error: no worker trained for 20 s (global step 0) and not every worker said it was done "
+        "(missing: 1); ps 0 ends")
