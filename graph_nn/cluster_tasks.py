@@ -22,6 +22,7 @@ import re
 import sys
 import threading
 import time
+import traceback
 
 import numpy as np
 import tensorflow as tf
@@ -59,19 +60,27 @@ class Stalled(ClusterFailed):
 
 
 def run_task(task, config=None, dataset=None, run_dir=None, replication=None, wait_limit=120, out=None):
-    """Runs this process's task to its end, then ends the process (see the module's docstring)."""
+    """Runs this process's task to its end, then ends the process, however the task ended (see the module's
+    docstring): a user's error in one sentence, Ctrl-C before training with 130, anything else with its traceback."""
     out = out or sys.stdout
+    code = 1
     try:
         if task.job == "ps":
             code = serve(task, wait_limit, out)
         else:
             code = Worker(task, config, dataset, run_dir, replication, wait_limit, out).run()
     except GraphNNError as e:
-        print(f"graph-nn: error: {e}", file=sys.stderr)
         code = e.exit_code
-    out.flush()
-    sys.stderr.flush()
-    os._exit(code)
+        print(f"graph-nn: error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        code = 130
+    except BaseException:  # a bug, or the launcher gone with the pipes it read: say what, if anyone listens
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(OSError):
+            out.flush()
+            sys.stderr.flush()
+        os._exit(code)
 
 
 def start_server(task):
@@ -121,25 +130,26 @@ def serve(task, wait_limit, out):
     print(f"{task.name} serving on {task.address} until the {task.num_workers} workers are done", file=out, flush=True)
     done, last_step, since = set(), None, time.monotonic()
     with stop_requested_by_signals() as stop:
-        while len(done) < task.num_workers and not stop:
-            try:
-                worker = int(sess.run(ps.next_done, options=poll))
-                done.add(worker)
-                print(f"worker {worker} is done ({len(done)} of {task.num_workers})", file=out, flush=True)
-                continue
-            except tf.errors.DeadlineExceededError:
-                step = last_step
-            except tf.errors.OpError as e:
-                raise lost(task, e) from None
-            with contextlib.suppress(tf.errors.DeadlineExceededError):
-                if sess.run(ps.global_step_ready, options=poll):
-                    step = int(sess.run(ps.global_step, options=poll))
-            if step != last_step:
-                last_step, since = step, time.monotonic()
-            elif time.monotonic() - since > 2 * wait_limit:
-                missing = ", ".join(str(i) for i in range(task.num_workers) if i not in done)
-                raise ClusterFailed(f"no worker trained for {2 * wait_limit} s (global step {last_step}) and "
-                                    f"not every worker said it was done (missing: {missing}); {task.name} ends")
+        try:
+            while len(done) < task.num_workers and not stop:
+                try:
+                    worker = int(sess.run(ps.next_done, options=poll))
+                    done.add(worker)
+                    print(f"worker {worker} is done ({len(done)} of {task.num_workers})", file=out, flush=True)
+                    continue
+                except tf.errors.DeadlineExceededError:
+                    step = last_step
+                with contextlib.suppress(tf.errors.DeadlineExceededError):
+                    if sess.run(ps.global_step_ready, options=poll):
+                        step = int(sess.run(ps.global_step, options=poll))
+                if step != last_step:
+                    last_step, since = step, time.monotonic()
+                elif time.monotonic() - since > 2 * wait_limit:
+                    missing = ", ".join(str(i) for i in range(task.num_workers) if i not in done)
+                    raise ClusterFailed(f"no worker trained for {2 * wait_limit} s (global step {last_step}) and "
+                                        f"not every worker said it was done (missing: {missing}); {task.name} ends")
+        except tf.errors.OpError as e:
+            raise lost(task, e) from None
     close(sess)
     if stop:
         print(f"{task.name} stopped by {stop.name}", file=out, flush=True)
@@ -263,8 +273,9 @@ class Worker:
             step = self.global_step()
             self.say(f"the variables are on the parameter servers already: continuing at step {step}")
             trainer.loop_state.load(sess)
-            trainer.saver.recover_last_checkpoints(checkpoints.all_kept(self.run_dir))
-            trainer.saved_step = step
+            kept = checkpoints.all_kept(self.run_dir)
+            trainer.saver.recover_last_checkpoints(kept)
+            trainer.saved_step = int(kept[-1].rsplit("-", 1)[1]) if kept else None  # model.ckpt-STEP
         elif checkpoints.all_kept(self.run_dir):
             step = trainer.restore(sess)
         else:

@@ -8,7 +8,9 @@ Sync training wraps the optimizer in SyncReplicasOptimizer.  A worker's train op
 one ConditionalAccumulator per variable (on that variable's ps; a gradient computed at an older global step
 is dropped) and takes a token from a queue on the ps; the chief's update takes replicas_to_aggregate
 gradients from every accumulator, applies their mean, increments global_step and puts a new token per worker
-in the queue.  The token's value is the new global step, which is what the train op returns.
+in the queue.  The token's value is the new global step, which is what the train op returns.  The tokens are
+not per worker; how a worker keeps to one gradient per update, through the queue handle token_queue() makes,
+is graph_nn/cluster_tasks.py's (Worker.next_token).
 """
 import dataclasses
 

@@ -189,7 +189,12 @@ def test_sync_goes_on_with_a_backup_worker_waits_without_two_and_a_restarted_wor
     assert steps_printed(chief)[-1] <= stalled_at
     others = {i: processes.start(f"worker{i}-again", "train", *flags, env=tf_config("worker", i, ps, workers))
               for i in (1, 2)}
-    wait_for(others[1], r"^step \d+/1000")  # they rejoin: the cluster trains again
+    rejoined_at = int(wait_for(others[1], r"^step (\d+)/1000")[1])  # they rejoin: the cluster trains again
+    assert chief.poll() is None
+    chief.send_signal(signal.SIGKILL)  # the chief too, which makes the updates
+    chief = processes.start("chief-again", *task_flags("worker", 0, ps, workers), *flags)
+    continuing = wait_for(chief, r"^the variables are on the parameter servers already: continuing at step (\d+)$")
+    assert int(continuing[1]) >= rejoined_at
     for process in (chief, *others.values(), ps_task):
         assert ended(process) == 0, output(process)
     assert checkpoint_steps(run_dir)[-1] == 1000  # sync ends exactly at the last global step
@@ -203,7 +208,8 @@ def test_sync_goes_on_with_a_backup_worker_waits_without_two_and_a_restarted_wor
 @pytest.fixture(scope="module")
 def stopped_and_resumed(netns, tmp_path_factory):
     """`python run.py cluster --workers 2 --async`: worker 1 killed (SIGKILL) while the chief goes on, then the
-    launcher stopped with SIGINT (Ctrl-C), then `cluster --resume RUN` to the end."""
+    launcher stopped with SIGINT (Ctrl-C); `cluster --resume RUN`, whose launcher is killed (SIGKILL); then
+    `cluster --resume RUN` to the end."""
     directory = tmp_path_factory.mktemp("cluster")
     started = Processes(netns, directory)
     chief = "[worker 0] "
@@ -221,10 +227,23 @@ def stopped_and_resumed(netns, tmp_path_factory):
                        killed_at=killed_at, went_on_to=went_on_to)
         (run_dir,) = (directory / "logs").iterdir()
         stopped["checkpoints"], stopped["names"] = checkpoint_steps(run_dir), checkpoint_steps(run_dir, saved=False)
-        resumed = started.start("resume", "cluster", "--resume", run_dir)
+
+        launcher = started.start("resume", "cluster", "--resume", run_dir)
+        ps_address = wait_for(launcher, r"^cluster: ps (\S+);")[1]
+        deadline = time.monotonic() + WAIT_S
+        while checkpoint_steps(run_dir, saved=False)[-1] <= stopped["names"][-1] and time.monotonic() < deadline:
+            assert launcher.poll() is None, output(launcher)
+            time.sleep(0.2)
+        launcher.send_signal(signal.SIGKILL)
+        deadline = time.monotonic() + WAIT_S
+        while still_running(ps_address) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        orphans = still_running(ps_address)
+
+        resumed = started.start("resume-again", "cluster", "--resume", run_dir)
         code = ended(resumed)
         ps_address = re.search(r"^cluster: ps (\S+);", output(resumed), re.M)[1]
-        yield dict(stopped=stopped, run_dir=run_dir, code=code, output=output(resumed),
+        yield dict(stopped=stopped, orphans=orphans, run_dir=run_dir, code=code, output=output(resumed),
                    running=still_running(ps_address))
     finally:
         started.kill_all()
@@ -250,11 +269,16 @@ def test_ctrl_c_stops_every_task_after_the_chief_saved_a_checkpoint(stopped_and_
     assert stopped["running"] == {}
 
 
+def test_the_tasks_of_a_killed_launcher_end_too(stopped_and_resumed):
+    assert stopped_and_resumed["orphans"] == {}
+
+
 def test_a_stopped_cluster_resumes_from_the_chiefs_checkpoint_to_the_end(stopped_and_resumed):
     stopped, run_dir = stopped_and_resumed["stopped"], stopped_and_resumed["run_dir"]
     text = stopped_and_resumed["output"]
     assert stopped_and_resumed["code"] == 0, text
-    assert f"Resuming {run_dir} at step {stopped['checkpoints'][-1]}/600" in text
+    resumed_at = int(re.search(rf"^\[worker 0\] Resuming {re.escape(str(run_dir))} at step (\d+)/600", text, re.M)[1])
+    assert resumed_at > stopped["checkpoints"][-1]  # the second session's checkpoints, kept when it was killed
     # Async: both workers may be making a step when the global step reaches 600, and a checkpoint is no atomic
     # snapshot (the other worker's update can land while the chief saves).
     assert 600 <= checkpoint_steps(run_dir)[-1] <= 601
@@ -435,16 +459,16 @@ def test_every_wait_has_a_limit(processes, tmp_path):
     assert output(alone).strip().splitlines()[-1] == f"graph-nn: error: ps 0 ({ps}) did not come up within 3 s"
 
     run_dir = tmp_path / "run"
-    ps_task = processes.start("ps", *task_flags("ps", 0, ps, workers), "--wait-limit", 10)
+    ps_task = processes.start("ps", *task_flags("ps", 0, ps, workers), "--wait-limit", 5)
     chief = processes.start("chief", *task_flags("worker", 0, ps, workers), *FLAGS, "--steps", 100, "--run-dir",
-                            run_dir, "--wait-limit", 10)
+                            run_dir, "--wait-limit", 5)
     assert ended(chief) == 4
     assert output(chief).strip().splitlines()[-1] == (
-        "graph-nn: error: global step 0 did not move for 10 s: sync training waits for 2 gradients per update and a "
+        "graph-nn: error: global step 0 did not move for 5 s: sync training waits for 2 gradients per update and a "
         f"worker is missing; start it again with its flags, or train with --backup-workers; the last checkpoint "
         f"(step 0) is kept in {run_dir}")
     assert checkpoint_steps(run_dir) == [0]
     assert ended(ps_task) == 4
     assert output(ps_task).strip().splitlines()[-1] == (
-        "graph-nn: error: no worker trained for 20 s (global step 0) and not every worker said it was done "
+        "graph-nn: error: no worker trained for 10 s (global step 0) and not every worker said it was done "
         "(missing: 1); ps 0 ends")
