@@ -472,3 +472,17 @@ def test_every_wait_has_a_limit(processes, tmp_path):
     assert output(ps_task).strip().splitlines()[-1] == (
         "graph-nn: error: no worker trained for 10 s (global step 0) and not every worker said it was done "
         "(missing: 1); ps 0 ends")
+
+
+def test_every_worker_draws_its_own_batches_a_pure_function_of_seed_worker_and_step():
+    from graph_nn.schedule import BatchSchedule
+
+    config = make_config(model="mlp64", batch_size=1000)
+    single, worker_0, worker_1 = (BatchSchedule(config, 60000, task=task) for task in (None, 0, 1))
+    later = [BatchSchedule(config, 60000, task=1).batch(step) for step in (500, 61, 1)]  # in another order
+    for step, batch in zip((500, 61, 1), later):
+        assert (batch == worker_1.batch(step)).all()
+        assert (worker_0.batch(step) != worker_1.batch(step)).any()
+        # numpy's SeedSequence makes nothing of a trailing 0 in the key: worker 0 draws the single process's batches.
+        assert (worker_0.batch(step) == single.batch(step)).all()
+    assert worker_1.examples(61) == 60000 + 1000
