@@ -21,6 +21,7 @@ from tensorboard.backend.event_processing import event_accumulator
 
 from graph_nn.cluster import free_ports
 from graph_nn.config import make_config
+from graph_nn.model import build_graph
 from tests.conftest import ROOT
 from tests.test_cli import IMPORTED_AFTER
 
@@ -215,7 +216,7 @@ def stopped_and_resumed(netns, tmp_path_factory):
     chief = "[worker 0] "
     try:
         launcher = started.start("cluster", "cluster", "--workers", 2, "--async", *FLAGS, "--steps", 600,
-                                 "--logdir", directory / "logs")
+                                 "--optimizer", "adam", "--semantics", "keras", "--logdir", directory / "logs")
         ps_address = wait_for(launcher, r"^cluster: ps (\S+);")[1]
         wait_for(launcher, r"^\[worker 1\] step \d+/600")
         (worker_1,) = [pid for pid, command in still_running(ps_address).items() if "--task-index 1 " in command]
@@ -314,7 +315,8 @@ def test_every_worker_writes_its_own_scalars_and_the_chief_the_runs(stopped_and_
 def test_a_dead_parameter_server_ends_every_worker_with_a_sentence_and_the_checkpoint_intact(processes, tmp_path):
     ps, workers = hosts(1), hosts(2, first=1)
     run_dir = tmp_path / "run"
-    flags = [*FLAGS, "--async", "--steps", 100000, "--checkpoint-every", 20, "--run-dir", run_dir]
+    flags = [*FLAGS, "--async", "--steps", 100000, "--checkpoint-every", 20, "--optimizer", "momentum", "--lr", 0.05,
+             "--run-dir", run_dir]
     ps_task = processes.start("ps", *task_flags("ps", 0, ps, workers))
     chief, other = (processes.start(f"worker{i}", *task_flags("worker", i, ps, workers), *flags) for i in (0, 1))
     wait_for(other, r"^step \d+/100000")
@@ -432,17 +434,23 @@ def test_flags_and_tf_config_give_the_same_task_as_tensorflows_own_resolver_read
     assert (resolver.task_type, resolver.task_id) == ("worker", 1)
 
 
-def test_inspect_shows_placement_the_sync_ops_and_the_bytes_a_step_sends_between_tasks(processes):
-    inspect = processes.start("inspect", "inspect", "--cluster", "--model", "mlp64")
+@pytest.mark.parametrize("model,optimizer,semantics", [("mlp64", "rmsprop", "tf1"), ("cnn", "adam", "keras")])
+def test_inspect_shows_placement_the_sync_ops_and_the_bytes_a_step_sends_between_tasks(model, optimizer, semantics,
+                                                                                     processes):
+    inspect = processes.start("inspect", "inspect", "--cluster", "--model", model, "--optimizer", optimizer,
+                              "--semantics", semantics)
     assert ended(inspect) == 0, output(inspect)
     text = output(inspect)
-    for variable in ("global_step", "hidden1/kernel", "hidden1/kernel/RMSProp", "output/bias/RMSProp_1"):
+    config = make_config(model=model, optimizer=optimizer, semantics=semantics)
+    weights = {v.op.name: v.shape.num_elements() for v in
+               build_graph(config).graph.get_collection(tf.compat.v1.GraphKeys.TRAINABLE_VARIABLES)}
+    for variable in ("global_step", *weights):
         assert re.search(rf"^  {re.escape(variable)} +ps 0$", text, re.M), variable
     assert re.search(r"^  VarHandleOp +train/sync_rep_local_step +worker 0$", text, re.M)
-    assert len(re.findall(r"^  ResourceConditionalAccumulator ", text, re.M)) == 4  # one per weight
-    parameters = 4 * (784 * 64 + 64 + 64 * 10 + 10)  # float32: the weights go down, their gradients up
-    # Up, with the gradients: the local step of each of the 4 (int64), and this worker's index for its step count.
-    assert f"worker 0 -> ps 0: {parameters + 5 * 8:,} bytes per step" in text
+    assert len(re.findall(r"^  ResourceConditionalAccumulator ", text, re.M)) == len(weights)  # one per weight
+    parameters = 4 * sum(weights.values())  # float32: the weights go down, their gradients up
+    # Up, with the gradients: the local step of each (int64), and this worker's index for its step count.
+    assert f"worker 0 -> ps 0: {parameters + 8 * (len(weights) + 1):,} bytes per step" in text
     # Down, with the weights: the token (the next local step) and the 2 workers' step counts (int64).
     assert f"ps 0 -> worker 0: {parameters + 8 + 2 * 8:,} bytes per step" in text
     update = text.split("Partition graphs of the chief's update")[1]
@@ -460,8 +468,8 @@ def test_every_wait_has_a_limit(processes, tmp_path):
 
     run_dir = tmp_path / "run"
     ps_task = processes.start("ps", *task_flags("ps", 0, ps, workers), "--wait-limit", 5)
-    chief = processes.start("chief", *task_flags("worker", 0, ps, workers), *FLAGS, "--steps", 100, "--run-dir",
-                            run_dir, "--wait-limit", 5)
+    chief = processes.start("chief", *task_flags("worker", 0, ps, workers), *FLAGS, "--steps", 100, "--optimizer",
+                            "sgd", "--lr", 0.1, "--semantics", "keras", "--run-dir", run_dir, "--wait-limit", 5)
     assert ended(chief) == 4
     assert output(chief).strip().splitlines()[-1] == (
         "graph-nn: error: global step 0 did not move for 5 s: sync training waits for 2 gradients per update and a "
