@@ -10,7 +10,7 @@ Session per worker on its own server), as TensorFlow's mnist_replica.py has it:
 Every worker writes its own worker-N/ scalars.  Steps are global steps (updates); a worker counts its batches.
 
 Every wait has a limit.  A training run gets STEP_TIMEOUT_S; after that the worker reads the global step
-instead.  A sync step waits for the other workers' gradients, so a worker whose step timed out goes on waiting
+instead (the chief's sync updates alone run without a timeout, and end when its session closes).  A sync step waits for the other workers' gradients, so a worker whose step timed out goes on waiting
 for the update its gradient went into, without sending it again (a second gradient computed at the same step
 would count as another worker's), up to --wait-limit seconds.  A parameter server that goes away ends every
 worker at once, with one sentence naming it.  A task's process ends with os._exit: closing a distributed
@@ -163,29 +163,27 @@ def serve(task, wait_limit, out):
 class ChiefUpdates:
     """The sync updates (take the aggregated gradients, apply them, new tokens), run in a thread by the chief.
 
-    SyncReplicasOptimizer's QueueRunner runs the same op, but its take of the gradients blocks until enough have
-    arrived, for ever; here each run has a timeout and is simply run again.
+    This is SyncReplicasOptimizer's chief QueueRunner, less the Coordinator.  Its runs have no timeout, although
+    they block until enough gradients have arrived: a run cancelled after some accumulators had given their
+    gradients and before the update was applied would lose those gradients for good (an accumulator keeps no
+    transaction), and the workers, who send one gradient per update, would wait for an update that never comes.
+    The blocked run ends when the session is closed, which every worker does.
     """
 
     def __init__(self, sess, update):
         self.sess, self.update = sess, update
-        self.stopping = threading.Event()
         self.thread = threading.Thread(target=self.run, name="sync-updates", daemon=True)
         self.thread.start()
 
     def run(self):
-        options = v1.RunOptions(timeout_in_ms=STEP_TIMEOUT_S * 1000)
-        while not self.stopping.is_set():
+        while True:
             try:
-                self.sess.run(self.update, options=options)
-            except tf.errors.DeadlineExceededError:
-                continue
+                self.sess.run(self.update)
             except tf.errors.OpError:  # the session closed, or a task went away: the training loop says which
                 return
 
-    def stop(self):
-        self.stopping.set()
-        self.thread.join(STEP_TIMEOUT_S + 1)
+    def join(self):
+        self.thread.join(STEP_TIMEOUT_S)
 
 
 class Worker:
@@ -453,9 +451,9 @@ class Worker:
         for done in self.parts.done:
             with contextlib.suppress(tf.errors.OpError):  # a ps already gone has nothing to wait for
                 self.sess.run(done, options=self.timeout)
-        if self.updates:
-            self.updates.stop()
         close(self.sess)
+        if self.updates:
+            self.updates.join()
 
     def report_workers(self):
         steps = self.sess.run(self.parts.worker_steps, options=self.timeout)
