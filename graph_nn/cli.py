@@ -69,19 +69,19 @@ def step_list(text):
 def add_replication_flags(parser):
     parser.add_argument("--async", dest="asynchronous", action="store_true",
                         help="async training: each worker applies its own gradients (default: sync)")
-    parser.add_argument("--backup-workers", type=int,
+    parser.add_argument("--backup-workers", type=int, metavar="K",
                         help="sync: aggregate the gradients of all workers but K per update (default 0)")
-    parser.add_argument("--wait-limit", type=int, default=120,
+    parser.add_argument("--wait-limit", type=int, default=120, metavar="SECONDS",
                         help="seconds a task waits for the others before it gives up (default 120)")
 
 
 def add_cluster_task_flags(parser):
     """A cluster task's flags, as TensorFlow's mnist_replica.py names them (or the TF_CONFIG variable)."""
     group = parser.add_argument_group("cluster task (or the TF_CONFIG environment variable)")
-    group.add_argument("--job-name", help="ps or worker (worker 0 is the chief)")
-    group.add_argument("--task-index", type=int, help="this task's index in its job's host list")
-    group.add_argument("--ps-hosts", help="the parameter servers, HOST:PORT,...")
-    group.add_argument("--worker-hosts", help="the workers, HOST:PORT,...")
+    group.add_argument("--job-name", metavar="JOB", help="ps or worker (worker 0 is the chief)")
+    group.add_argument("--task-index", type=int, metavar="N", help="this task's index in its job's host list")
+    group.add_argument("--ps-hosts", metavar="HOSTS", help="the parameter servers, HOST:PORT,...")
+    group.add_argument("--worker-hosts", metavar="HOSTS", help="the workers, HOST:PORT,...")
     group.add_argument("--run-dir", help="the run directory the cluster's workers share (made if missing)")
     add_replication_flags(group)
 
@@ -109,8 +109,8 @@ def make_parser():
     cluster_command = command("cluster", help="train on a cluster of processes on this machine: parameter servers "
                                               "and workers on 127.0.0.1, as TensorFlow 1 distributed them")
     add_train_flags(cluster_command)
-    cluster_command.add_argument("--workers", type=int, help="how many workers (worker 0 is the chief)")
-    cluster_command.add_argument("--ps", type=int, help="how many parameter servers (default 1)")
+    cluster_command.add_argument("--workers", type=int, metavar="N", help="how many workers (worker 0 is the chief)")
+    cluster_command.add_argument("--ps", type=int, metavar="M", help="how many parameter servers (default 1)")
     add_replication_flags(cluster_command)
     cluster_command.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped cluster run from the "
                                                                      "chief's latest checkpoint")

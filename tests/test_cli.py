@@ -22,7 +22,8 @@ IMPORTED_AFTER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["compare", "--help"], ["--model", "resnet"],
+@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["cluster", "--help"], ["compare", "--help"],
+                                  ["--model", "resnet"],
                                   ["--lr", "fast"], ["--epochs", "0"], ["--resume", "/nowhere"],
                                   ["bench", "--models", "resnet"], ["parity", "--images", "0"]])
 def test_help_and_flag_mistakes_are_answered_before_tensorflow_is_imported(args):
