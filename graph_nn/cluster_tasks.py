@@ -10,11 +10,12 @@ Session per worker on its own server), as TensorFlow's mnist_replica.py has it:
 Every worker writes its own worker-N/ scalars.  Steps are global steps (updates); a worker counts its batches.
 
 Every wait has a limit.  A training run gets STEP_TIMEOUT_S; after that the worker reads the global step
-instead (the chief's sync updates alone run without a timeout, and end when its session closes).  A sync step waits for the other workers' gradients, so a worker whose step timed out goes on waiting
-for the update its gradient went into, without sending it again (a second gradient computed at the same step
-would count as another worker's), up to --wait-limit seconds.  A parameter server that goes away ends every
-worker at once, with one sentence naming it.  A task's process ends with os._exit: closing a distributed
-Session, which Python's clean-up does too, waits minutes for a task that has gone away.
+instead (only the chief's sync updates run without a timeout; they end when its session closes).  A sync step
+waits for the other workers' gradients, so a worker whose step timed out goes on waiting for the update its
+gradient went into, without sending it again (a second gradient computed at the same step would count as another
+worker's), up to --wait-limit seconds.  A parameter server that goes away ends every worker at once, with one
+sentence naming it.  A task's process ends with os._exit: closing a distributed Session, which Python's clean-up
+does too, waits minutes for a task that has gone away.
 """
 import contextlib
 import os
