@@ -28,8 +28,8 @@ import time
 
 from graph_nn import config as config_module
 from graph_nn.errors import GraphNNError, Interrupted
-from graph_nn.runs import DONE, RunDir, exclusive, new_run_dir
-from graph_nn.signals import stop_requested_by_signals
+from graph_nn.runs import DONE, STOPPED, RunDir, exclusive, new_run_dir
+from graph_nn.signals import EXIT_CODES, stop_requested_by_signals
 
 PLAN = "sweep.json"
 OUTPUT = "output.txt"
@@ -60,11 +60,11 @@ class Sweep:
 
     def result(self, run):
         """The result.json of the run's directory whose training is done, or None."""
-        for path in self.run_dirs(run):
-            result = RunDir(path).read_result()
-            if result and result["status"] in DONE:
-                return result
-        return None
+        return next((result for result in self.results(run) if result["status"] in DONE), None)
+
+    def results(self, run):
+        """The result.json of each of the run's directories that has one, oldest first."""
+        return [result for path in self.run_dirs(run) if (result := RunDir(path).read_result())]
 
     def to_resume(self, run):
         """The newest of the run's directories with a checkpoint, or None."""
@@ -186,8 +186,10 @@ def outcome(sweep, child):
         figures = [f"{name.replace('_', ' ')} {result[name]:.4f}" for name in ("validation_accuracy", "test_accuracy")
                    if name in result]
         return f"{result['status']} in {seconds}" + (f" - {', '.join(figures)}" if figures else "")
-    if child.timed_out:
-        return f"stopped at a checkpoint after its --timeout ({seconds}); continuing the sweep resumes it"
+    latest = (sweep.results(child.run) or [{}])[-1]
+    if child.process.returncode in EXIT_CODES.values() and latest.get("status") == STOPPED:
+        why = " by its --timeout" if child.timed_out else ""
+        return f"stopped{why} at step {latest['step']} after {seconds}; continuing the sweep resumes it"
     return f"not done after {seconds}: {child.error()}"
 
 

@@ -97,6 +97,9 @@ CASES = [  # (id, arguments, what the one sentence says, how the child is run)
      "unknown model 'resnet'; choose one of mlp64, mlp512, mlp5, cnn.", None),
     ("resume a sweep that is none", ["sweep", "--resume", "{empty}"], "{empty}: not a sweep directory (no sweep.json).",
      None),
+    ("resume a sweep with other values", ["sweep", "--resume", "{empty}", "--lr", "0.1"],
+     "--resume continues the sweep planned in its sweep.json; give only --jobs and --timeout with it, not "
+     "--learning-rate.", None),
     ("batch larger than the data", ["--model", "mlp64", "--batch-size", "60001"],
      "--batch-size 60001 is larger than the 60000 training examples.", None),
     ("data dir missing", ["--data-dir", "{nothing}"], "{nothing}: data directory not found.", None),

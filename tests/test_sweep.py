@@ -1,5 +1,5 @@
 """`python run.py sweep`: a 2x2 grid of tiny runs in parallel processes, stopped by Ctrl-C after two of them
-finished and continued without training those again; its table and HParams rows."""
+finished and continued without training those again; its table and HParams rows; a run stopped by its timeout."""
 import json
 import os
 import pathlib
@@ -41,14 +41,15 @@ def wait_until(condition, what):
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
     """The grid, stopped with SIGINT once two runs are done and a third has a checkpoint, then continued:
-    (sweep directory, the first process's exit code, output and its runs' statuses, the continuation's output,
-    the runs done before it and their files)."""
+    (sweep directory, the first process's exit code, output, its runs' statuses and what a second sweep in the
+    same directory meanwhile said, the continuation's output, the runs done before it and their files)."""
     logdir = tmp_path_factory.mktemp("sweeps")
     first = subprocess.Popen([sys.executable, os.path.join(ROOT, "run.py"), "sweep", *GRID, "--jobs", "2",
                               "--logdir", logdir], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_until(lambda: len(list(logdir.glob("sweep-*/*/*/result.json"))) >= 2, "two finished runs")
     (sweep_dir,) = logdir.iterdir()
     done = [path.parent for path in sweep_dir.glob("*/*/result.json")]
+    meanwhile = run_cli("sweep", "--resume", sweep_dir)
     wait_until(lambda: any(RunDir(path).checkpoint_state.is_file() and not RunDir(path).result.exists()
                            for path in run_dirs(sweep_dir)), "a run with a checkpoint in training")
     first.send_signal(signal.SIGINT)
@@ -56,16 +57,19 @@ def swept(tmp_path_factory):
     statuses = [RunDir(path).read_result()["status"] for path in run_dirs(sweep_dir) if RunDir(path).result.exists()]
     files = snapshot(done)
     continued = run_cli("sweep", "--resume", sweep_dir, "--jobs", "2", timeout=WAIT_SECONDS)
-    return sweep_dir, (first.returncode, stdout, stderr, statuses), continued, done, files
+    return sweep_dir, (first.returncode, stdout, stderr, statuses, meanwhile), continued, done, files
 
 
 def test_ctrl_c_stops_every_run_of_a_sweep_and_says_how_to_continue(swept):
-    sweep_dir, (code, stdout, stderr, statuses), *_ = swept
+    sweep_dir, (code, stdout, stderr, statuses, meanwhile), *_ = swept
+    assert meanwhile.returncode == 2
+    assert meanwhile.stderr == f"graph-nn: error: {sweep_dir} is being swept by another process right now.\n"
     assert code == 130, stderr
     assert stderr.strip().splitlines()[-1] == (f"graph-nn: error: sweep stopped by SIGINT, its runs at their "
                                                f"checkpoints; continue with: python run.py sweep --resume {sweep_dir}")
     assert len(re.findall(r": finished in \d+ s - validation accuracy", stdout)) >= 2
     assert statuses.count("finished") >= 2 and "stopped" in statuses
+    assert re.search(r": stopped at step \d+ after \d+ s; continuing the sweep resumes it$", stdout, re.M)
 
 
 def test_a_continued_sweep_trains_only_what_was_not_done(swept):
@@ -88,6 +92,8 @@ def test_a_sweep_makes_ordinary_runs_with_hparams_rows_and_a_sorted_table(swept)
     for path in finished:
         assert {"config.json", "checkpoints", "train", "validation", "test", "evaluation", "accuracy.png"} <= \
                {p.name for p in path.iterdir()}
+        command_line = (path.parent / "output.txt").read_text().splitlines()[0]
+        assert command_line.startswith(f"$ {sys.executable} -m graph_nn train --model mlp64 --optimizer sgd")
         row, _ = hparams_row(path)
         assert row["status"] == "finished" and row["validation"] == "the last 50,000 training examples"
         settings.add((row["batch_size"], row["learning_rate"]))
@@ -123,3 +129,16 @@ def test_repeats_give_a_mean_and_a_spread(tmp_path):
     assert lines[2].split() == ["0.2", "2/2", "0.9600", "±", "0.0100", "0.1500", "±", "0.0500", "0.9600",
                                 "finished"]
     assert lines[3].split() == ["0.1", "2/2", "0.9000", "0.3000", "-", "1", "finished,", "1", "diverged"]
+
+
+def test_a_run_past_its_timeout_is_stopped_at_a_checkpoint(tmp_path):
+    result = run_cli("sweep", "--model", "mlp64", "--steps", "1000000", "--checkpoint-every", "100",
+                     "--timeout", "15", "--logdir", tmp_path)
+    assert result.returncode == 2, result.stderr
+    (sweep_dir,) = tmp_path.iterdir()
+    assert re.search(r"^\[1/1\] 00: stopped by its --timeout at step \d+ after \d+ s; continuing the sweep "
+                     r"resumes it$", result.stdout, re.M), result.stdout
+    assert result.stderr == (f"graph-nn: error: 1 of the 1 runs did not finish (their output.txt says why); "
+                             f"continue with: python run.py sweep --resume {sweep_dir}\n")
+    (run_dir,) = run_dirs(sweep_dir)
+    assert RunDir(run_dir).read_result()["status"] == "stopped" and RunDir(run_dir).checkpoint_state.is_file()
