@@ -155,7 +155,7 @@ class Child:
             self.process = subprocess.Popen(command_line, stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, env=environment, start_new_session=True)
         self.started = time.monotonic()
-        self.asked_to_stop = None  # when it was, and by which signal
+        self.asked_to_stop = None  # when a signal asked it to stop
         self.timed_out = False
 
     def ask_to_stop(self, signum):
