@@ -13,7 +13,7 @@ from graph_nn import config as config_module
 from graph_nn.config import RECIPES
 from graph_nn.errors import GraphNNError
 
-COMMANDS = ("train", "evaluate", "summary", "predict", "compare", "parity", "inspect", "export", "bench")
+COMMANDS = ("train", "sweep", "evaluate", "summary", "predict", "compare", "parity", "inspect", "export", "bench")
 KERAS_COMMANDS = ("compare", "parity", "bench")
 
 
@@ -22,38 +22,50 @@ class ArgumentParser(argparse.ArgumentParser):
         raise GraphNNError(message + ".")
 
 
-def add_preset_flag(parser):
-    parser.add_argument("--preset", help=f"one of {', '.join(config_module.PRESETS)} "
-                                         f"(default {config_module.DEFAULT_PRESET}); flags below override it")
+def add_preset_flag(parser, type=str):
+    parser.add_argument("--preset", type=type, help=f"one of {', '.join(config_module.PRESETS)} (default "
+                                                    f"{config_module.DEFAULT_PRESET}); flags below override it")
 
 
-def add_train_flags(parser):
-    """One flag per TrainConfig field; config_from_args reads them back by field name."""
-    add_preset_flag(parser)
-    parser.add_argument("--model", help=f"one of {', '.join(config_module.MODELS)}")
-    parser.add_argument("--init", help="glorot_uniform (Keras's default) or random_normal (stddev 1, the TF1 article)")
-    parser.add_argument("--optimizer", help=f"one of {', '.join(config_module.OPTIMIZERS)}")
-    parser.add_argument("--semantics", help="tf1 (TF1's optimizers, the default) or keras (Keras 3's update formulas)")
-    parser.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float)
-    parser.add_argument("--momentum", type=float, help="momentum (default 0.9 for --optimizer momentum, 0 for rmsprop)")
-    parser.add_argument("--rho", type=float, help="RMSProp's decay of the mean square")
-    parser.add_argument("--beta1", type=float, help="Adam's first-moment decay")
-    parser.add_argument("--beta2", type=float, help="Adam's second-moment decay")
-    parser.add_argument("--epsilon", type=float,
-                        help="RMSProp/Adam epsilon (default: TF1's 1e-10 / 1e-8, Keras's 1e-7)")
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--steps", type=int, help="train this many steps instead of whole epochs")
-    parser.add_argument("--batching", help="shuffle (seeded, per epoch) or sequential (the TF1 article's slices)")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--eval-every", type=int, help="steps between test-set evaluations (default: each epoch)")
-    parser.add_argument("--print-every", type=int, help="print a line every N steps instead of a progress bar")
-    parser.add_argument("--log-every", type=int, help="steps between train loss/accuracy summaries (default 50)")
-    parser.add_argument("--histogram-every", type=int, help="steps between histogram summaries (default 200)")
-    parser.add_argument("--checkpoint-every", type=int, help="steps between extra checkpoints")
+def add_train_flags(parser, listed=False):
+    """One flag per TrainConfig field; config_from_args reads them back by field name.  listed=True (sweep):
+    each takes comma-separated values, every one a run."""
+
+    def flag(*names, type=str, **kwargs):
+        parser.add_argument(*names, type=comma_list(type) if listed else type, **kwargs)
+
+    add_preset_flag(parser, comma_list(str) if listed else str)
+    flag("--model", help=f"one of {', '.join(config_module.MODELS)}")
+    flag("--init", help="glorot_uniform (Keras's default) or random_normal (stddev 1, the TF1 article)")
+    flag("--optimizer", help=f"one of {', '.join(config_module.OPTIMIZERS)}")
+    flag("--semantics", help="tf1 (TF1's optimizers, the default) or keras (Keras 3's update formulas)")
+    flag("--lr", "--learning-rate", dest="learning_rate", type=float)
+    flag("--momentum", type=float, help="momentum (default 0.9 for --optimizer momentum, 0 for rmsprop)")
+    flag("--rho", type=float, help="RMSProp's decay of the mean square")
+    flag("--beta1", type=float, help="Adam's first-moment decay")
+    flag("--beta2", type=float, help="Adam's second-moment decay")
+    flag("--epsilon", type=float, help="RMSProp/Adam epsilon (default: TF1's 1e-10 / 1e-8, Keras's 1e-7)")
+    flag("--batch-size", type=int)
+    flag("--epochs", type=int)
+    flag("--steps", type=int, help="train this many steps instead of whole epochs")
+    flag("--batching", help="shuffle (seeded, per epoch) or sequential (the TF1 article's slices)")
+    flag("--seed", type=int)
+    flag("--eval-every", type=int, help="steps between evaluations (default: each epoch)")
+    flag("--validation-split", type=int, metavar="N", help="validate on the last N training examples, train on the "
+                                                           "others (default 0: validate on the test set)")
+    flag("--early-stop", type=int, metavar="PATIENCE",
+         help="end the run after PATIENCE evaluations without a lower validation loss; its result is then its best "
+              "checkpoint")
+    flag("--print-every", type=int, help="print a line every N steps instead of a progress bar")
+    flag("--log-every", type=int, help="steps between train loss/accuracy summaries (default 50)")
+    flag("--histogram-every", type=int, help="steps between histogram summaries (default 200)")
+    flag("--checkpoint-every", type=int, help="steps between extra checkpoints")
+    # Already a list: one value for every run of a sweep.
     parser.add_argument("--trace-steps", type=step_list, help="steps to trace fully, e.g. 100,200 (RunMetadata "
                                                               "in TensorBoard's Graph tab, a Chrome trace in traces/)")
     add_data_flag(parser)
+    parser.add_argument("--classes", metavar="FILE", help="the class names, one per line in label order (default: "
+                                                          "classes.txt in the data directory, else the digits)")
     parser.add_argument("--logdir", default="logs", help="where run directories go (default logs)")
 
 
@@ -62,6 +74,30 @@ def step_list(text):
         return tuple(int(step) for step in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected step numbers separated by commas, got '{text}'") from None
+
+
+def comma_list(parse):
+    """An argparse type: comma-separated values, each read by parse."""
+    def values(text):
+        items = [item.strip() for item in text.split(",")]
+        if not all(items):
+            raise argparse.ArgumentTypeError(f"expected comma-separated values, got '{text}'")
+        try:
+            parsed = [parse(item) for item in items]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {parse.__name__} values, got '{text}'") \
+                from None
+        if len(set(parsed)) < len(parsed):
+            raise argparse.ArgumentTypeError(f"'{text}' names a value twice")
+        return parsed
+
+    return values
+
+
+def add_checkpoint_flag(parser):
+    parser.add_argument("--checkpoint", choices=("best", "latest"),
+                        help="which checkpoint: the best (lowest validation loss) or the latest (default: the run's "
+                             "result, its best with --early-stop, else its latest)")
 
 
 def add_data_flag(parser):
@@ -83,8 +119,20 @@ def make_parser():
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its latest checkpoint, "
                                                            "in its directory and with its configuration")
 
-    evaluate = command("evaluate", help="restore a run's latest checkpoint and test it")
+    sweep = command("sweep", help="train every combination of comma-separated flag values, each an ordinary run; "
+                                  "print a table sorted by validation accuracy")
+    add_train_flags(sweep, listed=True)
+    sweep.add_argument("--repeats", type=int, help="runs of each combination, seeds --seed, --seed + 1, ... "
+                                                   "(default 1); the table shows means and spreads")
+    sweep.add_argument("--jobs", type=int, default=1, help="runs trained at once, each in its own process (default 1)")
+    sweep.add_argument("--timeout", type=float, default=24 * 3600,
+                       help="seconds a run may train before it is stopped at a checkpoint (default one day)")
+    sweep.add_argument("--resume", metavar="SWEEP_DIR", help="continue a sweep: finished runs are kept, stopped ones "
+                                                             "resumed, the others trained")
+
+    evaluate = command("evaluate", help="restore a run's final checkpoint and test it")
     evaluate.add_argument("--run", required=True, help="a run directory under logs/")
+    add_checkpoint_flag(evaluate)
     add_data_flag(evaluate)
 
     summary = command("summary", help="print a model's layers, output shapes and parameter counts")
@@ -94,6 +142,7 @@ def make_parser():
     predict.add_argument("images", nargs="+", metavar="IMAGE", help="one handwritten digit per file, any size")
     predict.add_argument("--run", help="a run directory (default: the newest run under --logdir)")
     predict.add_argument("--logdir", default="logs", help="where to look for the newest run (default logs)")
+    add_checkpoint_flag(predict)
 
     compare = command("compare", help="train the graph model and its Keras twin, print both results")
     add_train_flags(compare)
@@ -126,8 +175,9 @@ def make_parser():
     inspect.add_argument("--run", help="instead: a finished run's logged graph, traced steps and checkpoint")
     add_data_flag(inspect)
 
-    export = command("export", help="freeze a run's latest checkpoint into a GraphDef and a SavedModel")
+    export = command("export", help="freeze a run's final checkpoint into a GraphDef and a SavedModel")
     export.add_argument("--run", required=True, help="a run directory under logs/")
+    add_checkpoint_flag(export)
     add_data_flag(export)
 
     bench = command("bench", help="training and inference throughput: graph mode vs Keras vs the hardware")
@@ -172,24 +222,50 @@ def command_train(args):
         config = config_module.load_config(args.resume)
         config_module.validate(config)
         refuse_changed_flags(args.resume, config, args)
+        if args.classes:
+            raise GraphNNError(f"--resume {args.resume} keeps the class names the run was trained with; "
+                               f"give no --classes.")
         dataset = load_dataset(args.data_dir)
         from graph_nn.train import resume
 
         resume(args.resume, dataset)
         return 0
     config = config_from_args(args)
-    dataset = load_dataset(args.data_dir)
+    dataset = load_dataset(args.data_dir, args.classes)
     from graph_nn.train import train
 
     train(config, dataset, logdir=args.logdir)
     return 0
 
 
+def command_sweep(args):
+    for name in ("repeats", "jobs"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise GraphNNError(f"--{name} must be positive, got {getattr(args, name)}.")
+    if not args.timeout > 0:
+        raise GraphNNError(f"--timeout must be positive, got {args.timeout}.")
+    from graph_nn import sweep
+
+    fields = [field.name for field in dataclasses.fields(config_module.TrainConfig)]
+    # Every flag a list of values (--trace-steps, already a list, is one value).
+    values = {name: value if isinstance(value, list) else [value]
+              for name in fields if (value := getattr(args, name, None)) is not None}
+    if args.resume:
+        given = [name for name in [*values, "data_dir", "classes", "repeats"] if getattr(args, name) is not None]
+        if given:
+            raise GraphNNError(f"--resume continues the sweep planned in its {sweep.PLAN}; give only --jobs and "
+                               f"--timeout with it, not --{given[0].replace('_', '-')}.")
+        sweep_dir = args.resume
+    else:
+        sweep_dir = sweep.create(args.logdir, values, args.repeats or 1, args.data_dir, args.classes)
+    return sweep.run(sweep_dir, args.jobs, args.timeout)
+
+
 def command_evaluate(args):
     from graph_nn.data import load_dataset
     from graph_nn.evaluate import report_run
 
-    report_run(args.run, load_dataset(args.data_dir))
+    report_run(args.run, load_dataset(args.data_dir), which=args.checkpoint)
     print(f"Pictures saved in {args.run}")
     return 0
 
@@ -208,7 +284,7 @@ def command_predict(args):
     from graph_nn.runs import newest_run
 
     run_dir = args.run or newest_run(args.logdir)
-    predictions = predict_files(run_dir, args.images)
+    predictions = predict_files(run_dir, args.images, args.checkpoint)
     for prediction in predictions:
         if prediction.error:
             print(f"graph-nn: error: {prediction.error}", file=sys.stderr)
@@ -224,7 +300,7 @@ def command_compare(args):
     from graph_nn.compare import compare, format_table
     from graph_nn.data import load_dataset
 
-    comparison = compare(config, load_dataset(args.data_dir), args.baseline, logdir=args.logdir,
+    comparison = compare(config, load_dataset(args.data_dir, args.classes), args.baseline, logdir=args.logdir,
                          repeats=args.repeats)
     print()
     print(format_table(comparison))
@@ -271,8 +347,8 @@ def command_export(args):
     from graph_nn.data import load_dataset
     from graph_nn.export import check_export, export_run, format_check, format_export
 
-    print(format_export(export_run(args.run)))
-    print(format_check(check_export(args.run, load_dataset(args.data_dir))))
+    print(format_export(export_run(args.run, args.checkpoint)))
+    print(format_check(check_export(args.run, load_dataset(args.data_dir), args.checkpoint)))
     return 0
 
 
@@ -317,9 +393,10 @@ def main(argv=None):
         args = parse_args(sys.argv[1:] if argv is None else argv)
         if not args.verbose:
             quiet_tensorflow()
-        commands = {"train": command_train, "evaluate": command_evaluate, "summary": command_summary,
-                    "predict": command_predict, "compare": command_compare, "parity": command_parity,
-                    "inspect": command_inspect, "export": command_export, "bench": command_bench}
+        commands = {"train": command_train, "sweep": command_sweep, "evaluate": command_evaluate,
+                    "summary": command_summary, "predict": command_predict, "compare": command_compare,
+                    "parity": command_parity, "inspect": command_inspect, "export": command_export,
+                    "bench": command_bench}
         if args.command in KERAS_COMMANDS:
             return commands[args.command](args)
         from graph_nn.startup import without_keras

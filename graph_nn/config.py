@@ -32,7 +32,9 @@ class TrainConfig:
     steps: int | None = None  # when set, the run is counted in steps instead of epochs
     batching: str = "shuffle"
     seed: int = 0
-    eval_every: int | None = None  # steps between test-set evaluations; None: once per epoch
+    eval_every: int | None = None  # steps between evaluations; None: once per epoch
+    validation_split: int = 0  # the last N training examples validate; 0: the test set does (as the articles)
+    early_stop: int | None = None  # evaluations without a lower validation loss that end the run
     print_every: int | None = None  # steps between printed lines; None: a progress bar per epoch
     log_every: int = 50  # steps between train-scalar summaries
     histogram_every: int = 200  # steps between histogram summaries
@@ -44,6 +46,19 @@ class TrainConfig:
         if self.momentum is None:
             self.momentum = 0.9 if self.optimizer == "momentum" else 0.0
         self.trace_steps = tuple(self.trace_steps)  # config.json gives a list back
+
+    @property
+    def validation(self):
+        """What the run validates on, in words."""
+        if self.validation_split:
+            return f"the last {self.validation_split:,} training examples"
+        return "the test set"
+
+    @property
+    def final_checkpoint(self):
+        """The checkpoint that is the run's result: with early stopping its best (lowest validation loss), else
+        its last, as Keras's EarlyStopping(restore_best_weights=True) and fit() leave them."""
+        return "best" if self.early_stop else "latest"
 
     def to_json(self):
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -137,7 +152,7 @@ def validate(config):
         if value not in allowed:
             raise GraphNNError(f"unknown {field} '{value}'; choose one of {', '.join(allowed)}.")
     positive = ["learning_rate", "batch_size", "epochs", "log_every", "histogram_every"]
-    optional = ("steps", "eval_every", "print_every", "checkpoint_every")
+    optional = ("steps", "eval_every", "print_every", "checkpoint_every", "early_stop")
     positive += [field for field in optional if getattr(config, field) is not None]
     for field in positive:
         if not getattr(config, field) > 0:
@@ -147,8 +162,9 @@ def validate(config):
     for field in ("momentum", "rho", "beta1", "beta2"):
         if not 0 <= getattr(config, field) < 1:
             raise GraphNNError(f"--{field} must be in [0, 1), got {getattr(config, field)}.")
-    if config.seed < 0:
-        raise GraphNNError(f"--seed must be zero or positive, got {config.seed}.")
+    for field in ("seed", "validation_split"):
+        if getattr(config, field) < 0:
+            raise GraphNNError(f"--{field.replace('_', '-')} must be zero or positive, got {getattr(config, field)}.")
     if config.epsilon is not None and not config.epsilon > 0:
         raise GraphNNError(f"--epsilon must be positive, got {config.epsilon}.")
     if config.batching == "sequential" and config.steps is None:

@@ -12,12 +12,12 @@ import tensorflow as tf
 
 from graph_nn import checkpoints, inference, recovery, tracing
 from graph_nn.config import TrainConfig, save_config
-from graph_nn.data import Dataset
+from graph_nn.data import Dataset, hold_out
 from graph_nn.determinism import deterministic_ops
 from graph_nn.errors import GraphNNError, Interrupted, TrainingDiverged
 from graph_nn.model import build_graph, train_fetches
 from graph_nn.progress import reporter_for
-from graph_nn.runs import RunDir
+from graph_nn.runs import EARLY_STOPPED, FINISHED, RunDir, exclusive
 from graph_nn.schedule import BatchSchedule
 from graph_nn.sessions import session_config
 from graph_nn.signals import stop_requested_by_signals
@@ -31,7 +31,10 @@ class TrainingResult:
     run_dir: str
     global_step: int
     history: list[dict]  # one dict per evaluation: step, loss, accuracy, val_loss, val_accuracy, seconds
+    status: str = FINISHED  # or EARLY_STOPPED
+    best_step: int = 0  # the evaluation with the lowest validation loss, its checkpoint kept as checkpoints/best
 
+    # The last evaluation's figures: the test set's when the run validates on it (the default).
     @property
     def test_loss(self) -> float:
         return self.history[-1]["val_loss"]
@@ -61,6 +64,19 @@ class Meter:
         return {"loss": self.loss, "accuracy": self.accuracy}
 
 
+class Best:
+    """The lowest validation loss so far, the step of its evaluation and the evaluations since; step 0: none yet."""
+
+    def __init__(self):
+        self.step, self.loss, self.evaluations_since = 0, 0.0, 0
+
+    def update(self, step, loss):
+        if np.isfinite(loss) and (self.step == 0 or loss < self.loss):
+            self.step, self.loss, self.evaluations_since = step, float(loss), 0
+        else:
+            self.evaluations_since += 1
+
+
 class Trainer:
     """config's training graph, built and finalized once, and the loop that trains it in a run directory.
 
@@ -69,15 +85,16 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, dataset: Dataset, out=None):
         self.config = config
-        self.dataset = dataset
+        self.dataset = hold_out(dataset, config.validation_split)
         self.out = out or sys.stdout
-        self.schedule = BatchSchedule(config, len(dataset.train))
+        self.schedule = BatchSchedule(config, len(self.dataset.train))
         self.model = build_graph(config)
         self.histograms = build_histograms(self.model)
         self.fetches = train_fetches(self.model)
         # The epoch's means feed the progress bar and the history; the log's, the train scalars.
         self.epoch_meter, self.log_meter = Meter(), Meter()
-        self.loop_state = recovery.LoopState(self.model.graph, [self.epoch_meter, self.log_meter])
+        self.best = Best()
+        self.loop_state = recovery.LoopState(self.model.graph, [self.epoch_meter, self.log_meter], self.best)
         self.all_variables_finite = recovery.all_variables_finite(self.model.graph)
         with self.model.graph.as_default():
             self.saver = v1.train.Saver(max_to_keep=checkpoints.KEEP)
@@ -87,6 +104,7 @@ class Trainer:
         self.run_dir = None
         self.history = []
         self.saved_step = None
+        self.status = FINISHED
 
     def session(self) -> v1.Session:
         return v1.Session(graph=self.model.graph, config=session_config())
@@ -96,7 +114,7 @@ class Trainer:
     def run(self, run_dir, resume: bool = False) -> TrainingResult:
         """Trains in run_dir from step 1, or with resume=True from the run's latest checkpoint."""
         self.run_dir = RunDir(run_dir)
-        with recovery.exclusive(self.run_dir):
+        with exclusive(self.run_dir):
             if resume:
                 recovery.check_data_source(self.run_dir, self.dataset.source)
             else:
@@ -106,7 +124,7 @@ class Trainer:
                 with contextlib.closing(Writers(self.run_dir, self.model.graph)) as writers:
                     self.mark_session_start(writers, first_step, resume)
                     self.loop(sess, writers, first_step, stop)
-        return TrainingResult(str(self.run_dir), self.history[-1]["step"], self.history)
+        return TrainingResult(str(self.run_dir), self.history[-1]["step"], self.history, self.status, self.best.step)
 
     def loop(self, sess, writers, first_step, stop):
         schedule, config = self.schedule, self.config
@@ -124,6 +142,12 @@ class Trainer:
             # Saved after the epoch-end reset, so that a resumed run starts from the state the next step sees.
             if evaluating or stop or (config.checkpoint_every and step % config.checkpoint_every == 0):
                 self.save(sess, writers, step)
+            if evaluating and self.early_stop_due():  # the run ends here, whatever a signal asks
+                reporter.stopped()
+                print(f"Early stop at step {step}: no lower validation loss in {config.early_stop} evaluations; "
+                      f"the lowest, {self.best.loss:.4f}, was at step {self.best.step}.", file=self.out, flush=True)
+                self.status = EARLY_STOPPED
+                break
             if stop and step < schedule.total_steps:  # on the last step, the run just ends
                 reporter.stopped()
                 raise Interrupted(f"stopped by {stop.name} at step {step} after saving its checkpoint; "
@@ -159,6 +183,7 @@ class Trainer:
         try:
             save_config(self.config, self.run_dir)
             recovery.record_data_source(self.run_dir, self.dataset.source)
+            self.run_dir.classes.write_text("\n".join(self.dataset.classes) + "\n")
             self.run_dir.checkpoints.mkdir(exist_ok=True)
         except OSError as e:
             raise GraphNNError(f"{self.run_dir}: cannot write the run's files ({e.strerror or e}).") from None
@@ -175,9 +200,9 @@ class Trainer:
         self.loop_state.load(sess)
         step = int(sess.run(self.model.global_step))
         total = self.schedule.total_steps
-        if step >= total:
-            raise GraphNNError(f"{self.run_dir} already finished its {total} steps; "
-                               f"test it with: python run.py evaluate --run {self.run_dir}")
+        if step >= total or self.early_stop_due():
+            done = f"stopped early at step {step}" if step < total else f"already finished its {total} steps"
+            raise GraphNNError(f"{self.run_dir} {done}; test it with: python run.py evaluate --run {self.run_dir}")
         self.saved_step = step
         epoch, position = divmod(step, self.schedule.steps_per_epoch)
         print(f"Resuming {self.run_dir} at step {step}/{total} (epoch {epoch + 1}, {position} of its "
@@ -196,12 +221,16 @@ class Trainer:
             writer.add_session_log(start, first_step + 1 if resume else 0)
 
     def evaluate(self, sess, writers, step, seconds):
-        val_loss, val_accuracy = inference.loss_and_accuracy(sess, self.model, self.dataset.test)
+        val_loss, val_accuracy = inference.loss_and_accuracy(sess, self.model, self.dataset.validation)
         writers.validation.add_summary(scalars({"loss": val_loss, "accuracy": val_accuracy}), step)
         writers.flush()
+        self.best.update(step, val_loss)
         metrics = dict(self.epoch_meter.means(), val_loss=val_loss, val_accuracy=val_accuracy)
         self.history.append(dict(metrics, step=step, seconds=seconds))
         return metrics
+
+    def early_stop_due(self):
+        return bool(self.config.early_stop) and self.best.evaluations_since >= self.config.early_stop
 
     def diverged(self, what, step):
         kept = (f"the last good checkpoint (step {self.saved_step}) is kept" if self.saved_step
@@ -211,15 +240,21 @@ class Trainer:
                                 f"{kept} in {self.run_dir}.")
 
     def save(self, sess, writers, step):
-        """A checkpoint of step, only of finite weights, with the events up to it flushed first.
+        """A checkpoint of step, only of finite weights, with the events up to it flushed first; at an evaluation
+        that lowered the validation loss, the best checkpoint too.
 
-        Flushed first so that whenever a checkpoint exists, TensorBoard has every event before it.
+        Flushed first so that whenever a checkpoint exists, TensorBoard has every event before it.  The best one
+        is written before the rolling one, so that a resume never starts after a best step whose checkpoint is
+        missing: it trains that step again and saves it.  Without write_state the Saver keeps it out of the
+        rolling ones, which max_to_keep deletes.
         """
         if not sess.run(self.all_variables_finite):
             raise self.diverged("the weights became NaN or infinite", step)
         self.loop_state.store(sess)
         writers.flush()
         try:
+            if self.best.step == step:
+                self.saver.save(sess, str(self.run_dir.best_checkpoint), write_meta_graph=False, write_state=False)
             self.saver.save(sess, str(self.run_dir.checkpoint_prefix), global_step=step)
         except (tf.errors.OpError, OSError) as e:
             message = str(e).strip().splitlines()[0]

@@ -3,28 +3,45 @@
     logs/MODEL-YYYYmmdd-HHMMSS/     one per run, never reused
         config.json                 the TrainConfig, from which evaluate, predict and export rebuild the graph
         data_source.txt             where the training data came from: a resume must train on the same
+        classes.txt                 the names of the classes, one per line in label order
         .lock                       held by the process that trains the run
-        checkpoints/                model.ckpt-STEP (the last five) and TensorFlow's `checkpoint` state file
+        checkpoints/                model.ckpt-STEP (the last five) and TensorFlow's `checkpoint` state file;
+                                    best.* the checkpoint of the lowest validation loss, apart from the rolling ones
         train/, validation/         event files: scalars, histograms, the graph, traced steps' RunMetadata
+        test/                       the test-set loss and accuracy of the end-of-run report
         traces/                     Chrome traces of the --trace-steps
         evaluation/                 end-of-run images, PR curves and the projector's files
         NAME.png                    the report's pictures
         export/                     frozen_graph.pb and saved_model/
-        events.out.tfevents.*       the run's hyper-parameters, for the HParams tab
+        result.json                 how the run ended: its status and the figures of its final checkpoint
+        events.out.tfevents.*       the run's hyper-parameters and status, for the HParams tab
 
 No TensorFlow here: the command line names runs before it imports anything heavy.
 """
+import contextlib
 import itertools
+import json
 import os
 import pathlib
 import time
 
 from graph_nn.errors import GraphNNError
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so run directories go unlocked there
+    fcntl = None
+
 CHECKPOINT_NAME = "model.ckpt"
 CHECKPOINT_STATE = "checkpoint"  # the file tf.train.Saver keeps next to its checkpoints
+BEST_CHECKPOINT = "best"  # a prefix beside the rolling checkpoints: the Saver's max_to_keep never sees it
 PROJECTOR_FILES = {"checkpoint": "embedding.ckpt", "metadata": "metadata.tsv", "sprite": "sprite.png",
                    "config": "projector_config.pbtxt"}
+# How a run ended (result.json, and a hyper-parameter in the HParams tab).  A run FINISHED, EARLY_STOPPED or
+# DIVERGED is done: continuing it would change nothing.  A STOPPED one can be resumed.
+FINISHED, EARLY_STOPPED, STOPPED, DIVERGED = "finished", "early-stopped", "stopped", "diverged"
+STATUSES = (FINISHED, EARLY_STOPPED, STOPPED, DIVERGED)
+DONE = (FINISHED, EARLY_STOPPED, DIVERGED)
 
 
 class RunDir(os.PathLike):
@@ -50,17 +67,21 @@ class RunDir(os.PathLike):
 
     config = property(lambda self: self.path / "config.json")
     data_source = property(lambda self: self.path / "data_source.txt")
+    classes = property(lambda self: self.path / "classes.txt")
     lock = property(lambda self: self.path / ".lock")
     checkpoints = property(lambda self: self.path / "checkpoints")
     checkpoint_prefix = property(lambda self: self.checkpoints / CHECKPOINT_NAME)
     checkpoint_state = property(lambda self: self.checkpoints / CHECKPOINT_STATE)
+    best_checkpoint = property(lambda self: self.checkpoints / BEST_CHECKPOINT)
     train_events = property(lambda self: self.path / "train")
     validation_events = property(lambda self: self.path / "validation")
+    test_events = property(lambda self: self.path / "test")
     evaluation = property(lambda self: self.path / "evaluation")
     traces = property(lambda self: self.path / "traces")
     export = property(lambda self: self.path / "export")
     frozen_graph = property(lambda self: self.export / "frozen_graph.pb")
     saved_model = property(lambda self: self.export / "saved_model")
+    result = property(lambda self: self.path / "result.json")
 
     def picture(self, name):
         return self.path / f"{name}.png"
@@ -70,6 +91,17 @@ class RunDir(os.PathLike):
 
     def projector_file(self, kind):
         return self.evaluation / PROJECTOR_FILES[kind]
+
+    def hparams_event_files(self):
+        """The event files in the run directory itself: those of its HParams row."""
+        return sorted(self.path.glob("events.out.tfevents.*"))
+
+    def read_result(self):
+        """result.json as a dict, or None while the run has not ended (or was killed)."""
+        try:
+            return json.loads(self.result.read_text())
+        except (OSError, ValueError):
+            return None
 
 
 def new_run_dir(logdir, name):
@@ -100,3 +132,22 @@ def newest_run(logdir):
         raise GraphNNError(f"{logdir}: no trained run with a checkpoint there; train one with `python run.py` "
                            f"or pass --run RUN_DIR.")
     return RunDir(max(states, key=lambda state: state.stat().st_mtime).parent.parent)
+
+
+@contextlib.contextmanager
+def exclusive(directory, activity="trained"):
+    """Holds a run (or sweep) directory for one process; a second one (a resume typed twice) is refused.
+
+    flock is released by the kernel however the process ends, SIGKILL included.
+    """
+    try:
+        lock = RunDir(directory).lock.open("a")
+    except OSError as e:
+        raise GraphNNError(f"{directory}: cannot write in the directory ({e.strerror or e}).") from None
+    with lock:
+        if fcntl:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise GraphNNError(f"{directory} is being {activity} by another process right now.") from None
+        yield

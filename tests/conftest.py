@@ -37,5 +37,5 @@ def reported_run(short_run, mnist):
     from graph_nn.evaluate import report_run
 
     printed = io.StringIO()
-    evaluation = report_run(short_run.run_dir, mnist, out=printed, history=short_run.history, tensorboard=True)
+    evaluation = report_run(short_run.run_dir, mnist, out=printed, tensorboard=True)
     return evaluation, printed.getvalue()

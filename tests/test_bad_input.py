@@ -54,9 +54,12 @@ def paths(mnist, tmp_path_factory):
         (empty_test / stem).write_bytes(header)
     a_file = root / "a-file"
     a_file.write_text("not a directory\n")
+    bad_classes = root / "bad-classes"  # read before the IDX files, which it does not need
+    bad_classes.mkdir()
+    (bad_classes / "classes.txt").write_text("cat\ndog\nbird\n")
     return dict(logdir=logdir, run=run, bare_run=bare_run, broken_config=broken_config, empty=empty,
                 corrupt=corrupt, copy=copy, shipped=SHIPPED_DIR.resolve(), file=a_file, bad_sums=bad_sums,
-                empty_test=empty_test,
+                empty_test=empty_test, bad_classes=bad_classes,
                 nothing=root / "nothing-here")
 
 
@@ -79,6 +82,24 @@ CASES = [  # (id, arguments, what the one sentence says, how the child is run)
      None),
     ("empty test set", ["--data-dir", "{empty_test}"], "t10k-images-idx3-ubyte: holds no images.", None),
     ("sequential batches without steps", ["--batching", "sequential"], "sequential batching", None),
+    ("negative validation split", ["--validation-split", "-1"], "--validation-split must be zero or positive, got -1.",
+     None),
+    ("validation split as large as the training set", ["--model", "mlp64", "--validation-split", "60000"],
+     "--validation-split 60000 leaves no training examples: the training set has 60,000.", None),
+    ("zero early-stopping patience", ["--early-stop", "0"], "--early-stop must be positive, got 0.", None),
+    ("malformed classes.txt", ["--data-dir", "{bad_classes}"],
+     "{bad_classes}/classes.txt: expected 10 class names, one per line in label order, found 3 lines.", None),
+    ("empty sweep list", ["sweep", "--lr", ","], "argument --lr/--learning-rate: expected comma-separated values, "
+                                                "got ','.", None),
+    ("sweep value given twice", ["sweep", "--batch-size", "64,64"],
+     "argument --batch-size: '64,64' names a value twice.", None),
+    ("bad value in a sweep list", ["sweep", "--model", "mlp64,resnet"],
+     "unknown model 'resnet'; choose one of mlp64, mlp512, mlp5, cnn.", None),
+    ("resume a sweep that is none", ["sweep", "--resume", "{empty}"], "{empty}: not a sweep directory (no sweep.json).",
+     None),
+    ("resume a sweep with other values", ["sweep", "--resume", "{empty}", "--lr", "0.1"],
+     "--resume continues the sweep planned in its sweep.json; give only --jobs and --timeout with it, not "
+     "--learning-rate.", None),
     ("batch larger than the data", ["--model", "mlp64", "--batch-size", "60001"],
      "--batch-size 60001 is larger than the 60000 training examples.", None),
     ("data dir missing", ["--data-dir", "{nothing}"], "{nothing}: data directory not found.", None),
@@ -102,6 +123,8 @@ CASES = [  # (id, arguments, what the one sentence says, how the child is run)
      "config.json.", None),
     ("resume with another learning rate", ["--resume", "{run}", "--lr", "0.5"],
      "{run} was trained with --learning-rate 0.001, not 0.5;", None),
+    ("resume with other class names", ["--resume", "{run}", "--classes", "{file}"],
+     "--resume {run} keeps the class names the run was trained with; give no --classes.", None),
     ("resume on other data", ["--resume", "{run}", "--data-dir", "{copy}"],
      "{run} was trained on the data in {shipped}, not {copy}; resume it with --data-dir {shipped}.", None),
     ("resume a finished run", ["--resume", "{run}"],

@@ -22,8 +22,10 @@ IMPORTED_AFTER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["compare", "--help"], ["--model", "resnet"],
-                                  ["--lr", "fast"], ["--epochs", "0"], ["--resume", "/nowhere"],
+@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["compare", "--help"], ["sweep", "--help"],
+                                  ["--model", "resnet"], ["--lr", "fast"], ["--epochs", "0"], ["--resume", "/nowhere"],
+                                  ["--validation-split", "-1"], ["sweep", "--lr", "0.1,"],
+                                  ["sweep", "--optimizer", "sgd,lion"], ["sweep", "--resume", "/nowhere"],
                                   ["bench", "--models", "resnet"], ["parity", "--images", "0"]])
 def test_help_and_flag_mistakes_are_answered_before_tensorflow_is_imported(args):
     child = subprocess.run([sys.executable, "-c", IMPORTED_AFTER, *args], cwd=ROOT, capture_output=True,

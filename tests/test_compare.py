@@ -30,7 +30,7 @@ def test_compare_prints_one_side_by_side_table(tmp_path):
     mean = float(re.search(r"graph - Keras: (\S+) percentage points", out).group(1))
     assert mean == pytest.approx(sum(per_seed) / 2, abs=0.011)
     assert abs(mean) < 2
-    assert len(list(tmp_path.glob("mlp64-*/checkpoints/*.index"))) == 2  # one evaluation per run, at the end
+    assert len(list(tmp_path.glob("mlp64-*/checkpoints/model.ckpt-*.index"))) == 2  # one evaluation per run, at the end
 
 
 def test_compare_errors_are_one_sentence(tmp_path):

@@ -1,7 +1,8 @@
-"""Reliability through the real CLI: SIGKILL then --resume equals the run never interrupted, bit for bit;
-Ctrl-C and SIGTERM save the current step; a diverging run keeps its last good checkpoint; same seed, same run;
-two processes never share a run directory."""
+"""Reliability through the real CLI: SIGKILL then --resume equals the run never interrupted, bit for bit, its
+pictures included; Ctrl-C and SIGTERM save the current step; a diverging run keeps its last good checkpoint;
+stopped and diverged runs have their HParams row; same seed, same run; two processes never share a run directory."""
 import io
+import json
 import multiprocessing
 import os
 import pathlib
@@ -14,9 +15,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator, plugin_event_accumulator
+from tensorboard.plugins.hparams import api_pb2
+from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorflow.python.framework import config as tf_config
 
-from graph_nn import checkpoints, runs
+from graph_nn import checkpoints, history, plots, runs
 from graph_nn.cli import config_from_args, parse_args
 from graph_nn.config import make_config
 from graph_nn.errors import TrainingDiverged
@@ -91,6 +94,17 @@ def uninterrupted(mnist, tmp_path_factory):
     return result
 
 
+def hparams_row(run_dir):
+    """({hparam: value}, TensorBoard's session status) of the run's HParams row."""
+    events = event_accumulator.EventAccumulator(str(run_dir))
+    events.Reload()
+    metadata = {tag: events.SummaryMetadata(tag).plugin_data.content for tag in
+                (hparams_metadata.SESSION_START_INFO_TAG, hparams_metadata.SESSION_END_INFO_TAG)}
+    start = hparams_metadata.parse_session_start_info_plugin_data(metadata[hparams_metadata.SESSION_START_INFO_TAG])
+    end = hparams_metadata.parse_session_end_info_plugin_data(metadata[hparams_metadata.SESSION_END_INFO_TAG])
+    return {name: getattr(value, value.WhichOneof("kind")) for name, value in start.hparams.items()}, end.status
+
+
 def assert_same_as_uninterrupted(run_dir, uninterrupted, stdout, resumed_at):
     assert_bit_identical(checkpoint_tensors(run_dir), checkpoint_tensors(uninterrupted.run_dir))
     assert f"Test accuracy: {uninterrupted.test_accuracy:.4f} - test loss: {uninterrupted.test_loss:.4f}" in stdout
@@ -104,6 +118,12 @@ def assert_same_as_uninterrupted(run_dir, uninterrupted, stdout, resumed_at):
         assert tensorboard_steps(run_dir, tag, split) == tensorboard_steps(uninterrupted.run_dir, tag, split)
     assert [s for s, _ in scalars(run_dir, "loss")] == list(range(3, STEPS + 1, 3))
     assert [s for s, _ in scalars(run_dir, "accuracy", "validation")] == EVALUATED
+    # The pictures are drawn from every session's events: those of the run never interrupted.
+    curves = history.curves(uninterrupted.run_dir)
+    assert [step for step, _ in curves["accuracy"][1]] == EVALUATED
+    assert (pathlib.Path(run_dir) / "accuracy.png").read_bytes() == plots.accuracy_curves(*curves["accuracy"])
+    assert (pathlib.Path(run_dir) / "loss.png").read_bytes() == plots.loss_curves(*curves["loss"])
+    assert hparams_row(run_dir)[0]["status"] == "finished"
 
 
 def test_sigkill_mid_epoch_then_resume_is_the_uninterrupted_run_bit_for_bit(uninterrupted, tmp_path):
@@ -146,6 +166,9 @@ def test_ctrl_c_and_sigterm_save_the_current_step_and_say_how_to_resume(signum, 
     stopped_at = int(match.group(1))
     assert stopped_at < STEPS and checkpoint_step(run_dir) == stopped_at
     assert stopped_at - 3 < scalars(run_dir, "loss")[-1][0] <= stopped_at  # events flushed up to it
+    row, session_status = hparams_row(run_dir)
+    assert row["status"] == "stopped" and row["steps"] == stopped_at and session_status == api_pb2.STATUS_UNKNOWN
+    assert json.loads((run_dir / "result.json").read_text())["message"] == message.removeprefix("graph-nn: error: ")
     if not resume:
         return
     resumed = run_cli("--resume", run_dir, "--model", "mlp64", "--epochs", "3")  # flags that agree are fine
@@ -169,6 +192,8 @@ def test_a_diverging_run_stops_at_the_first_nan_and_keeps_its_last_good_checkpoi
     assert tensors["global_step"] == kept
     assert all(np.isfinite(value).all() for value in tensors.values())
     assert "Traceback" not in result.stderr
+    row, session_status = hparams_row(run_dir)
+    assert row["status"] == "diverged" and row["steps"] == kept and session_status == api_pb2.STATUS_FAILURE
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")  # that is the point
