@@ -18,10 +18,11 @@ import numpy as np
 import tensorflow as tf
 
 from graph_nn import inference
-from graph_nn.config import CNN_FILTERS, HIDDEN_UNITS, RECIPES, article_preset, make_config, recipe_name_for
+from graph_nn.config import HIDDEN_UNITS, RECIPES, article_preset, make_config, recipe_name_for
 from graph_nn.determinism import deterministic_ops
+from graph_nn.inspect_graph import layer_products, training_flops
 from graph_nn.loop import Trainer
-from graph_nn.model import INPUT_SIZE, add_model, train_fetches
+from graph_nn.model import add_model, train_fetches
 from graph_nn.schedule import BatchSchedule
 from graph_nn.sessions import session_config
 from graph_nn.summaries import Writers
@@ -36,29 +37,6 @@ class Settings:
     steps: int = 200  # timed steps per repeat
     repeats: int = 5
     warmup: int = 50
-
-
-# ---- closed-form FLOPs ---------------------------------------------------------------------------
-
-def layer_shapes(model):
-    """(kind, multiply-accumulates per example, is_first_layer) for every matmul/conv of the model."""
-    if model == "cnn":
-        shapes, size, channels = [], 28, 1
-        for i, filters in enumerate(CNN_FILTERS):
-            size -= 2
-            shapes.append(("conv", size * size * 9 * channels * filters, i == 0))
-            channels = filters
-            if i < 2:
-                size //= 2
-        shapes.append(("dense", size * size * channels * 10, False))
-        return shapes
-    units = (INPUT_SIZE,) + HIDDEN_UNITS[model] + (10,)
-    return [("dense", a * b, i == 0) for i, (a, b) in enumerate(zip(units, units[1:]))]
-
-
-def training_flops(model, batch_size):
-    """Forward, weight-gradient and input-gradient products of one step (the first layer needs no input gradient)."""
-    return sum(2 * macs * batch_size * (2 if first else 3) for _, macs, first in layer_shapes(model))
 
 
 # ---- the contenders: each a function that trains (or predicts) n more steps -----------------------
@@ -215,14 +193,14 @@ def matmul_peak_flops(settings, size=2048):
 
 
 def mlp_step_matmuls(model, batch_size):
-    """The (m, k, n) products of one MLP training step: forward, weight gradients, input gradients."""
-    units = (INPUT_SIZE,) + HIDDEN_UNITS[model] + (10,)
+    """The (m, k, n) products of one MLP training step, those training_flops counts: forward, weight gradients,
+    input gradients but the first layer's."""
     shapes = []
-    for i, (fan_in, fan_out) in enumerate(zip(units, units[1:])):
-        shapes.append((batch_size, fan_in, fan_out))
-        shapes.append((fan_in, batch_size, fan_out))
+    for i, p in enumerate(layer_products(model)):
+        shapes.append((batch_size, p.fan_in, p.fan_out))
+        shapes.append((p.fan_in, batch_size, p.fan_out))
         if i:
-            shapes.append((batch_size, fan_out, fan_in))
+            shapes.append((batch_size, p.fan_out, p.fan_in))
     return shapes
 
 

@@ -2,6 +2,7 @@ import io
 import os
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
@@ -23,6 +24,22 @@ def short_run(mnist, tmp_path_factory):
     config = make_config("chapter2", model="mlp64", steps=300, eval_every=100, log_every=20, histogram_every=100)
     logdir = tmp_path_factory.mktemp("logs")
     return train(config, mnist, logdir=logdir, out=io.StringIO(), report=False)
+
+
+# run.py as a user starts it, then the list of the heavy modules it imported, and run.py's exit status
+# (`python -c IMPORTED_AFTER ARGS`).
+IMPORTED_AFTER = textwrap.dedent("""
+    import runpy, sys
+    sys.argv = ["run.py"] + sys.argv[1:]
+    code = 0
+    try:
+        runpy.run_path("run.py", run_name="__main__")
+    except SystemExit as e:
+        code = e.code
+    heavy = sorted({name.split(".")[0] for name in sys.modules} & {"tensorflow", "keras"})
+    print("exit", code, "imported", ",".join(heavy) or "nothing heavy", file=sys.stderr)
+    sys.exit(code)
+""")
 
 
 def run_cli(*args, cwd=None, timeout=300):

@@ -3,23 +3,10 @@ loading Keras, and a default run's stderr free of TensorFlow's start-up lines.""
 import re
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
-
-# run.py as a user starts it, then the list of the heavy modules it imported.
-IMPORTED_AFTER = textwrap.dedent("""
-    import runpy, sys
-    sys.argv = ["run.py"] + sys.argv[1:]
-    try:
-        runpy.run_path("run.py", run_name="__main__")
-    except SystemExit as e:
-        code = e.code
-    heavy = sorted({name.split(".")[0] for name in sys.modules} & {"tensorflow", "keras"})
-    print("exit", code, "imported", ",".join(heavy) or "nothing heavy", file=sys.stderr)
-""")
+from tests.conftest import IMPORTED_AFTER, ROOT, run_cli
 
 
 @pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["compare", "--help"], ["sweep", "--help"],
