@@ -158,7 +158,7 @@ def make_parser():
                         help="RMSprop steps Keras trains before its weights are copied (default 200)")
     parity.add_argument("--functional", action="store_true", help="use article 004's functional CNN")
     parity.add_argument("--training", action="store_true",
-                        help="instead: per-step training losses over --steps steps for SGD, RMSprop and Adam")
+                        help="instead: per-step training losses over --steps steps for SGD, momentum, RMSprop and Adam")
     parity.add_argument("--steps", type=int, default=100, help="training-parity steps (default 100)")
     add_data_flag(parity)
 
@@ -232,10 +232,20 @@ def command_train(args):
         return 0
     config = config_from_args(args)
     dataset = load_dataset(args.data_dir, args.classes)
+    check_fits(config, dataset)
     from graph_nn.train import train
 
     train(config, dataset, logdir=args.logdir)
     return 0
+
+
+def check_fits(config, dataset):
+    """The checks that need the data (a batch or a validation split larger than the training set), made before
+    TensorFlow is imported, as the Trainer would make them after."""
+    from graph_nn.data import hold_out
+    from graph_nn.schedule import BatchSchedule
+
+    BatchSchedule(config, len(hold_out(dataset, config.validation_split).train))
 
 
 def command_sweep(args):

@@ -107,7 +107,7 @@ CASES = [  # (id, arguments, what the one sentence says, how the child is run: "
     ("negative validation split", ["--validation-split", "-1"], "--validation-split must be zero or positive, got -1.",
      "flag"),
     ("validation split as large as the training set", ["--model", "mlp64", "--validation-split", "60000"],
-     "--validation-split 60000 leaves no training examples: the training set has 60,000.", None),  # against the data
+     "--validation-split 60000 leaves no training examples: the training set has 60,000.", "flag"),
     ("zero early-stopping patience", ["--early-stop", "0"], "--early-stop must be positive, got 0.", "flag"),
     ("malformed classes.txt", ["--data-dir", "{bad_classes}"],
      "{bad_classes}/classes.txt: expected 10 class names, one per line in label order, found 3 lines.", None),
@@ -123,7 +123,7 @@ CASES = [  # (id, arguments, what the one sentence says, how the child is run: "
      "--resume continues the sweep planned in its sweep.json; give only --jobs and --timeout with it, not "
      "--learning-rate.", "flag"),
     ("batch larger than the data", ["--model", "mlp64", "--batch-size", "60001"],
-     "--batch-size 60001 is larger than the 60000 training examples.", None),  # against the data
+     "--batch-size 60001 is larger than the 60000 training examples.", "flag"),
     ("data dir missing", ["--data-dir", "{nothing}"], "{nothing}: data directory not found.", None),
     ("data files missing", ["--data-dir", "{empty}"], "train-images-idx3-ubyte.gz: file not found", None),
     ("empty data file", ["--data-dir", "{empty_file}"],
