@@ -53,8 +53,21 @@ def add_train_flags(parser):
     parser.add_argument("--checkpoint-every", type=int, help="steps between extra checkpoints")
     parser.add_argument("--trace-steps", type=step_list, help="steps to trace fully, e.g. 100,200 (RunMetadata "
                                                               "in TensorBoard's Graph tab, a Chrome trace in traces/)")
+    parser.add_argument("--steps-per-run", type=int, metavar="K",
+                        help="training steps per Session.run; above 1 a while_loop runs them in the graph (default 1)")
+    add_session_flags(parser)
     add_data_flag(parser)
     parser.add_argument("--logdir", default="logs", help="where run directories go (default logs)")
+
+
+def add_session_flags(parser):
+    parser.add_argument("--rewrite-off", dest="rewrites_off", type=name_list, metavar="PASS[,PASS]",
+                        help=f"Grappler passes to switch off: {', '.join(config_module.GRAPPLER_PASSES)}")
+    parser.add_argument("--xla", action="store_true", default=None, help="XLA auto-clustering of the session")
+
+
+def name_list(text):
+    return tuple(name.strip() for name in text.split(","))
 
 
 def step_list(text):
@@ -165,6 +178,7 @@ def refuse_changed_flags(run_dir, config, args):
 
 def command_train(args):
     from graph_nn.data import load_dataset  # numpy, not TensorFlow
+    from graph_nn.startup import enable_xla_on_cpu
 
     if args.resume:
         if not os.path.isdir(args.resume):
@@ -173,12 +187,16 @@ def command_train(args):
         config_module.validate(config)
         refuse_changed_flags(args.resume, config, args)
         dataset = load_dataset(args.data_dir)
+        if config.xla:
+            enable_xla_on_cpu()
         from graph_nn.train import resume
 
         resume(args.resume, dataset)
         return 0
     config = config_from_args(args)
     dataset = load_dataset(args.data_dir)
+    if config.xla:
+        enable_xla_on_cpu()
     from graph_nn.train import train
 
     train(config, dataset, logdir=args.logdir)
