@@ -53,6 +53,10 @@ def add_train_flags(parser):
     parser.add_argument("--checkpoint-every", type=int, help="steps between extra checkpoints")
     parser.add_argument("--trace-steps", type=step_list, help="steps to trace fully, e.g. 100,200 (RunMetadata "
                                                               "in TensorBoard's Graph tab, a Chrome trace in traces/)")
+    parser.add_argument("--profile-steps", type=step_list, metavar="A,B",
+                        help="profile steps A to B with tf.profiler (TensorBoard's Profile tab)")
+    parser.add_argument("--debug-dump", action="store_true", default=None,
+                        help="record a Debugger V2 dump of the training graph (TensorBoard's Debugger V2 tab)")
     parser.add_argument("--steps-per-run", type=int, metavar="K",
                         help="training steps per Session.run; above 1 a while_loop runs them in the graph (default 1)")
     add_session_flags(parser)

@@ -49,6 +49,8 @@ class TrainConfig:
     histogram_every: int = 200  # steps between histogram summaries
     checkpoint_every: int | None = None  # steps between extra checkpoints
     trace_steps: tuple = ()  # global steps whose training sess.run is fully traced (RunMetadata)
+    profile_steps: tuple = ()  # (first, last): the global steps tf.profiler records, for the Profile tab
+    debug_dump: bool = False  # a Debugger V2 dump of the training graph's executions
     steps_per_run: int = 1  # training steps per Session.run; above 1 a while_loop runs them inside the graph
     rewrites_off: tuple = ()  # Grappler passes switched off in the training session (GRAPPLER_PASSES)
     xla: bool = False  # XLA auto-clustering of the training session
@@ -58,7 +60,8 @@ class TrainConfig:
         if self.momentum is None:
             self.momentum = 0.9 if self.optimizer == "momentum" else 0.0
         # config.json gives lists back
-        self.trace_steps, self.rewrites_off = tuple(self.trace_steps), tuple(self.rewrites_off)
+        self.trace_steps, self.profile_steps = tuple(self.trace_steps), tuple(self.profile_steps)
+        self.rewrites_off = tuple(self.rewrites_off)
 
     def to_json(self):
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -159,6 +162,10 @@ def validate(config):
             raise GraphNNError(f"--{field.replace('_', '-')} must be positive, got {getattr(config, field)}.")
     if any(not step > 0 for step in config.trace_steps):
         raise GraphNNError(f"--trace-steps must be positive step numbers, got {list(config.trace_steps)}.")
+    if config.profile_steps and not (len(config.profile_steps) == 2 and 0 < config.profile_steps[0]
+                                     <= config.profile_steps[1]):
+        raise GraphNNError(f"--profile-steps takes the first and the last step of a range, e.g. 10,20, "
+                           f"got {','.join(map(str, config.profile_steps))}.")
     for name in config.rewrites_off:
         if name not in GRAPPLER_PASSES:
             raise GraphNNError(f"unknown Grappler pass '{name}'; choose from {', '.join(GRAPPLER_PASSES)}.")

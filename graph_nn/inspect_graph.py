@@ -11,7 +11,7 @@ import pathlib
 
 import tensorflow as tf
 
-from graph_nn import checkpoints, tracing
+from graph_nn import checkpoints, profiling, tracing
 from graph_nn.config import load_config
 from graph_nn.errors import GraphNNError
 from graph_nn.model import build_graph, train_fetches
@@ -172,6 +172,12 @@ def run_report(run_dir, out):
     print(f"Graph logged by {run_dir}/train: {len(graph_def.node)} ops", file=out)
     print_counter(collections.Counter(top_level_scope(node.name) for node in graph_def.node), out)
     print(f"Traced steps (run-metadata tags): {', '.join(traced) if traced else 'none'}", file=out)
+    trace = profiling.newest_trace(run_dir)
+    if trace:
+        print(f"Profiled steps: {trace}; the ops with the most self-time (the Profile tab's framework op stats):",
+              file=out)
+        print_table([(f"{micros:>9,.0f} us", f"{count}x", kernel, name)
+                     for kernel, name, count, micros in profiling.op_stats(trace)], out)
     prefix, contents, files = checkpoint_contents(run_dir)
     print(f"\nCheckpoint {prefix}: {len(contents)} tensors", file=out)
     print_table([(name, shape) for name, shape in contents], out)

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from graph_nn import checkpoints, inference, recovery, tracing
+from graph_nn import checkpoints, inference, profiling, recovery, tracing
 from graph_nn.config import TrainConfig, save_config
 from graph_nn.data import Dataset
 from graph_nn.determinism import deterministic_ops
@@ -96,6 +96,7 @@ class Trainer:
         self.run_dir = None
         self.history = []
         self.saved_step = None
+        self.profiler = profiling.StepProfiler(config.profile_steps)
 
     def session(self) -> v1.Session:
         return v1.Session(graph=self.model.graph, config=session_config(self.config.rewrites_off, self.config.xla))
@@ -110,7 +111,8 @@ class Trainer:
                 recovery.check_data_source(self.run_dir, self.dataset.source)
             else:
                 self.create_run_files()
-            with deterministic_ops(), stop_requested_by_signals() as stop, self.session() as sess:
+            with deterministic_ops(), stop_requested_by_signals() as stop, self.session() as sess, \
+                    contextlib.closing(self.profiler):
                 first_step = self.restore(sess) if resume else self.initialize(sess)
                 with contextlib.closing(Writers(self.run_dir, self.model.graph)) as writers:
                     self.mark_session_start(writers, first_step, resume)
@@ -150,11 +152,13 @@ class Trainer:
             first = last + 1
 
     def acts_after(self, step):
-        """Does the loop do anything between step and step + 1: write scalars or histograms, trace,
+        """Does the loop do anything between step and step + 1: write scalars or histograms, trace, profile,
         evaluate, end an epoch or save?"""
         config, schedule = self.config, self.schedule
+        profile_first, profile_last = config.profile_steps or (None, None)
         return (step % config.log_every == 0 or (step + 1) % config.histogram_every == 0
                 or step in config.trace_steps or step + 1 in config.trace_steps
+                or step + 1 == profile_first or step == profile_last
                 or schedule.is_eval_point(step) or schedule.is_epoch_end(step)
                 or bool(config.checkpoint_every and step % config.checkpoint_every == 0))
 
@@ -173,10 +177,13 @@ class Trainer:
             fetches, feed = self.in_graph_loop.fetches, self.in_graph_loop.feed(self.schedule, first, last)
         else:
             fetches, feed = self.fetches, self.schedule.feed(self.model, self.dataset.train, first)
-        if first in config.trace_steps:
-            values = tracing.traced_train_step(sess, fetches, feed, writers.train, self.run_dir, first)
-        else:
-            values = sess.run(fetches, feed)
+        self.profiler.before(first, self.run_dir)
+        with self.profiler.marking(first):
+            if first in config.trace_steps:
+                values = tracing.traced_train_step(sess, fetches, feed, writers.train, self.run_dir, first)
+            else:
+                values = sess.run(fetches, feed)
+        self.profiler.after(last)
         # The in-graph loop stops after a non-finite loss, so its last values may come before `last`.
         losses, accuracies = np.atleast_1d(values[-2]), np.atleast_1d(values[-1])
         for step, loss, accuracy in zip(range(first, last + 1), losses, accuracies):

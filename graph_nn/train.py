@@ -10,8 +10,10 @@ ends the run: the test-set report, its pictures and TensorBoard's extras (graph_
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 
+from graph_nn import debug_dump, nan_hunt
 from graph_nn.config import TrainConfig, load_config
 from graph_nn.data import Dataset
 from graph_nn.evaluate import report_run
@@ -19,16 +21,20 @@ from graph_nn.loop import Trainer, TrainingResult
 from graph_nn.model import parameter_count
 from graph_nn.model_summary import format_summary
 from graph_nn.runs import RunDir, new_run_dir
+from graph_nn.schedule import BatchSchedule
 
 
 def train(config: TrainConfig, dataset: Dataset, logdir="logs", out=None, report: bool = True) -> TrainingResult:
     """Trains config's model on dataset in a new run directory under logdir; with report=False the run
     ends at its last checkpoint, without the report, pictures and TensorBoard extras."""
     out = out or sys.stdout
-    trainer = Trainer(config, dataset, out)  # refuses a batch larger than the data before a directory is made
-    print(format_summary(trainer.model, config.model), file=out)
-    print(describe(config, trainer), file=out, flush=True)
-    result = trainer.run(new_run_dir(logdir, config.model))
+    BatchSchedule(config, len(dataset.train))  # refuses a batch larger than the data before a directory is made
+    run_dir = new_run_dir(logdir, config.model)
+    with nan_hunt.on_divergence(config, dataset, run_dir, out), instrumented(config, run_dir):
+        trainer = Trainer(config, dataset, out)
+        print(format_summary(trainer.model, config.model), file=out)
+        print(describe(config, trainer), file=out, flush=True)
+        result = trainer.run(run_dir)
     if report:
         finish(result, dataset, logdir, out)
     return result
@@ -44,9 +50,17 @@ def resume(run_dir, dataset: Dataset, out=None) -> TrainingResult:
     config = load_config(run_dir)
     print(f"graph_nn: resuming a {config.model} run - {config.optimizer} lr {config.learning_rate}, "
           f"batch {config.batch_size}, seed {config.seed}", file=out, flush=True)
-    result = Trainer(config, dataset, out).run(run_dir, resume=True)
+    with nan_hunt.on_divergence(config, dataset, run_dir, out), instrumented(config, run_dir):
+        result = Trainer(config, dataset, out).run(run_dir, resume=True)
     finish(result, dataset, RunDir(run_dir).path.parent, out)
     return result
+
+
+def instrumented(config, run_dir):
+    """With --debug-dump, Debugger V2's recording around the building and running of the training graph."""
+    if config.debug_dump:
+        return debug_dump.recording(RunDir(run_dir).new_debugger_v2_dump())
+    return contextlib.nullcontext()
 
 
 def describe(config, trainer):
@@ -61,4 +75,10 @@ def finish(result, dataset, logdir, out):
     print(file=out)
     report_run(result.run_dir, dataset, out=out, history=result.history, tensorboard=True)
     print(f"Run directory: {result.run_dir}", file=out)
-    print(f"Look at it in TensorBoard:  tensorboard --logdir {logdir}", file=out, flush=True)
+    print(f"Look at it in TensorBoard:  tensorboard --logdir {logdir}", file=out)
+    run_dir = RunDir(result.run_dir)
+    if run_dir.profile.is_dir():
+        print(f"Profiled steps: {run_dir.profile} (Profile tab, after pip install -e \".[profile]\")", file=out)
+    for dump in sorted(run_dir.path.glob("debugger_v2*")):
+        print(f"Debugger V2 tab (its dump):  tensorboard --logdir {dump}", file=out)
+    out.flush()
