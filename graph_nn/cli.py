@@ -10,7 +10,7 @@ import os
 import sys
 
 from graph_nn import config as config_module
-from graph_nn.config import RECIPES
+from graph_nn.config import CONTROL_FLOWS, RECIPES
 from graph_nn.errors import GraphNNError
 
 COMMANDS = ("train", "evaluate", "summary", "predict", "compare", "parity", "inspect", "export", "bench")
@@ -141,6 +141,14 @@ def make_parser():
     inspect.add_argument("--trace", action="store_true", help="run one traced training step on MNIST and print "
                                                               "its ten most expensive ops")
     inspect.add_argument("--run", help="instead: a finished run's logged graph, traced steps and checkpoint")
+    inspect.add_argument("--grappler", action="store_true", help="instead: one training step as written and as "
+                                                                 "executed, and Grappler's passes over it")
+    inspect.add_argument("--control-flow", choices=CONTROL_FLOWS,
+                         help="instead: the --steps-per-run while_loop with TF1's (v1) or TF2's (v2) control flow")
+    inspect.add_argument("--steps-per-run", type=int, metavar="K", help="the steps of the while_loop's run")
+    add_session_flags(inspect)
+    inspect.add_argument("--logdir", default="logs", help="where --control-flow and --xla write their graphs for "
+                                                          "TensorBoard (default logs, under inspect/)")
     add_data_flag(inspect)
 
     export = command("export", help="freeze a run's latest checkpoint into a GraphDef and a SavedModel")
@@ -277,12 +285,18 @@ def command_inspect(args):
         run_report(args.run, sys.stdout)
         return 0
     config = config_module.make_config(args.preset, model=args.model, optimizer=args.optimizer,
-                                       semantics=args.semantics, batch_size=args.batch_size)
+                                       semantics=args.semantics, batch_size=args.batch_size,
+                                       steps_per_run=args.steps_per_run, rewrites_off=args.rewrites_off, xla=args.xla)
     dataset = None
-    if args.trace:
+    if args.trace or args.grappler or args.control_flow or args.xla:
         from graph_nn.data import load_dataset
 
         dataset = load_dataset(args.data_dir)
+    if args.grappler:
+        from graph_nn import grappler
+
+        grappler.report(config, dataset, sys.stdout)
+        return 0
     from graph_nn.inspect_graph import report
 
     report(config, sys.stdout, pbtxt=args.pbtxt, dataset=dataset)

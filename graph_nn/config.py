@@ -13,6 +13,7 @@ INITS = ("glorot_uniform", "random_normal")
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
 SEMANTICS = ("tf1", "keras")  # whose optimizer formulas and defaults graph mode uses
 BATCHING = ("shuffle", "sequential")
+CONTROL_FLOWS = ("v1", "v2")  # TF1's while_loop frame, or TF2's functional While (graph_nn/in_graph_loop.py)
 # Grappler's passes as its meta-optimizer log names them, and the RewriterConfig field that switches each off
 # (graph_nn/sessions.py sets it); --rewrite-off takes the names.  "meta_optimizer" is all of them at once.
 GRAPPLER_PASSES = {

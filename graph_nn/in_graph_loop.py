@@ -29,7 +29,6 @@ from tensorflow.python.ops import control_flow_util
 from graph_nn.model import evaluation, inference, loss, training
 
 v1 = tf.compat.v1
-CONTROL_FLOWS = ("v1", "v2")
 
 
 @dataclasses.dataclass
