@@ -297,6 +297,11 @@ def command_inspect(args):
 
         grappler.report(config, dataset, sys.stdout)
         return 0
+    if args.control_flow:
+        from graph_nn import control_flow
+
+        control_flow.report(config, dataset, args.control_flow, args.logdir, sys.stdout)
+        return 0
     from graph_nn.inspect_graph import report
 
     report(config, sys.stdout, pbtxt=args.pbtxt, dataset=dataset)
