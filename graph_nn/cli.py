@@ -59,15 +59,15 @@ def add_train_flags(parser):
                         help="record a Debugger V2 dump of the training graph (TensorBoard's Debugger V2 tab)")
     parser.add_argument("--steps-per-run", type=int, metavar="K",
                         help="training steps per Session.run; above 1 a while_loop runs them in the graph (default 1)")
-    add_session_flags(parser)
+    add_rewrite_flag(parser)
+    parser.add_argument("--xla", action="store_true", default=None, help="XLA auto-clustering of the session")
     add_data_flag(parser)
     parser.add_argument("--logdir", default="logs", help="where run directories go (default logs)")
 
 
-def add_session_flags(parser):
+def add_rewrite_flag(parser):
     parser.add_argument("--rewrite-off", dest="rewrites_off", type=name_list, metavar="PASS[,PASS]",
                         help=f"Grappler passes to switch off: {', '.join(config_module.GRAPPLER_PASSES)}")
-    parser.add_argument("--xla", action="store_true", default=None, help="XLA auto-clustering of the session")
 
 
 def name_list(text):
@@ -141,12 +141,15 @@ def make_parser():
     inspect.add_argument("--trace", action="store_true", help="run one traced training step on MNIST and print "
                                                               "its ten most expensive ops")
     inspect.add_argument("--run", help="instead: a finished run's logged graph, traced steps and checkpoint")
-    inspect.add_argument("--grappler", action="store_true", help="instead: one training step as written and as "
+    instead = inspect.add_mutually_exclusive_group()
+    instead.add_argument("--grappler", action="store_true", help="instead: one training step as written and as "
                                                                  "executed, and Grappler's passes over it")
-    inspect.add_argument("--control-flow", choices=CONTROL_FLOWS,
+    instead.add_argument("--control-flow", choices=CONTROL_FLOWS,
                          help="instead: the --steps-per-run while_loop with TF1's (v1) or TF2's (v2) control flow")
+    instead.add_argument("--xla", action="store_true", default=None,
+                         help="instead: XLA's clusters in a training step, and what XLA does to its time and numbers")
     inspect.add_argument("--steps-per-run", type=int, metavar="K", help="the steps of the while_loop's run")
-    add_session_flags(inspect)
+    add_rewrite_flag(inspect)
     inspect.add_argument("--logdir", default="logs", help="where --control-flow and --xla write their graphs for "
                                                           "TensorBoard (default logs, under inspect/)")
     add_data_flag(inspect)
@@ -251,6 +254,10 @@ def command_compare(args):
     if args.preset is None and args.baseline in RECIPES:
         args.preset = RECIPES[args.baseline].preset  # `compare --baseline cnn-onehot` trains article 004's set-up
     config = config_from_args(args)
+    if config.xla:
+        from graph_nn.startup import enable_xla_on_cpu
+
+        enable_xla_on_cpu()
     from graph_nn.compare import compare, format_table
     from graph_nn.data import load_dataset
 
@@ -292,6 +299,14 @@ def command_inspect(args):
         from graph_nn.data import load_dataset
 
         dataset = load_dataset(args.data_dir)
+    if args.xla:
+        from graph_nn.startup import enable_xla_on_cpu
+
+        enable_xla_on_cpu(clustering_debug=True)
+        from graph_nn import xla
+
+        xla.report(config, dataset, args.logdir, sys.stdout)
+        return 0
     if args.grappler:
         from graph_nn import grappler
 
