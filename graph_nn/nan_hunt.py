@@ -39,6 +39,7 @@ class Birth:
     """The first non-finite value of a step: the op that computed it and what went into that op."""
 
     step: int
+    replayed_from: int  # the checkpoint's step, 0 for the initial weights
     dump_dir: str
     op: str | None = None  # None: every tensor of the step was finite, only its in-place update overflowed
     op_type: str = ""
@@ -56,7 +57,7 @@ def on_divergence(config, dataset, run_dir, out):
     try:
         yield
     except TrainingDiverged as diverged:
-        print(f"\nReplaying step {diverged.step} under tfdbg to find where the NaN was born ...", file=out, flush=True)
+        print(f"\nReplaying the run to step {diverged.step} to find where the NaN was born ...", file=out, flush=True)
         try:
             print(describe(hunt(config, dataset, run_dir, diverged.step)), file=out, flush=True)
         except Exception as e:
@@ -81,7 +82,8 @@ def hunt(config, dataset, run_dir, step):
     with deterministic_ops(), stop_requested_by_signals() as stop, tempfile.TemporaryDirectory() as scratch:
         replay.stop = stop
         with v1.Session(graph=model.graph, config=as_run) as sess:
-            born = replay.train(sess, replay.start(sess) + 1, step, weights_finite)
+            restored = replay.start(sess)
+            born = replay.train(sess, restored + 1, step, weights_finite)
         if born is None:
             return None
         # Again up to the step before, in a new session: a session's random initializers give the run's
@@ -98,7 +100,8 @@ def hunt(config, dataset, run_dir, step):
                                                           watch_fn=lambda fetches, feeds: watch_floats)
             dumping.run([model.train_op, model.loss], feed)
     (dump_dir,) = run_dir.nan_dump.iterdir()
-    return first_non_finite(debug_data.DebugDumpDir(str(dump_dir)), model.graph, feed, born, dump_dir)
+    return first_non_finite(debug_data.DebugDumpDir(str(dump_dir)), model.graph, feed,
+                            Birth(born, restored, str(dump_dir)))
 
 
 class Replay:
@@ -131,18 +134,20 @@ class Replay:
         return None
 
 
-def first_non_finite(dump, graph, feed, step, dump_dir):
+def first_non_finite(dump, graph, feed, birth):
+    """birth, with the op of the first non-finite tensor in the dump, its values and its inputs' ranges."""
     bad = dump.find(tf_debug.has_inf_or_nan, first_n=1)
     if not bad:
-        return Birth(step, str(dump_dir))
+        return birth
     datum = bad[0]
     op = graph.get_operation_by_name(datum.node_name)
     value = datum.get_tensor()
     kinds = " and ".join(kind for kind, count in (("inf", np.isinf(value).sum()), ("nan", np.isnan(value).sum()))
                          if count)
     count = int((~np.isfinite(value)).sum())
-    return Birth(step, str(dump_dir), op.name, op.type, f"{kinds} in {count:,} of its {value.size:,} values",
-                 [input_range(dump, tensor, feed) for tensor in op.inputs])
+    return dataclasses.replace(birth, op=op.name, op_type=op.type,
+                               bad_values=f"{kinds} in {count:,} of its {value.size:,} values",
+                               inputs=[input_range(dump, tensor, feed) for tensor in op.inputs])
 
 
 def input_range(dump, tensor, feed):
@@ -171,4 +176,5 @@ def describe(birth):
         inputs = ", ".join(f"{name} {span}" for name, span in birth.inputs)
         found = (f"At step {birth.step} the first non-finite value came from {birth.op} ({birth.op_type}): "
                  f"{birth.bad_values}" + (f"; its inputs ranged: {inputs}." if inputs else "."))
-    return f"{found}\ntfdbg's dump of that step: {birth.dump_dir}"
+    origin = f"the checkpoint of step {birth.replayed_from}" if birth.replayed_from else "the initial weights"
+    return f"{found}\ntfdbg's dump of that step, replayed from {origin}: {birth.dump_dir}"

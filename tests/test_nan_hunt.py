@@ -36,7 +36,8 @@ def test_the_hunt_names_the_matmul_that_overflows_on_a_poisoned_image(mnist, tmp
     run_dir = only_run_dir(tmp_path)
     match = re.search(r"At step 3 the first non-finite value came from hidden1/MatMul \(MatMul\): (?:inf|nan|inf and "
                       r"nan) in [\d,]+ of its 6,400 values; its inputs ranged: input/x \[0, 3e\+38\], hidden1/kernel "
-                      r"\[(\S+), (\S+)\]\.\ntfdbg's dump of that step: (\S+)\n", out.getvalue())
+                      r"\[(\S+), (\S+)\]\.\ntfdbg's dump of that step, replayed from the checkpoint of step 2: (\S+)\n",
+                      out.getvalue())
     assert match, out.getvalue()
     # The dump is tfdbg's own, readable by its reader: hidden1/MatMul's output is the first non-finite tensor,
     # and only the poisoned example's row of it is.
@@ -63,4 +64,5 @@ def test_a_run_without_a_checkpoint_replays_from_its_initial_weights(mnist, tmp_
     assert re.search(r"^At step 4 the first non-finite value came from output/MatMul \(MatMul\): inf in [\d,]+ of "
                      r"its 1,280 values; its inputs ranged: hidden1/activations \[0, \S+\], output/kernel ",
                      out.getvalue(), re.M), out.getvalue()
+    assert "tfdbg's dump of that step, replayed from the initial weights: " in out.getvalue()
     assert not tf.io.gfile.glob(str(only_run_dir(tmp_path) / "checkpoints" / "*.index"))
