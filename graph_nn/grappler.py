@@ -203,8 +203,8 @@ def report(config, dataset, out):
           f"nodes", file=out)
     print("\nOp types, as written -> as executed:", file=out)
     written, executed = graphs.types(graphs.written), graphs.types(graphs.executed)
-    print_table([(op, written[op] or "-", "->", executed[op] or "-")
-                 for op, _ in (written + executed).most_common()], out)
+    types = sorted(written | executed, key=lambda op: (-written[op], -executed[op]))
+    print_table([(op, written[op] or "-", "->", executed[op] or "-") for op in types], out)
     fusions = graphs.fusions()
     print("\nFused by the remapper (the node keeps the name of the pattern's last op):", file=out)
     if fusions:

@@ -65,9 +65,13 @@ def instrumented(config, run_dir):
 
 def describe(config, trainer):
     length = f"{config.steps} steps" if config.steps else f"{config.epochs} epochs"
+    session = [f"{config.steps_per_run} steps per Session.run"] if config.steps_per_run > 1 else []
+    session += [f"{', '.join(config.rewrites_off)} off"] if config.rewrites_off else []
+    session += ["XLA"] if config.xla else []
     return (f"graph_nn: {config.preset} preset - {config.model} ({parameter_count(trainer.model):,} parameters), "
             f"{config.optimizer} ({config.semantics} semantics) lr {config.learning_rate}, "
-            f"batch {config.batch_size}, {length}, {config.init} init, seed {config.seed}")
+            f"batch {config.batch_size}, {length}, {config.init} init, seed {config.seed}"
+            + "".join(f", {part}" for part in session))
 
 
 def finish(result, dataset, logdir, out):

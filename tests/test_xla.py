@@ -1,16 +1,21 @@
 """--xla: XLA's auto-clustering in real processes (on a CPU, TF_XLA_FLAGS must be set before the first session)."""
+import io
 import json
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
+from graph_nn.config import make_config
 from graph_nn.errors import GraphNNError
 from graph_nn.sessions import session_config
-from tests.conftest import run_cli
-from tests.test_reliability import only_run_dir
+from graph_nn.train import train
+from tests.conftest import ROOT, run_cli
+from tests.test_reliability import assert_bit_identical, checkpoint_tensors, only_run_dir
 
 
 def test_inspect_xla_names_the_clusters_and_logs_the_graph_coloured_by_them(tmp_path):
@@ -46,3 +51,14 @@ def test_a_training_run_with_xla_runs_its_steps_as_xla_clusters(tmp_path):
 def test_xla_on_a_cpu_without_the_flag_is_refused_in_one_sentence():
     with pytest.raises(GraphNNError, match=r"^XLA on a CPU needs TF_XLA_FLAGS=--tf_xla_cpu_global_jit in the "):
         session_config(xla=True)
+
+
+def test_the_flag_changes_nothing_for_sessions_that_do_not_ask_for_xla(mnist, tmp_path):
+    """What lets bench measure XLA in the same process as its other contenders."""
+    flagged = subprocess.run([sys.executable, os.path.join(ROOT, "run.py"), "--model", "mlp64", "--steps", "20",
+                              "--logdir", tmp_path / "flag"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                             env=dict(os.environ, TF_XLA_FLAGS="--tf_xla_cpu_global_jit"))
+    assert flagged.returncode == 0, flagged.stderr
+    plain = train(make_config(model="mlp64", steps=20), mnist, logdir=tmp_path / "plain", out=io.StringIO(),
+                  report=False)
+    assert_bit_identical(checkpoint_tensors(only_run_dir(tmp_path / "flag")), checkpoint_tensors(plain.run_dir))
