@@ -100,8 +100,7 @@ def add_in_graph_loop(model, config, split, control_flow="v2"):
 
         start = (tf.constant(0), tf.TensorArray(tf.float32, size=0, dynamic_size=True),
                  tf.TensorArray(tf.float32, size=0, dynamic_size=True), tf.constant(True))
-        # One iteration at a time: with overlapping iterations, a step's gradients could read weights
-        # that the previous step has not finished writing.
+        # Steps are sequential by nature: nothing of iteration i + 1 may start before iteration i's update.
         _, losses, accuracies, _ = v1.while_loop(more_steps, train_one_step, start, parallel_iterations=1,
                                                  name="steps")
         return InGraphLoop(images, labels, tf.group(images_variable.initializer, labels_variable.initializer,

@@ -168,15 +168,15 @@ class Trainer:
         Yields (step, loss, accuracy) for each step after its NaN check, running means and train scalars;
         a loss and an accuracy are the batch's before its update, as Keras reports them.
         """
-        config = self.config
+        config, train = self.config, self.dataset.train
         if first % config.histogram_every == 0:
             # A separate run before the update, so weights and gradients are those of one same state.
-            writers.train.add_summary(sess.run(self.histograms, self.schedule.feed(self.model, self.dataset.train,
-                                                                                   first)), first)
+            histograms = sess.run(self.histograms, self.schedule.feed(self.model, train, first))
+            writers.train.add_summary(histograms, first)
         if self.in_graph_loop:
             fetches, feed = self.in_graph_loop.fetches, self.in_graph_loop.feed(self.schedule, first, last)
         else:
-            fetches, feed = self.fetches, self.schedule.feed(self.model, self.dataset.train, first)
+            fetches, feed = self.fetches, self.schedule.feed(self.model, train, first)
         self.profiler.before(first, self.run_dir)
         with self.profiler.marking(first):
             if first in config.trace_steps:
