@@ -2,13 +2,14 @@
 the first op, in execution order, that produced a non-finite value is named with the ranges of its inputs.
 
 The replay builds the model afresh, restores the run's last good checkpoint (or initializes, as the run did,
-when it has none) and trains the steps since on the same batches under op determinism, so it reaches the
-failing step's state bit for bit.  Each replayed step is checked: the first one whose loss, or whose updated
-weights, are not finite is where the NaN was born (a step can overflow the weights with a finite loss).  That
-step then runs under tfdbg's DumpingDebugWrapperSession, which dumps every float tensor the step computes into
-RUN/nan_dump/, and DebugDumpDir.find(has_inf_or_nan) returns the first non-finite one by time.  The replay
-session keeps the run's Grappler settings but switches the remapper off, so that every op runs under its own
-name rather than inside a fused kernel named after the pattern's last op; XLA stays off for the same reason.
+when it has none) and trains the steps since on the same batches, under op determinism and in the run's own
+session settings, so it reaches the run's states bit for bit.  Each replayed step is checked: the first one
+whose loss, or whose updated weights, are not finite is where the NaN was born (a step can overflow the weights
+with a finite loss).  From the state just before it, that step runs once more under tfdbg's
+DumpingDebugWrapperSession, which dumps every float tensor the step computes into RUN/nan_dump/, and
+DebugDumpDir.find(has_inf_or_nan) returns the first non-finite one by time.  That session has Grappler's
+remapper (and XLA) off, so that every op runs under its own name rather than inside a fused kernel or a
+cluster named after something else.
 """
 import contextlib
 import dataclasses
@@ -73,14 +74,12 @@ def hunt(config, dataset, run_dir, step):
         saver = v1.train.Saver()
         init = v1.global_variables_initializer()
     weights_finite = recovery.all_variables_finite(model.graph)
-    replay = Replay(model, BatchSchedule(config, len(dataset.train)), dataset.train, saver, init,
-                    tf.train.latest_checkpoint(str(run_dir.checkpoints)))
-    # The replay runs in the run's own session settings, so that it computes what the run computed; only the
-    # dumped step runs without fused kernels, from the state the replay saved just before it.
+    checkpoint = tf.train.latest_checkpoint(str(run_dir.checkpoints))
     as_run = session_config(config.rewrites_off, config.xla)
     unfused = session_config(tuple(config.rewrites_off) + ("remapper",))
     with deterministic_ops(), stop_requested_by_signals() as stop, tempfile.TemporaryDirectory() as scratch:
-        replay.stop = stop
+        replay = Replay(model, BatchSchedule(config, len(dataset.train)), dataset.train, saver, init, checkpoint,
+                        stop)
         with v1.Session(graph=model.graph, config=as_run) as sess:
             restored = replay.start(sess)
             born = replay.train(sess, restored + 1, step, weights_finite)
@@ -107,11 +106,11 @@ def hunt(config, dataset, run_dir, step):
 class Replay:
     """The run's steps again, from its last good checkpoint (or its initialization), within a time limit."""
 
-    def __init__(self, model, schedule, split, saver, init, checkpoint):
+    def __init__(self, model, schedule, split, saver, init, checkpoint, stop):
         self.model, self.schedule, self.split = model, schedule, split
         self.saver, self.init, self.checkpoint = saver, init, checkpoint
+        self.stop = stop  # a signals.StopRequest
         self.deadline = time.monotonic() + REPLAY_SECONDS
-        self.stop = None
 
     def start(self, sess):
         """Restores the checkpoint, or initializes as the run did; returns the step it stands at."""
