@@ -202,7 +202,7 @@ def trace_step(config, dataset):
     with model.graph.as_default():
         init = v1.global_variables_initializer()
     schedule = BatchSchedule(config, len(dataset.train))
-    with v1.Session(graph=model.graph, config=session_config()) as sess:
+    with v1.Session(graph=model.graph, config=session_config(config.rewrites_off)) as sess:
         sess.run(init)
         sess.run(train_fetches(model), schedule.feed(model, dataset.train, 1))
         _, metadata = tracing.traced_run(sess, train_fetches(model), schedule.feed(model, dataset.train, 2))
