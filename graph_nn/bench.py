@@ -30,6 +30,7 @@ from graph_nn.train import train
 
 v1 = tf.compat.v1
 NO_SUMMARIES = 10**9  # a summary cadence no benchmark reaches
+LOOP_STEPS = (10, 50)  # --steps-per-run values measured against feed_dict's one step per Session.run
 
 
 @dataclasses.dataclass
@@ -50,7 +51,7 @@ def graph_trainer(config, dataset):
         # measured while these sessions are open, needs eager mode.
         with contextlib.closing(trainer.session()) as sess, \
                 contextlib.closing(Writers(run_dir, trainer.model.graph)) as writers:
-            sess.run(trainer.init)
+            trainer.initialize(sess)
             yield trainer, sess, writers
 
 
@@ -66,6 +67,25 @@ def feed_dict_steps(config, dataset):
             with deterministic_ops():
                 for _ in range(n):
                     trainer.train_step(sess, next(steps), writers)
+
+        yield train_steps
+
+
+@contextlib.contextmanager
+def in_graph_loop_steps(config, dataset):
+    """The in-graph loop (--steps-per-run K): Trainer.train_steps over runs of K steps, the last one shorter
+    when n is not a multiple of K."""
+    with graph_trainer(config, dataset) as (trainer, sess, writers):
+        next_step = 1
+
+        def train_steps(n):
+            nonlocal next_step
+            with deterministic_ops():
+                for first in range(next_step, next_step + n, config.steps_per_run):
+                    last = min(first + config.steps_per_run, next_step + n) - 1
+                    for _ in trainer.train_steps(sess, first, last, writers):
+                        pass
+            next_step += n
 
         yield train_steps
 
@@ -229,6 +249,10 @@ def bench_model(name, dataset, settings, peak):
             "graph_feed_no_summaries": stack.enter_context(feed_dict_steps(silent, dataset)),
             "graph_dataset": stack.enter_context(
                 iterator_steps(silent, dataset, settings.warmup + settings.steps * settings.repeats)),
+            **{f"graph_loop_k{k}": stack.enter_context(
+                in_graph_loop_steps(dataclasses.replace(silent, steps_per_run=k), dataset)) for k in LOOP_STEPS},
+            # The CLI has put XLA's CPU flag in the environment, which changes nothing for the other sessions.
+            "graph_xla": stack.enter_context(feed_dict_steps(dataclasses.replace(silent, xla=True), dataset)),
             "keras_fit": keras_fit_steps(config, dataset),
         }
         seconds = interleaved_seconds(training, settings, settings.steps)
@@ -282,10 +306,19 @@ def format_report(report):
     line("graph tf.data iterator (ex/s)", [examples_per_second(r["graph_dataset_s"], r) for r in rows])
     line("Keras fit (examples/s)", [examples_per_second(r["keras_fit_s"], r) for r in rows])
     line("graph / Keras fit", [f"{r['keras_fit_s'] / r['graph_feed_s']:.2f}x" for r in rows])
+    line(f"graph, K={LOOP_STEPS[-1]} loop / Keras fit",
+         [f"{r['keras_fit_s'] / r[f'graph_loop_k{LOOP_STEPS[-1]}_s']:.2f}x" for r in rows])
     line("seconds per epoch (graph)", [f"{r['seconds_per_epoch']:.2f}" for r in rows])
     line("summaries cost", [f"{r['graph_feed_s'] / r['graph_feed_no_summaries_s'] - 1:+.1%}" for r in rows])
+    for k in LOOP_STEPS:
+        line(f"in-graph loop K={k} / feed_dict", [f"{r['graph_feed_no_summaries_s'] / r[f'graph_loop_k{k}_s']:.2f}x"
+                                                   for r in rows])
+    line("XLA / no XLA (feed_dict)", [f"{r['graph_feed_no_summaries_s'] / r['graph_xla_s']:.2f}x" for r in rows])
     line("step / matmul floor", [f"{r['graph_feed_s'] / r['matmul_floor_s']:.2f}x" if "matmul_floor_s" in r else "-"
                                  for r in rows])
+    line(f"K={LOOP_STEPS[-1]} step / matmul floor",
+         [f"{r[f'graph_loop_k{LOOP_STEPS[-1]}_s'] / r['matmul_floor_s']:.2f}x" if "matmul_floor_s" in r else "-"
+          for r in rows])
     line("achieved GFLOP/s (% of peak)",
          [f"{r['achieved_flops'] / 1e9:.1f} ({r['fraction_of_peak']:.0%})" for r in rows])
     line("predict 10k: graph (s)", [f"{r['graph_predict_10k_s']:.3f}" for r in rows])

@@ -10,7 +10,7 @@ import os
 import sys
 
 from graph_nn import config as config_module
-from graph_nn.config import RECIPES
+from graph_nn.config import CONTROL_FLOWS, RECIPES
 from graph_nn.errors import GraphNNError
 
 COMMANDS = ("train", "sweep", "evaluate", "summary", "predict", "compare", "parity", "inspect", "export", "bench")
@@ -63,10 +63,27 @@ def add_train_flags(parser, listed=False):
     # Already a list: one value for every run of a sweep.
     parser.add_argument("--trace-steps", type=step_list, help="steps to trace fully, e.g. 100,200 (RunMetadata "
                                                               "in TensorBoard's Graph tab, a Chrome trace in traces/)")
+    parser.add_argument("--profile-steps", type=step_list, metavar="A,B",
+                        help="profile steps A to B with tf.profiler (TensorBoard's Profile tab)")
+    parser.add_argument("--debug-dump", action="store_true", default=None,
+                        help="record a Debugger V2 dump of the training graph (TensorBoard's Debugger V2 tab)")
+    parser.add_argument("--steps-per-run", type=int, metavar="K",
+                        help="training steps per Session.run; above 1 a while_loop runs them in the graph (default 1)")
+    add_rewrite_flag(parser)
+    parser.add_argument("--xla", action="store_true", default=None, help="XLA auto-clustering of the session")
     add_data_flag(parser)
     parser.add_argument("--classes", metavar="FILE", help="the class names, one per line in label order (default: "
                                                           "classes.txt in the data directory, else the digits)")
     parser.add_argument("--logdir", default="logs", help="where run directories go (default logs)")
+
+
+def add_rewrite_flag(parser):
+    parser.add_argument("--rewrite-off", dest="rewrites_off", type=name_list, metavar="PASS[,PASS]",
+                        help=f"Grappler passes to switch off: {', '.join(config_module.GRAPPLER_PASSES)}")
+
+
+def name_list(text):
+    return tuple(name.strip() for name in text.split(","))
 
 
 def step_list(text):
@@ -173,6 +190,17 @@ def make_parser():
     inspect.add_argument("--trace", action="store_true", help="run one traced training step on MNIST and print "
                                                               "its ten most expensive ops")
     inspect.add_argument("--run", help="instead: a finished run's logged graph, traced steps and checkpoint")
+    instead = inspect.add_mutually_exclusive_group()
+    instead.add_argument("--grappler", action="store_true", help="instead: one training step as written and as "
+                                                                 "executed, and Grappler's passes over it")
+    instead.add_argument("--control-flow", choices=CONTROL_FLOWS,
+                         help="instead: the --steps-per-run while_loop with TF1's (v1) or TF2's (v2) control flow")
+    instead.add_argument("--xla", action="store_true", default=None,
+                         help="instead: XLA's clusters in a training step, and what XLA does to its time and numbers")
+    inspect.add_argument("--steps-per-run", type=int, metavar="K", help="the steps of the while_loop's run")
+    add_rewrite_flag(inspect)
+    inspect.add_argument("--logdir", default="logs", help="where --control-flow and --xla write their graphs for "
+                                                          "TensorBoard (default logs, under inspect/)")
     add_data_flag(inspect)
 
     export = command("export", help="freeze a run's final checkpoint into a GraphDef and a SavedModel")
@@ -215,6 +243,8 @@ def refuse_changed_flags(run_dir, config, args):
 
 def command_train(args):
     from graph_nn.data import load_dataset  # numpy, not TensorFlow
+    from graph_nn.schedule import schedule_for
+    from graph_nn.startup import enable_xla_on_cpu
 
     if args.resume:
         if not os.path.isdir(args.resume):
@@ -226,26 +256,22 @@ def command_train(args):
             raise GraphNNError(f"--resume {args.resume} keeps the class names the run was trained with; "
                                f"give no --classes.")
         dataset = load_dataset(args.data_dir)
+        if config.xla:
+            enable_xla_on_cpu()
         from graph_nn.train import resume
 
         resume(args.resume, dataset)
         return 0
     config = config_from_args(args)
     dataset = load_dataset(args.data_dir, args.classes)
-    check_fits(config, dataset)
+    schedule_for(config, dataset)  # the data's own checks, before TensorFlow is imported
+    if config.xla:
+        enable_xla_on_cpu()
     from graph_nn.train import train
 
     train(config, dataset, logdir=args.logdir)
     return 0
 
-
-def check_fits(config, dataset):
-    """The checks that need the data (a batch or a validation split larger than the training set), made before
-    TensorFlow is imported, as the Trainer would make them after."""
-    from graph_nn.data import hold_out
-    from graph_nn.schedule import BatchSchedule
-
-    BatchSchedule(config, len(hold_out(dataset, config.validation_split).train))
 
 
 def command_sweep(args):
@@ -307,6 +333,10 @@ def command_compare(args):
     if args.preset is None and args.baseline in RECIPES:
         args.preset = RECIPES[args.baseline].preset  # `compare --baseline cnn-onehot` trains article 004's set-up
     config = config_from_args(args)
+    if config.xla:
+        from graph_nn.startup import enable_xla_on_cpu
+
+        enable_xla_on_cpu()
     from graph_nn.compare import compare, format_table
     from graph_nn.data import load_dataset
 
@@ -341,12 +371,31 @@ def command_inspect(args):
         run_report(args.run, sys.stdout)
         return 0
     config = config_module.make_config(args.preset, model=args.model, optimizer=args.optimizer,
-                                       semantics=args.semantics, batch_size=args.batch_size)
+                                       semantics=args.semantics, batch_size=args.batch_size,
+                                       steps_per_run=args.steps_per_run, rewrites_off=args.rewrites_off, xla=args.xla)
     dataset = None
-    if args.trace:
+    if args.trace or args.grappler or args.control_flow or args.xla:
         from graph_nn.data import load_dataset
 
         dataset = load_dataset(args.data_dir)
+    if args.xla:
+        from graph_nn.startup import enable_xla_on_cpu
+
+        enable_xla_on_cpu(clustering_debug=True)
+        from graph_nn import xla
+
+        xla.report(config, dataset, args.logdir, sys.stdout)
+        return 0
+    if args.grappler:
+        from graph_nn import grappler
+
+        grappler.report(config, dataset, sys.stdout)
+        return 0
+    if args.control_flow:
+        from graph_nn import control_flow
+
+        control_flow.report(config, dataset, args.control_flow, args.logdir, sys.stdout)
+        return 0
     from graph_nn.inspect_graph import report
 
     report(config, sys.stdout, pbtxt=args.pbtxt, dataset=dataset)
@@ -371,6 +420,9 @@ def command_bench(args):
         raise GraphNNError("--steps and --repeats must be positive.")
     if not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
         raise GraphNNError(f"--json {args.json}: its directory does not exist.")
+    from graph_nn.startup import enable_xla_on_cpu
+
+    enable_xla_on_cpu()  # for the XLA contender; sessions that do not ask for XLA are not affected
     from graph_nn import bench
     from graph_nn.data import load_dataset
 

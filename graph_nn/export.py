@@ -82,7 +82,7 @@ def frozen_session_config():
     """Grappler's remapper fuses MatMul+BiasAdd+Relu; with the weights now constants, oneDNN packs them once
     and sums in another order, which moves probabilities by up to ~1.3e-6 from the checkpoint's. Without the
     fusion the frozen graph computes exactly what the checkpoint's graph does."""
-    return session_config(rewrites_off=("remapping",))
+    return session_config(rewrites_off=("remapper",))
 
 
 def frozen_predictions(path, images):

@@ -13,7 +13,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import config_pb2, meta_graph_pb2
 from tensorflow.python.grappler import tf_optimizer
 
-from graph_nn import checkpoints, tracing
+from graph_nn import checkpoints, profiling, tracing
 from graph_nn.config import CNN_FILTERS, HIDDEN_UNITS, load_config
 from graph_nn.data import IMAGE_SIZE
 from graph_nn.errors import GraphNNError
@@ -239,6 +239,12 @@ def run_report(run_dir, out):
     print(f"Graph logged by {run_dir}/train: {len(graph_def.node)} ops", file=out)
     print_counter(collections.Counter(top_level_scope(node.name) for node in graph_def.node), out)
     print(f"Traced steps (run-metadata tags): {', '.join(traced) if traced else 'none'}", file=out)
+    trace = profiling.newest_trace(run_dir)
+    if trace:
+        print(f"Profiled steps: {trace}; the ops with the most self-time (the Profile tab's framework op stats):",
+              file=out)
+        print_table([(f"{micros:>9,.0f} us", f"{count}x", kernel, name)
+                     for kernel, name, count, micros in profiling.op_stats(trace)], out)
     prefix, contents, files = checkpoint_contents(run_dir)
     print(f"\nCheckpoint {prefix}: {len(contents)} tensors", file=out)
     print_table([(name, shape) for name, shape in contents], out)
@@ -263,7 +269,7 @@ def trace_step(config, dataset):
     with model.graph.as_default():
         init = v1.global_variables_initializer()
     schedule = BatchSchedule(config, len(dataset.train))
-    with v1.Session(graph=model.graph, config=session_config()) as sess:
+    with v1.Session(graph=model.graph, config=session_config(config.rewrites_off)) as sess:
         sess.run(init)
         sess.run(train_fetches(model), schedule.feed(model, dataset.train, 1))
         _, metadata = tracing.traced_run(sess, train_fetches(model), schedule.feed(model, dataset.train, 2))

@@ -35,7 +35,7 @@ def as_written():
     40 steps, against 0.0 with the rewrite off).  The formulas are what parity checks, so the rewrite is off here;
     training runs keep Grappler's defaults.
     """
-    return session_config(rewrites_off=("arithmetic_optimization",))
+    return session_config(rewrites_off=("arithmetic_optimizer",))
 
 
 def keras_weights(keras_model):

@@ -10,6 +10,9 @@
         train/, validation/         event files: scalars, histograms, the graph, traced steps' RunMetadata
         test/                       the test-set loss and accuracy of the end-of-run report
         traces/                     Chrome traces of the --trace-steps
+        train/plugins/profile/      tf.profiler's trace of the --profile-steps, for the Profile tab
+        debugger_v2/                the --debug-dump of the training session (debugger_v2-1, ... after resumes)
+        nan_dump/                   tfdbg's dump of the step where a diverged run's first NaN was born
         evaluation/                 end-of-run images, PR curves and the projector's files
         NAME.png                    the report's pictures
         export/                     frozen_graph.pb and saved_model/
@@ -78,6 +81,8 @@ class RunDir(os.PathLike):
     test_events = property(lambda self: self.path / "test")
     evaluation = property(lambda self: self.path / "evaluation")
     traces = property(lambda self: self.path / "traces")
+    profile = property(lambda self: self.train_events / "plugins" / "profile")
+    nan_dump = property(lambda self: self.path / "nan_dump")
     export = property(lambda self: self.path / "export")
     frozen_graph = property(lambda self: self.export / "frozen_graph.pb")
     saved_model = property(lambda self: self.export / "saved_model")
@@ -88,6 +93,14 @@ class RunDir(os.PathLike):
 
     def chrome_trace(self, step):
         return self.traces / f"timeline-step{step}.json"
+
+    def new_debugger_v2_dump(self):
+        """debugger_v2/, or for a later session of the run debugger_v2-1/, -2/, ...: Debugger V2 reads one
+        session's dump per directory."""
+        for n in itertools.count():
+            path = self.path / (f"debugger_v2-{n}" if n else "debugger_v2")
+            if not path.exists():
+                return path
 
     def projector_file(self, kind):
         return self.evaluation / PROJECTOR_FILES[kind]

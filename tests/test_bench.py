@@ -32,11 +32,11 @@ def test_bench_command_writes_every_figure(tmp_path):
     result = run_cli("bench", "--models", "mlp512", "--steps", "5", "--repeats", "1", "--json", tmp_path / "b.json",
                      timeout=600)
     assert result.returncode == 0, result.stderr
-    assert "graph / Keras fit" in result.stdout
+    assert "graph / Keras fit" in result.stdout and "in-graph loop K=50 / feed_dict" in result.stdout
     report = json.loads((tmp_path / "b.json").read_text())
     (row,) = report["models"]
-    for key in ("graph_feed_s", "graph_feed_no_summaries_s", "graph_dataset_s", "keras_fit_s", "matmul_floor_s",
-                "graph_predict_10k_s", "keras_predict_10k_s"):
+    for key in ("graph_feed_s", "graph_feed_no_summaries_s", "graph_dataset_s", "graph_loop_k10_s", "graph_loop_k50_s",
+                "graph_xla_s", "keras_fit_s", "matmul_floor_s", "graph_predict_10k_s", "keras_predict_10k_s"):
         assert 0 < row[key] < 10, key
     assert report["matmul_peak_flops"] > 1e9
     assert report["default_run_event_bytes"] > 100_000

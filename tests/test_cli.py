@@ -13,7 +13,9 @@ from tests.conftest import IMPORTED_AFTER, ROOT, run_cli
                                   ["--model", "resnet"], ["--lr", "fast"], ["--epochs", "0"], ["--resume", "/nowhere"],
                                   ["--validation-split", "-1"], ["sweep", "--lr", "0.1,"],
                                   ["sweep", "--optimizer", "sgd,lion"], ["sweep", "--resume", "/nowhere"],
-                                  ["bench", "--models", "resnet"], ["parity", "--images", "0"]])
+                                  ["bench", "--models", "resnet"], ["parity", "--images", "0"],
+                                  ["--rewrite-off", "remap"], ["--profile-steps", "9,3"], ["--steps-per-run", "0"],
+                                  ["inspect", "--xla", "--grappler"]])
 def test_help_and_flag_mistakes_are_answered_before_tensorflow_is_imported(args):
     child = subprocess.run([sys.executable, "-c", IMPORTED_AFTER, *args], cwd=ROOT, capture_output=True,
                            text=True, timeout=60)

@@ -232,6 +232,8 @@ def test_a_diverging_run_stops_at_the_first_nan_and_keeps_its_last_good_checkpoi
     assert "Traceback" not in result.stderr
     row, session_status = hparams_row(run_dir)
     assert row["status"] == "diverged" and row["steps"] == kept and session_status == api_pb2.STATUS_FAILURE
+    # Before it ends, the run names where the NaN was born (tests/test_nan_hunt.py checks the hunt itself).
+    assert f"At step {diverged_at} the first non-finite value came from output/MatMul (MatMul)" in result.stdout
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")  # that is the point

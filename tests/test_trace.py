@@ -74,10 +74,11 @@ def test_inspect_trace_names_the_ten_most_expensive_ops(mnist):
 class LeakyTrainer(Trainer):
     """The classic TF1 bug: building an op (here a tf.reduce_mean) inside the training loop."""
 
-    def train_step(self, sess, step, writers):
+    def train_steps(self, sess, first, last, writers):
         with self.model.graph.as_default():
-            return sess.run(tf.reduce_mean(self.model.loss), {self.model.x: self.dataset.train.images[:8],
+            loss = sess.run(tf.reduce_mean(self.model.loss), {self.model.x: self.dataset.train.images[:8],
                                                                 self.model.y: self.dataset.train.onehot[:8]})
+        yield first, loss, 0.0
 
 
 def test_an_op_created_inside_the_loop_fails_loudly(mnist, tmp_path):
