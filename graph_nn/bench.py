@@ -18,10 +18,11 @@ import numpy as np
 import tensorflow as tf
 
 from graph_nn import inference
-from graph_nn.config import CNN_FILTERS, HIDDEN_UNITS, RECIPES, article_preset, make_config, recipe_name_for
+from graph_nn.config import HIDDEN_UNITS, RECIPES, article_preset, make_config, recipe_name_for
 from graph_nn.determinism import deterministic_ops
+from graph_nn.inspect_graph import layer_products, training_flops
 from graph_nn.loop import Trainer
-from graph_nn.model import INPUT_SIZE, add_model, train_fetches
+from graph_nn.model import add_model, train_fetches
 from graph_nn.schedule import BatchSchedule
 from graph_nn.sessions import session_config
 from graph_nn.summaries import Writers
@@ -29,6 +30,7 @@ from graph_nn.train import train
 
 v1 = tf.compat.v1
 NO_SUMMARIES = 10**9  # a summary cadence no benchmark reaches
+LOOP_STEPS = (10, 50)  # --steps-per-run values measured against feed_dict's one step per Session.run
 
 
 @dataclasses.dataclass
@@ -36,29 +38,6 @@ class Settings:
     steps: int = 200  # timed steps per repeat
     repeats: int = 5
     warmup: int = 50
-
-
-# ---- closed-form FLOPs ---------------------------------------------------------------------------
-
-def layer_shapes(model):
-    """(kind, multiply-accumulates per example, is_first_layer) for every matmul/conv of the model."""
-    if model == "cnn":
-        shapes, size, channels = [], 28, 1
-        for i, filters in enumerate(CNN_FILTERS):
-            size -= 2
-            shapes.append(("conv", size * size * 9 * channels * filters, i == 0))
-            channels = filters
-            if i < 2:
-                size //= 2
-        shapes.append(("dense", size * size * channels * 10, False))
-        return shapes
-    units = (INPUT_SIZE,) + HIDDEN_UNITS[model] + (10,)
-    return [("dense", a * b, i == 0) for i, (a, b) in enumerate(zip(units, units[1:]))]
-
-
-def training_flops(model, batch_size):
-    """Forward, weight-gradient and input-gradient products of one step (the first layer needs no input gradient)."""
-    return sum(2 * macs * batch_size * (2 if first else 3) for _, macs, first in layer_shapes(model))
 
 
 # ---- the contenders: each a function that trains (or predicts) n more steps -----------------------
@@ -72,7 +51,7 @@ def graph_trainer(config, dataset):
         # measured while these sessions are open, needs eager mode.
         with contextlib.closing(trainer.session()) as sess, \
                 contextlib.closing(Writers(run_dir, trainer.model.graph)) as writers:
-            sess.run(trainer.init)
+            trainer.initialize(sess)
             yield trainer, sess, writers
 
 
@@ -88,6 +67,25 @@ def feed_dict_steps(config, dataset):
             with deterministic_ops():
                 for _ in range(n):
                     trainer.train_step(sess, next(steps), writers)
+
+        yield train_steps
+
+
+@contextlib.contextmanager
+def in_graph_loop_steps(config, dataset):
+    """The in-graph loop (--steps-per-run K): Trainer.train_steps over runs of K steps, the last one shorter
+    when n is not a multiple of K."""
+    with graph_trainer(config, dataset) as (trainer, sess, writers):
+        next_step = 1
+
+        def train_steps(n):
+            nonlocal next_step
+            with deterministic_ops():
+                for first in range(next_step, next_step + n, config.steps_per_run):
+                    last = min(first + config.steps_per_run, next_step + n) - 1
+                    for _ in trainer.train_steps(sess, first, last, writers):
+                        pass
+            next_step += n
 
         yield train_steps
 
@@ -215,14 +213,14 @@ def matmul_peak_flops(settings, size=2048):
 
 
 def mlp_step_matmuls(model, batch_size):
-    """The (m, k, n) products of one MLP training step: forward, weight gradients, input gradients."""
-    units = (INPUT_SIZE,) + HIDDEN_UNITS[model] + (10,)
+    """The (m, k, n) products of one MLP training step, those training_flops counts: forward, weight gradients,
+    input gradients but the first layer's."""
     shapes = []
-    for i, (fan_in, fan_out) in enumerate(zip(units, units[1:])):
-        shapes.append((batch_size, fan_in, fan_out))
-        shapes.append((fan_in, batch_size, fan_out))
+    for i, p in enumerate(layer_products(model)):
+        shapes.append((batch_size, p.fan_in, p.fan_out))
+        shapes.append((p.fan_in, batch_size, p.fan_out))
         if i:
-            shapes.append((batch_size, fan_out, fan_in))
+            shapes.append((batch_size, p.fan_out, p.fan_in))
     return shapes
 
 
@@ -251,6 +249,10 @@ def bench_model(name, dataset, settings, peak):
             "graph_feed_no_summaries": stack.enter_context(feed_dict_steps(silent, dataset)),
             "graph_dataset": stack.enter_context(
                 iterator_steps(silent, dataset, settings.warmup + settings.steps * settings.repeats)),
+            **{f"graph_loop_k{k}": stack.enter_context(
+                in_graph_loop_steps(dataclasses.replace(silent, steps_per_run=k), dataset)) for k in LOOP_STEPS},
+            # The CLI has put XLA's CPU flag in the environment, which changes nothing for the other sessions.
+            "graph_xla": stack.enter_context(feed_dict_steps(dataclasses.replace(silent, xla=True), dataset)),
             "keras_fit": keras_fit_steps(config, dataset),
         }
         seconds = interleaved_seconds(training, settings, settings.steps)
@@ -304,10 +306,19 @@ def format_report(report):
     line("graph tf.data iterator (ex/s)", [examples_per_second(r["graph_dataset_s"], r) for r in rows])
     line("Keras fit (examples/s)", [examples_per_second(r["keras_fit_s"], r) for r in rows])
     line("graph / Keras fit", [f"{r['keras_fit_s'] / r['graph_feed_s']:.2f}x" for r in rows])
+    line(f"graph, K={LOOP_STEPS[-1]} loop / Keras fit",
+         [f"{r['keras_fit_s'] / r[f'graph_loop_k{LOOP_STEPS[-1]}_s']:.2f}x" for r in rows])
     line("seconds per epoch (graph)", [f"{r['seconds_per_epoch']:.2f}" for r in rows])
     line("summaries cost", [f"{r['graph_feed_s'] / r['graph_feed_no_summaries_s'] - 1:+.1%}" for r in rows])
+    for k in LOOP_STEPS:
+        line(f"in-graph loop K={k} / feed_dict", [f"{r['graph_feed_no_summaries_s'] / r[f'graph_loop_k{k}_s']:.2f}x"
+                                                   for r in rows])
+    line("XLA / no XLA (feed_dict)", [f"{r['graph_feed_no_summaries_s'] / r['graph_xla_s']:.2f}x" for r in rows])
     line("step / matmul floor", [f"{r['graph_feed_s'] / r['matmul_floor_s']:.2f}x" if "matmul_floor_s" in r else "-"
                                  for r in rows])
+    line(f"K={LOOP_STEPS[-1]} step / matmul floor",
+         [f"{r[f'graph_loop_k{LOOP_STEPS[-1]}_s'] / r['matmul_floor_s']:.2f}x" if "matmul_floor_s" in r else "-"
+          for r in rows])
     line("achieved GFLOP/s (% of peak)",
          [f"{r['achieved_flops'] / 1e9:.1f} ({r['fraction_of_peak']:.0%})" for r in rows])
     line("predict 10k: graph (s)", [f"{r['graph_predict_10k_s']:.3f}" for r in rows])

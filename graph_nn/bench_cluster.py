@@ -1,17 +1,15 @@
 """`python run.py bench --cluster`: training speed of one process against 1 ps + 1 and 2 workers on 127.0.0.1.
 
-Every contender is the real command (`python run.py train`, `python run.py cluster ...`) with the article's
+Every contender is the real command (`python -m graph_nn train`, `... cluster ...`) with the article's
 preset, and its speed is read from what it wrote for TensorBoard: the global steps of the chief's train/ loss
 events against their wall times, from the second event on (start-up excluded), and each worker's own
 worker-N/steps_per_second.  The bytes a worker's step sends to and receives from the ps come from the
 partition graphs of one traced step (graph_nn/inspect_cluster.py).  The contenders take turns in each repeat.
 """
 import json
-import os
 import pathlib
 import statistics
 import subprocess
-import sys
 import tempfile
 
 from tensorboard.backend.event_processing import event_accumulator
@@ -20,7 +18,7 @@ from graph_nn.bench import machine_description
 from graph_nn.config import article_preset, make_config
 from graph_nn.errors import GraphNNError
 from graph_nn.inspect_cluster import bytes_between_tasks, traced_sync_step, transfers
-from graph_nn.launcher import RUN_PY
+from graph_nn.launcher import CLI, child_environment
 
 CONTENDERS = {  # name: (workers, extra flags); 0 workers is one process
     "1 process": (0, []),
@@ -45,11 +43,11 @@ def measure(name, config, steps, logdir):
                "--eval-every", str(steps), "--histogram-every", str(10 * steps), "--print-every", str(steps),
                "--logdir", str(logdir)]
     command = ["train", *command] if not workers else ["cluster", "--workers", str(workers), *flags, *command]
-    result = subprocess.run([sys.executable, RUN_PY, *command], capture_output=True, text=True, timeout=TIMEOUT_S,
-                            env=dict(os.environ, TF_CONFIG=""))
+    result = subprocess.run([*CLI, *command], capture_output=True, text=True, timeout=TIMEOUT_S,
+                            env=child_environment())
     if result.returncode != 0:
         said = result.stderr.strip().splitlines() or [f"exit {result.returncode}"]
-        raise GraphNNError(f"bench --cluster: `python run.py {' '.join(command)}` failed ({said[-1]}).")
+        raise GraphNNError(f"bench --cluster: `python -m graph_nn {' '.join(command)}` failed ({said[-1]}).")
     (run_dir,) = pathlib.Path(logdir).iterdir()
     losses = scalars(run_dir / "train", "loss")[1:]
     updates = (losses[-1].step - losses[0].step) / (losses[-1].wall_time - losses[0].wall_time)

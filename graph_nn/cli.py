@@ -11,11 +11,12 @@ import sys
 
 from graph_nn import cluster
 from graph_nn import config as config_module
-from graph_nn.config import RECIPES
+from graph_nn.config import CONTROL_FLOWS, RECIPES
 from graph_nn.errors import GraphNNError
 from graph_nn.runs import RunDir
 
-COMMANDS = ("train", "cluster", "evaluate", "summary", "predict", "compare", "parity", "inspect", "export", "bench")
+COMMANDS = ("train", "cluster", "sweep", "evaluate", "summary", "predict", "compare", "parity", "inspect", "export",
+            "bench")
 KERAS_COMMANDS = ("compare", "parity", "bench")
 
 
@@ -24,39 +25,68 @@ class ArgumentParser(argparse.ArgumentParser):
         raise GraphNNError(message + ".")
 
 
-def add_preset_flag(parser):
-    parser.add_argument("--preset", help=f"one of {', '.join(config_module.PRESETS)} "
-                                         f"(default {config_module.DEFAULT_PRESET}); flags below override it")
+def add_preset_flag(parser, type=str):
+    parser.add_argument("--preset", type=type, help=f"one of {', '.join(config_module.PRESETS)} (default "
+                                                    f"{config_module.DEFAULT_PRESET}); flags below override it")
 
 
-def add_train_flags(parser):
-    """One flag per TrainConfig field; config_from_args reads them back by field name."""
-    add_preset_flag(parser)
-    parser.add_argument("--model", help=f"one of {', '.join(config_module.MODELS)}")
-    parser.add_argument("--init", help="glorot_uniform (Keras's default) or random_normal (stddev 1, the TF1 article)")
-    parser.add_argument("--optimizer", help=f"one of {', '.join(config_module.OPTIMIZERS)}")
-    parser.add_argument("--semantics", help="tf1 (TF1's optimizers, the default) or keras (Keras 3's update formulas)")
-    parser.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float)
-    parser.add_argument("--momentum", type=float, help="momentum (default 0.9 for --optimizer momentum, 0 for rmsprop)")
-    parser.add_argument("--rho", type=float, help="RMSProp's decay of the mean square")
-    parser.add_argument("--beta1", type=float, help="Adam's first-moment decay")
-    parser.add_argument("--beta2", type=float, help="Adam's second-moment decay")
-    parser.add_argument("--epsilon", type=float,
-                        help="RMSProp/Adam epsilon (default: TF1's 1e-10 / 1e-8, Keras's 1e-7)")
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--steps", type=int, help="train this many steps instead of whole epochs")
-    parser.add_argument("--batching", help="shuffle (seeded, per epoch) or sequential (the TF1 article's slices)")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--eval-every", type=int, help="steps between test-set evaluations (default: each epoch)")
-    parser.add_argument("--print-every", type=int, help="print a line every N steps instead of a progress bar")
-    parser.add_argument("--log-every", type=int, help="steps between train loss/accuracy summaries (default 50)")
-    parser.add_argument("--histogram-every", type=int, help="steps between histogram summaries (default 200)")
-    parser.add_argument("--checkpoint-every", type=int, help="steps between extra checkpoints")
+def add_train_flags(parser, listed=False):
+    """One flag per TrainConfig field; config_from_args reads them back by field name.  listed=True (sweep):
+    each takes comma-separated values, every one a run."""
+
+    def flag(*names, type=str, **kwargs):
+        parser.add_argument(*names, type=comma_list(type) if listed else type, **kwargs)
+
+    add_preset_flag(parser, comma_list(str) if listed else str)
+    flag("--model", help=f"one of {', '.join(config_module.MODELS)}")
+    flag("--init", help="glorot_uniform (Keras's default) or random_normal (stddev 1, the TF1 article)")
+    flag("--optimizer", help=f"one of {', '.join(config_module.OPTIMIZERS)}")
+    flag("--semantics", help="tf1 (TF1's optimizers, the default) or keras (Keras 3's update formulas)")
+    flag("--lr", "--learning-rate", dest="learning_rate", type=float)
+    flag("--momentum", type=float, help="momentum (default 0.9 for --optimizer momentum, 0 for rmsprop)")
+    flag("--rho", type=float, help="RMSProp's decay of the mean square")
+    flag("--beta1", type=float, help="Adam's first-moment decay")
+    flag("--beta2", type=float, help="Adam's second-moment decay")
+    flag("--epsilon", type=float, help="RMSProp/Adam epsilon (default: TF1's 1e-10 / 1e-8, Keras's 1e-7)")
+    flag("--batch-size", type=int)
+    flag("--epochs", type=int)
+    flag("--steps", type=int, help="train this many steps instead of whole epochs")
+    flag("--batching", help="shuffle (seeded, per epoch) or sequential (the TF1 article's slices)")
+    flag("--seed", type=int)
+    flag("--eval-every", type=int, help="steps between evaluations (default: each epoch)")
+    flag("--validation-split", type=int, metavar="N", help="validate on the last N training examples, train on the "
+                                                           "others (default 0: validate on the test set)")
+    flag("--early-stop", type=int, metavar="PATIENCE",
+         help="end the run after PATIENCE evaluations without a lower validation loss; its result is then its best "
+              "checkpoint")
+    flag("--print-every", type=int, help="print a line every N steps instead of a progress bar")
+    flag("--log-every", type=int, help="steps between train loss/accuracy summaries (default 50)")
+    flag("--histogram-every", type=int, help="steps between histogram summaries (default 200)")
+    flag("--checkpoint-every", type=int, help="steps between extra checkpoints")
+    # Already a list: one value for every run of a sweep.
     parser.add_argument("--trace-steps", type=step_list, help="steps to trace fully, e.g. 100,200 (RunMetadata "
                                                               "in TensorBoard's Graph tab, a Chrome trace in traces/)")
+    parser.add_argument("--profile-steps", type=step_list, metavar="A,B",
+                        help="profile steps A to B with tf.profiler (TensorBoard's Profile tab)")
+    parser.add_argument("--debug-dump", action="store_true", default=None,
+                        help="record a Debugger V2 dump of the training graph (TensorBoard's Debugger V2 tab)")
+    parser.add_argument("--steps-per-run", type=int, metavar="K",
+                        help="training steps per Session.run; above 1 a while_loop runs them in the graph (default 1)")
+    add_rewrite_flag(parser)
+    parser.add_argument("--xla", action="store_true", default=None, help="XLA auto-clustering of the session")
     add_data_flag(parser)
+    parser.add_argument("--classes", metavar="FILE", help="the class names, one per line in label order (default: "
+                                                          "classes.txt in the data directory, else the digits)")
     parser.add_argument("--logdir", default="logs", help="where run directories go (default logs)")
+
+
+def add_rewrite_flag(parser):
+    parser.add_argument("--rewrite-off", dest="rewrites_off", type=name_list, metavar="PASS[,PASS]",
+                        help=f"Grappler passes to switch off: {', '.join(config_module.GRAPPLER_PASSES)}")
+
+
+def name_list(text):
+    return tuple(name.strip() for name in text.split(","))
 
 
 def step_list(text):
@@ -84,6 +114,30 @@ def add_cluster_task_flags(parser):
     group.add_argument("--worker-hosts", metavar="HOSTS", help="the workers, HOST:PORT,...")
     group.add_argument("--run-dir", help="the run directory the cluster's workers share (made if missing)")
     add_replication_flags(group)
+
+
+def comma_list(parse):
+    """An argparse type: comma-separated values, each read by parse."""
+    def values(text):
+        items = [item.strip() for item in text.split(",")]
+        if not all(items):
+            raise argparse.ArgumentTypeError(f"expected comma-separated values, got '{text}'")
+        try:
+            parsed = [parse(item) for item in items]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {parse.__name__} values, got '{text}'") \
+                from None
+        if len(set(parsed)) < len(parsed):
+            raise argparse.ArgumentTypeError(f"'{text}' names a value twice")
+        return parsed
+
+    return values
+
+
+def add_checkpoint_flag(parser):
+    parser.add_argument("--checkpoint", choices=("best", "latest"),
+                        help="which checkpoint: the best (lowest validation loss) or the latest (default: the run's "
+                             "result, its best with --early-stop, else its latest)")
 
 
 def add_data_flag(parser):
@@ -115,8 +169,20 @@ def make_parser():
     cluster_command.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped cluster run from the "
                                                                      "chief's latest checkpoint")
 
-    evaluate = command("evaluate", help="restore a run's latest checkpoint and test it")
+    sweep = command("sweep", help="train every combination of comma-separated flag values, each an ordinary run; "
+                                  "print a table sorted by validation accuracy")
+    add_train_flags(sweep, listed=True)
+    sweep.add_argument("--repeats", type=int, help="runs of each combination, seeds --seed, --seed + 1, ... "
+                                                   "(default 1); the table shows means and spreads")
+    sweep.add_argument("--jobs", type=int, default=1, help="runs trained at once, each in its own process (default 1)")
+    sweep.add_argument("--timeout", type=float, default=24 * 3600,
+                       help="seconds a run may train before it is stopped at a checkpoint (default one day)")
+    sweep.add_argument("--resume", metavar="SWEEP_DIR", help="continue a sweep: finished runs are kept, stopped ones "
+                                                             "resumed, the others trained")
+
+    evaluate = command("evaluate", help="restore a run's final checkpoint and test it")
     evaluate.add_argument("--run", required=True, help="a run directory under logs/")
+    add_checkpoint_flag(evaluate)
     add_data_flag(evaluate)
 
     summary = command("summary", help="print a model's layers, output shapes and parameter counts")
@@ -126,6 +192,7 @@ def make_parser():
     predict.add_argument("images", nargs="+", metavar="IMAGE", help="one handwritten digit per file, any size")
     predict.add_argument("--run", help="a run directory (default: the newest run under --logdir)")
     predict.add_argument("--logdir", default="logs", help="where to look for the newest run (default logs)")
+    add_checkpoint_flag(predict)
 
     compare = command("compare", help="train the graph model and its Keras twin, print both results")
     add_train_flags(compare)
@@ -141,7 +208,7 @@ def make_parser():
                         help="RMSprop steps Keras trains before its weights are copied (default 200)")
     parity.add_argument("--functional", action="store_true", help="use article 004's functional CNN")
     parity.add_argument("--training", action="store_true",
-                        help="instead: per-step training losses over --steps steps for SGD, RMSprop and Adam")
+                        help="instead: per-step training losses over --steps steps for SGD, momentum, RMSprop and Adam")
     parity.add_argument("--steps", type=int, default=100, help="training-parity steps (default 100)")
     add_data_flag(parity)
 
@@ -156,13 +223,25 @@ def make_parser():
     inspect.add_argument("--trace", action="store_true", help="run one traced training step on MNIST and print "
                                                               "its ten most expensive ops")
     inspect.add_argument("--run", help="instead: a finished run's logged graph, traced steps and checkpoint")
-    inspect.add_argument("--cluster", action="store_true",
+    instead = inspect.add_mutually_exclusive_group()
+    instead.add_argument("--grappler", action="store_true", help="instead: one training step as written and as "
+                                                                 "executed, and Grappler's passes over it")
+    instead.add_argument("--control-flow", choices=CONTROL_FLOWS,
+                         help="instead: the --steps-per-run while_loop with TF1's (v1) or TF2's (v2) control flow")
+    instead.add_argument("--xla", action="store_true", default=None,
+                         help="instead: XLA's clusters in a training step, and what XLA does to its time and numbers")
+    instead.add_argument("--cluster", action="store_true",
                          help="instead: the graph on 1 ps + 2 workers: placement, one sync step's partitions and "
                               "the bytes between tasks")
+    inspect.add_argument("--steps-per-run", type=int, metavar="K", help="the steps of the while_loop's run")
+    add_rewrite_flag(inspect)
+    inspect.add_argument("--logdir", default="logs", help="where --control-flow and --xla write their graphs for "
+                                                          "TensorBoard (default logs, under inspect/)")
     add_data_flag(inspect)
 
-    export = command("export", help="freeze a run's latest checkpoint into a GraphDef and a SavedModel")
+    export = command("export", help="freeze a run's final checkpoint into a GraphDef and a SavedModel")
     export.add_argument("--run", required=True, help="a run directory under logs/")
+    add_checkpoint_flag(export)
     add_data_flag(export)
 
     bench = command("bench", help="training and inference throughput: graph mode vs Keras vs the hardware")
@@ -202,6 +281,8 @@ def refuse_changed_flags(run_dir, config, args):
 
 def command_train(args):
     from graph_nn.data import load_dataset  # numpy, not TensorFlow
+    from graph_nn.schedule import schedule_for
+    from graph_nn.startup import enable_xla_on_cpu
 
     task = cluster_task(args)
     if task:
@@ -217,14 +298,24 @@ def command_train(args):
         if RunDir(args.resume).cluster.exists():
             raise GraphNNError(f"{args.resume} was trained by a cluster; continue it with: python run.py cluster "
                                f"--resume {args.resume}")
-        saved_config(args.resume, args)
+        config = config_module.load_config(args.resume)
+        config_module.validate(config)
+        refuse_changed_flags(args.resume, config, args)
+        if args.classes:
+            raise GraphNNError(f"--resume {args.resume} keeps the class names the run was trained with; "
+                               f"give no --classes.")
         dataset = load_dataset(args.data_dir)
+        if config.xla:
+            enable_xla_on_cpu()
         from graph_nn.train import resume
 
         resume(args.resume, dataset)
         return 0
     config = config_from_args(args)
-    dataset = load_dataset(args.data_dir)
+    dataset = load_dataset(args.data_dir, args.classes)
+    schedule_for(config, dataset)  # the data's own checks, before TensorFlow is imported
+    if config.xla:
+        enable_xla_on_cpu()
     from graph_nn.train import train
 
     train(config, dataset, logdir=args.logdir)
@@ -264,13 +355,19 @@ def replication_from_args(args, num_workers):
     return cluster.Replication("async" if args.asynchronous else "sync", backups)
 
 
-def check_cluster_config(config, num_examples):
-    from graph_nn.schedule import BatchSchedule
+# What a single process's loop does that a cluster's workers do not: the flags, and their values when off.
+SINGLE_PROCESS_FLAGS = {"trace_steps": (), "profile_steps": (), "debug_dump": False, "steps_per_run": 1,
+                        "rewrites_off": (), "xla": False, "early_stop": None}
 
-    BatchSchedule(config, num_examples, task=0)  # refuses sequential batches, and batches larger than the data
-    if config.trace_steps:
-        raise GraphNNError("--trace-steps traces single-process steps; python run.py inspect --cluster shows a "
-                           "distributed step.")
+
+def check_cluster_config(config, dataset):
+    from graph_nn.schedule import schedule_for
+
+    schedule_for(config, dataset, task=0)  # refuses sequential batches, and batches or splits larger than the data
+    for field, off in SINGLE_PROCESS_FLAGS.items():
+        if (getattr(config, field) or off) != off:
+            raise GraphNNError(f"--{field.replace('_', '-')} is for single-process runs, not a cluster's workers "
+                               f"(python run.py inspect --cluster shows a distributed step).")
 
 
 def command_task(args, task):
@@ -288,8 +385,8 @@ def command_task(args, task):
                            "(python run.py cluster picks one).")
     resuming = args.resume or RunDir(run_dir).config.exists()
     config = saved_config(run_dir, args) if resuming else config_from_args(args)
-    dataset = load_dataset(args.data_dir)
-    check_cluster_config(config, len(dataset.train))
+    dataset = load_dataset(args.data_dir, args.classes)
+    check_cluster_config(config, dataset)
     cluster.check_port_free(task)
     try:
         RunDir(run_dir).path.mkdir(parents=True, exist_ok=True)
@@ -327,8 +424,8 @@ def command_cluster(args):
                 raise GraphNNError(f"{flag} must be positive, got {value}.")
         replication = replication_from_args(args, num_workers)
         config = config_from_args(args)
-    dataset = load_dataset(args.data_dir)
-    check_cluster_config(config, len(dataset.train))
+    dataset = load_dataset(args.data_dir, args.classes)
+    check_cluster_config(config, dataset)
     run_dir = args.resume
     if run_dir is None:
         run_dir = new_run_dir(args.logdir, config.model)
@@ -339,14 +436,39 @@ def command_cluster(args):
     worker_args = ["--run-dir", str(run_dir), *shared]
     worker_args += ["--async"] if replication.mode == "async" else ["--backup-workers", str(replication.backup_workers)]
     worker_args += ["--data-dir", args.data_dir] if args.data_dir else []
+    worker_args += ["--classes", args.classes] if args.classes else []
     return launcher.run_cluster(launcher.local_jobs(num_ps, num_workers), worker_args, shared, run_dir)
+
+
+
+def command_sweep(args):
+    for name in ("repeats", "jobs"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise GraphNNError(f"--{name} must be positive, got {getattr(args, name)}.")
+    if not args.timeout > 0:
+        raise GraphNNError(f"--timeout must be positive, got {args.timeout}.")
+    from graph_nn import sweep
+
+    fields = [field.name for field in dataclasses.fields(config_module.TrainConfig)]
+    # Every flag a list of values (--trace-steps, already a list, is one value).
+    values = {name: value if isinstance(value, list) else [value]
+              for name in fields if (value := getattr(args, name, None)) is not None}
+    if args.resume:
+        given = [name for name in [*values, "data_dir", "classes", "repeats"] if getattr(args, name) is not None]
+        if given:
+            raise GraphNNError(f"--resume continues the sweep planned in its {sweep.PLAN}; give only --jobs and "
+                               f"--timeout with it, not --{given[0].replace('_', '-')}.")
+        sweep_dir = args.resume
+    else:
+        sweep_dir = sweep.create(args.logdir, values, args.repeats or 1, args.data_dir, args.classes)
+    return sweep.run(sweep_dir, args.jobs, args.timeout)
 
 
 def command_evaluate(args):
     from graph_nn.data import load_dataset
     from graph_nn.evaluate import report_run
 
-    report_run(args.run, load_dataset(args.data_dir))
+    report_run(args.run, load_dataset(args.data_dir), which=args.checkpoint)
     print(f"Pictures saved in {args.run}")
     return 0
 
@@ -365,7 +487,7 @@ def command_predict(args):
     from graph_nn.runs import newest_run
 
     run_dir = args.run or newest_run(args.logdir)
-    predictions = predict_files(run_dir, args.images)
+    predictions = predict_files(run_dir, args.images, args.checkpoint)
     for prediction in predictions:
         if prediction.error:
             print(f"graph-nn: error: {prediction.error}", file=sys.stderr)
@@ -378,10 +500,14 @@ def command_compare(args):
     if args.preset is None and args.baseline in RECIPES:
         args.preset = RECIPES[args.baseline].preset  # `compare --baseline cnn-onehot` trains article 004's set-up
     config = config_from_args(args)
+    if config.xla:
+        from graph_nn.startup import enable_xla_on_cpu
+
+        enable_xla_on_cpu()
     from graph_nn.compare import compare, format_table
     from graph_nn.data import load_dataset
 
-    comparison = compare(config, load_dataset(args.data_dir), args.baseline, logdir=args.logdir,
+    comparison = compare(config, load_dataset(args.data_dir, args.classes), args.baseline, logdir=args.logdir,
                          repeats=args.repeats)
     print()
     print(format_table(comparison))
@@ -420,12 +546,31 @@ def command_inspect(args):
         run_report(args.run, sys.stdout)
         return 0
     config = config_module.make_config(args.preset, model=args.model, optimizer=args.optimizer,
-                                       semantics=args.semantics, batch_size=args.batch_size)
+                                       semantics=args.semantics, batch_size=args.batch_size,
+                                       steps_per_run=args.steps_per_run, rewrites_off=args.rewrites_off, xla=args.xla)
     dataset = None
-    if args.trace:
+    if args.trace or args.grappler or args.control_flow or args.xla:
         from graph_nn.data import load_dataset
 
         dataset = load_dataset(args.data_dir)
+    if args.xla:
+        from graph_nn.startup import enable_xla_on_cpu
+
+        enable_xla_on_cpu(clustering_debug=True)
+        from graph_nn import xla
+
+        xla.report(config, dataset, args.logdir, sys.stdout)
+        return 0
+    if args.grappler:
+        from graph_nn import grappler
+
+        grappler.report(config, dataset, sys.stdout)
+        return 0
+    if args.control_flow:
+        from graph_nn import control_flow
+
+        control_flow.report(config, dataset, args.control_flow, args.logdir, sys.stdout)
+        return 0
     from graph_nn.inspect_graph import report
 
     report(config, sys.stdout, pbtxt=args.pbtxt, dataset=dataset)
@@ -436,8 +581,8 @@ def command_export(args):
     from graph_nn.data import load_dataset
     from graph_nn.export import check_export, export_run, format_check, format_export
 
-    print(format_export(export_run(args.run)))
-    print(format_check(check_export(args.run, load_dataset(args.data_dir))))
+    print(format_export(export_run(args.run, args.checkpoint)))
+    print(format_check(check_export(args.run, load_dataset(args.data_dir), args.checkpoint)))
     return 0
 
 
@@ -453,6 +598,9 @@ def command_bench(args):
         raise GraphNNError("--steps and --repeats must be positive.")
     if not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
         raise GraphNNError(f"--json {args.json}: its directory does not exist.")
+    from graph_nn.startup import enable_xla_on_cpu
+
+    enable_xla_on_cpu()  # for the XLA contender; sessions that do not ask for XLA are not affected
     from graph_nn.data import load_dataset
 
     if args.cluster:
@@ -491,7 +639,8 @@ def main(argv=None):
         args = parse_args(sys.argv[1:] if argv is None else argv)
         if not args.verbose:
             quiet_tensorflow()
-        commands = {"train": command_train, "cluster": command_cluster, "evaluate": command_evaluate,
+        commands = {"train": command_train, "cluster": command_cluster, "sweep": command_sweep,
+                    "evaluate": command_evaluate,
                     "summary": command_summary, "predict": command_predict, "compare": command_compare,
                     "parity": command_parity, "inspect": command_inspect, "export": command_export,
                     "bench": command_bench}

@@ -28,12 +28,12 @@ import traceback
 import numpy as np
 import tensorflow as tf
 
-from graph_nn import checkpoints, recovery, replicas
+from graph_nn import checkpoints, records, recovery, replicas
 from graph_nn.cluster import save_cluster, wait_for_listener
 from graph_nn.errors import ClusterFailed, GraphNNError, Interrupted, TrainingDiverged
 from graph_nn.loop import Meter, TrainingResult
 from graph_nn.model_summary import format_summary
-from graph_nn.runs import RunDir
+from graph_nn.runs import DIVERGED, FINISHED, STOPPED, RunDir, exclusive
 from graph_nn.sessions import session_config
 from graph_nn.signals import stop_requested_by_signals
 from graph_nn.summaries import Writers, scalars
@@ -202,6 +202,7 @@ class Worker:
         self.timeout = v1.RunOptions(timeout_in_ms=STEP_TIMEOUT_S * 1000)
         self.sess = self.writers = self.updates = None
         self.step = self.token = self.local_steps = 0
+        self.left = False
 
     def say(self, text):
         print(text, file=self.out, flush=True)
@@ -217,7 +218,7 @@ class Worker:
         self.sess = cluster_session(server.target, self.model.graph, filters)
         with contextlib.ExitStack() as stack:
             if task.is_chief:
-                stack.enter_context(recovery.exclusive(self.run_dir))
+                stack.enter_context(exclusive(self.run_dir))
             stack.enter_context(self.model.graph.as_default())
             stop = stack.enter_context(stop_requested_by_signals())
             try:
@@ -225,26 +226,37 @@ class Worker:
                 self.train(first_step, stop)
                 report = self.report_workers() if task.is_chief else None
                 self.leave(save=bool(stop))
+                if stop:
+                    raise Interrupted(self.stopped_message(stop), stop.exit_code)
             except tf.errors.OpError as e:
-                raise self.noting_checkpoint(lost(task, e)) from None  # nothing reaches the cluster any more
+                raise self.recorded(self.noting_checkpoint(lost(task, e)), STOPPED) from None  # the cluster is gone
             except Stalled as e:
                 self.leave(save=True)
-                raise self.noting_checkpoint(e) from None
-            except GraphNNError:
+                raise self.recorded(self.noting_checkpoint(e), STOPPED) from None
+            except GraphNNError as e:
                 self.leave(save=False)
-                raise
+                raise self.recorded(e, DIVERGED if isinstance(e, TrainingDiverged) else STOPPED) from None
             finally:
                 if self.writers:
                     self.writers.close()
-        if stop:
-            raise Interrupted(self.stopped_message(stop), stop.exit_code)
         if not task.is_chief:
             self.say(f"{task.name} done at step {self.step} after {self.local_steps} batches")
             return 0
         self.say(report)
-        finish(TrainingResult(str(self.run_dir), self.step, self.trainer.history), self.dataset,
-               self.run_dir.path.parent, self.out)
+        self.recorded(None, FINISHED)
+        result = TrainingResult(str(self.run_dir), self.step, self.trainer.history, FINISHED, self.trainer.best.step)
+        finish(result, self.dataset, self.run_dir.path.parent, self.out)
         return 0
+
+    def recorded(self, error, status):
+        """error, once the chief has recorded in result.json how its training ended (as a single-process run's
+        train.run_and_record does); a record that cannot be written must not replace the error's sentence."""
+        if self.task.is_chief and self.writers:
+            step = self.step if status == FINISHED else self.trainer.saved_step or 0
+            with contextlib.suppress(GraphNNError, OSError):
+                records.record_end(self.run_dir, self.config, status, step, len(self.trainer.dataset.train),
+                                   self.trainer.best.step, message=str(error) if error else None)
+        return error
 
     def wait_for_parameter_servers(self):
         """A session's first run waits for a missing ps for ever: no TensorFlow timeout applies to it."""
@@ -318,7 +330,7 @@ class Worker:
         try:
             while self.step < total and not stop:
                 # This worker's next batch, whichever global step it goes into.
-                feed = self.schedule.feed(self.model, self.dataset.train, self.local_steps + 1)
+                feed = self.schedule.feed(self.model, self.trainer.dataset.train, self.local_steps + 1)
                 trained = self.train_step(feed, stop)
                 if trained is None:
                     continue
@@ -446,15 +458,21 @@ class Worker:
     # ---- the end ---------------------------------------------------------------------------------------
 
     def leave(self, save):
-        """This worker's end while the cluster still answers: the chief's checkpoint, the parameter servers told."""
-        if save and self.writers and self.trainer.saved_step != self.step:
-            self.trainer.save(self.sess, self.writers, self.step)
-        for done in self.parts.done:
-            with contextlib.suppress(tf.errors.OpError):  # a ps already gone has nothing to wait for
-                self.sess.run(done, options=self.timeout)
-        close(self.sess)
-        if self.updates:
-            self.updates.join()
+        """This worker's end while the cluster still answers: the chief's checkpoint, the parameter servers told.
+        Once: an error raised after it (a stop's, say) leaves nothing more to do."""
+        if self.left:
+            return
+        self.left = True
+        try:
+            if save and self.writers and self.trainer.saved_step != self.step:
+                self.trainer.save(self.sess, self.writers, self.step)
+        finally:  # a checkpoint that could not be written still lets the parameter servers end
+            for done in self.parts.done:
+                with contextlib.suppress(tf.errors.OpError):  # a ps already gone has nothing to wait for
+                    self.sess.run(done, options=self.timeout)
+            close(self.sess)
+            if self.updates:
+                self.updates.join()
 
     def report_workers(self):
         steps = self.sess.run(self.parts.worker_steps, options=self.timeout)
@@ -480,4 +498,4 @@ class Worker:
         if self.task.is_chief:
             return self.trainer.diverged(f"the loss became {loss}", step)
         return TrainingDiverged(f"the loss became {loss} at step {step} on {self.task.name}; the chief keeps the "
-                                f"last good checkpoint")
+                                f"last good checkpoint", step)

@@ -84,6 +84,9 @@ def compare(config, dataset, recipe_name=None, logdir="logs", out=None, keras_ve
         raise GraphNNError("compare counts training in epochs, as Keras's fit does; give --epochs instead of --steps.")
     if repeats < 1:
         raise GraphNNError(f"--repeats must be positive, got {repeats}.")
+    if config.validation_split or config.early_stop:
+        raise GraphNNError("compare trains both sides on the whole training set for whole epochs, as the articles' "
+                           "fit does; give no --validation-split or --early-stop.")
     recipe_name = recipe_name_for(config, recipe_name)
     recipe = RECIPES[recipe_name]
     comparison = Comparison(config, recipe_name, [], [], [])

@@ -13,6 +13,18 @@ INITS = ("glorot_uniform", "random_normal")
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
 SEMANTICS = ("tf1", "keras")  # whose optimizer formulas and defaults graph mode uses
 BATCHING = ("shuffle", "sequential")
+CONTROL_FLOWS = ("v1", "v2")  # TF1's while_loop frame, or TF2's functional While (graph_nn/in_graph_loop.py)
+# Grappler's passes as its meta-optimizer log names them, and the RewriterConfig field that switches each off
+# (graph_nn/sessions.py sets it); --rewrite-off takes the names.  "meta_optimizer" is all of them at once.
+GRAPPLER_PASSES = {
+    "model_pruner": "disable_model_pruning", "implementation_selector": "implementation_selector",
+    "function_optimizer": "function_optimization", "common_subgraph_elimination": "common_subgraph_elimination",
+    "constant_folding": "constant_folding", "shape_optimizer": "shape_optimization",
+    "arithmetic_optimizer": "arithmetic_optimization", "layout": "layout_optimizer", "remapper": "remapping",
+    "loop_optimizer": "loop_optimization", "dependency_optimizer": "dependency_optimization",
+    "memory_optimizer": "memory_optimization", "tfg_optimizer": "disable_tfg_optimizer",
+    "meta_optimizer": "disable_meta_optimizer",
+}
 
 
 @dataclasses.dataclass
@@ -32,18 +44,40 @@ class TrainConfig:
     steps: int | None = None  # when set, the run is counted in steps instead of epochs
     batching: str = "shuffle"
     seed: int = 0
-    eval_every: int | None = None  # steps between test-set evaluations; None: once per epoch
+    eval_every: int | None = None  # steps between evaluations; None: once per epoch
+    validation_split: int = 0  # the last N training examples validate; 0: the test set does (as the articles)
+    early_stop: int | None = None  # evaluations without a lower validation loss that end the run
     print_every: int | None = None  # steps between printed lines; None: a progress bar per epoch
     log_every: int = 50  # steps between train-scalar summaries
     histogram_every: int = 200  # steps between histogram summaries
     checkpoint_every: int | None = None  # steps between extra checkpoints
     trace_steps: tuple = ()  # global steps whose training sess.run is fully traced (RunMetadata)
+    profile_steps: tuple = ()  # (first, last): the global steps tf.profiler records, for the Profile tab
+    debug_dump: bool = False  # a Debugger V2 dump of the training graph's executions
+    steps_per_run: int = 1  # training steps per Session.run; above 1 a while_loop runs them inside the graph
+    rewrites_off: tuple = ()  # Grappler passes switched off in the training session (GRAPPLER_PASSES)
+    xla: bool = False  # XLA auto-clustering of the training session
     preset: str | None = None
 
     def __post_init__(self):
         if self.momentum is None:
             self.momentum = 0.9 if self.optimizer == "momentum" else 0.0
-        self.trace_steps = tuple(self.trace_steps)  # config.json gives a list back
+        # config.json gives lists back
+        self.trace_steps, self.profile_steps = tuple(self.trace_steps), tuple(self.profile_steps)
+        self.rewrites_off = tuple(self.rewrites_off)
+
+    @property
+    def validation(self):
+        """What the run validates on, in words."""
+        if self.validation_split:
+            return f"the last {self.validation_split:,} training examples"
+        return "the test set"
+
+    @property
+    def final_checkpoint(self):
+        """The checkpoint that is the run's result: with early stopping its best (lowest validation loss), else
+        its last, as Keras's EarlyStopping(restore_best_weights=True) and fit() leave them."""
+        return "best" if self.early_stop else "latest"
 
     def to_json(self):
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -136,19 +170,27 @@ def validate(config):
         value = getattr(config, field)
         if value not in allowed:
             raise GraphNNError(f"unknown {field} '{value}'; choose one of {', '.join(allowed)}.")
-    positive = ["learning_rate", "batch_size", "epochs", "log_every", "histogram_every"]
-    optional = ("steps", "eval_every", "print_every", "checkpoint_every")
+    positive = ["learning_rate", "batch_size", "epochs", "log_every", "histogram_every", "steps_per_run"]
+    optional = ("steps", "eval_every", "print_every", "checkpoint_every", "early_stop")
     positive += [field for field in optional if getattr(config, field) is not None]
     for field in positive:
         if not getattr(config, field) > 0:
             raise GraphNNError(f"--{field.replace('_', '-')} must be positive, got {getattr(config, field)}.")
     if any(not step > 0 for step in config.trace_steps):
         raise GraphNNError(f"--trace-steps must be positive step numbers, got {list(config.trace_steps)}.")
+    if config.profile_steps and not (len(config.profile_steps) == 2 and 0 < config.profile_steps[0]
+                                     <= config.profile_steps[1]):
+        raise GraphNNError(f"--profile-steps takes the first and the last step of a range, e.g. 10,20, "
+                           f"got {','.join(map(str, config.profile_steps))}.")
+    for name in config.rewrites_off:
+        if name not in GRAPPLER_PASSES:
+            raise GraphNNError(f"unknown Grappler pass '{name}'; choose from {', '.join(GRAPPLER_PASSES)}.")
     for field in ("momentum", "rho", "beta1", "beta2"):
         if not 0 <= getattr(config, field) < 1:
             raise GraphNNError(f"--{field} must be in [0, 1), got {getattr(config, field)}.")
-    if config.seed < 0:
-        raise GraphNNError(f"--seed must be zero or positive, got {config.seed}.")
+    for field in ("seed", "validation_split"):
+        if getattr(config, field) < 0:
+            raise GraphNNError(f"--{field.replace('_', '-')} must be zero or positive, got {getattr(config, field)}.")
     if config.epsilon is not None and not config.epsilon > 0:
         raise GraphNNError(f"--epsilon must be positive, got {config.epsilon}.")
     if config.batching == "sequential" and config.steps is None:

@@ -1,10 +1,11 @@
-"""What a finished run adds to TensorBoard beyond scalars, histograms and the graph.
+"""What a run adds to TensorBoard beyond scalars, histograms and the graph.
 
-    RUN/              hparams: the run's hyper-parameters and which scalars are its metrics (HParams tab)
-    RUN/evaluation/   the report's pictures and a few input digits (Images), one PR curve per digit (PR Curves),
+    RUN/              hparams: the run's hyper-parameters, its status and which scalars are its metrics (HParams
+                      tab), written when its training ends, however it ends
+    RUN/evaluation/   the report's pictures and a few input digits (Images), one PR curve per class (PR Curves),
                       the last hidden layer's activations with labels and a sprite (Projector)
 
-Everything here is written once, after training, so the training loop itself stays as fast as before.
+Everything here is written after training, so the training loop itself stays as fast as before.
 """
 import io
 import math
@@ -18,16 +19,21 @@ from tensorboard.plugins.pr_curve import summary as pr_curve_summary
 from tensorboard.plugins.projector import projector_config_pb2
 
 from graph_nn import config as config_module
-from graph_nn.data import IMAGE_SIZE, NUM_CLASSES
+from graph_nn.data import DIGITS, IMAGE_SIZE
 from graph_nn.errors import GraphNNError
-from graph_nn.runs import PROJECTOR_FILES, RunDir
+from graph_nn.runs import DIVERGED, EARLY_STOPPED, FINISHED, PROJECTOR_FILES, STATUSES, STOPPED, RunDir
 
 v1 = tf.compat.v1
 INPUT_DIGITS = 6
 PROJECTOR_DIGITS = 2000
-# The scalars the HParams tab shows per run: (run sub-directory, tag, display name).
-METRICS = (("validation", "accuracy", "test accuracy"), ("validation", "loss", "test loss"),
-           ("train", "loss", "train loss"))
+# The scalars the HParams tab shows per run: (run sub-directory, tag, display name).  A metric is the last value
+# logged: for validation, the last evaluation's; for test, the report's.
+METRICS = (("validation", "accuracy", "validation accuracy"), ("validation", "loss", "validation loss"),
+           ("test", "accuracy", "test accuracy"), ("test", "loss", "test loss"), ("train", "loss", "train loss"))
+# The HParams tab's own status of a session, beside ours (an hparam, which the table shows by name).  TensorBoard
+# 2.21 has no "aborted": a stopped run, neither a success nor a failure, is "unknown" there.
+SESSION_STATUS = {FINISHED: api_pb2.STATUS_SUCCESS, EARLY_STOPPED: api_pb2.STATUS_SUCCESS,
+                  STOPPED: api_pb2.STATUS_UNKNOWN, DIVERGED: api_pb2.STATUS_FAILURE}
 
 
 def file_writer(directory):
@@ -64,18 +70,20 @@ def write_images(writer, step, pictures, images, labels):
     writer.add_summary(v1.Summary(value=values), step)
 
 
-def write_pr_curves(writer, step, labels, probabilities):
-    """One precision/recall curve per digit: that digit against all the others, by its softmax probability."""
-    for digit in range(NUM_CLASSES):
-        summary = pr_curve_summary.pb(f"digit_{digit}", labels == digit, probabilities[:, digit].astype(np.float32),
-                                      display_name=f"digit {digit}")
+def write_pr_curves(writer, step, labels, probabilities, classes=DIGITS):
+    """One precision/recall curve per class: that class against all the others, by its softmax probability."""
+    for label, name in enumerate(classes):
+        tag, display_name = (f"digit_{label}", f"digit {label}") if classes == DIGITS else (f"class_{label}", name)
+        summary = pr_curve_summary.pb(tag, labels == label, probabilities[:, label].astype(np.float32),
+                                      display_name=display_name)
         writer.add_summary(summary, step)
 
 
-def hparams_of(config, global_step, train_examples):
+def hparams_of(config, global_step, train_examples, status):
     return {"model": config.model, "optimizer": config.optimizer, "learning_rate": config.learning_rate,
             "batch_size": config.batch_size, "epochs": round(global_step * config.batch_size / train_examples, 2),
-            "steps": global_step, "init": config.init, "seed": config.seed, "preset": config.preset or ""}
+            "steps": global_step, "init": config.init, "seed": config.seed, "preset": config.preset or "",
+            "validation": config.validation, "early_stop": config.early_stop or 0, "status": status}
 
 
 def experiment():
@@ -90,19 +98,28 @@ def experiment():
     hparams = [discrete("model", config_module.MODELS), discrete("optimizer", config_module.OPTIMIZERS),
                number("learning_rate"), number("batch_size"), number("epochs"), number("steps"),
                discrete("init", config_module.INITS), number("seed"),
-               discrete("preset", ("",) + tuple(config_module.PRESETS))]
+               discrete("preset", ("",) + tuple(config_module.PRESETS)),
+               api_pb2.HParamInfo(name="validation", type=api_pb2.DATA_TYPE_STRING), number("early_stop"),
+               discrete("status", STATUSES)]
     metrics = [api_pb2.MetricInfo(name=api_pb2.MetricName(group=group, tag=tag), display_name=name)
                for group, tag, name in METRICS]
     return hparams_summary.experiment_pb(hparams, metrics)
 
 
-def write_hparams(run_dir, config, global_step, train_examples, start_time):
+def write_hparams(run_dir, config, global_step, train_examples, start_time, status):
+    """The run's HParams row, replacing the one of an earlier session (a stopped run, now resumed).
+
+    Replacing, not adding: TensorBoard keeps the first session information it reads for a run.
+    """
+    run_dir = RunDir(run_dir)
+    for earlier in run_dir.hparams_event_files():
+        earlier.unlink()
     writer = file_writer(run_dir)
     try:
         writer.add_summary(experiment().SerializeToString(), global_step)
-        writer.add_summary(hparams_summary.session_start_pb(hparams_of(config, global_step, train_examples),
-                                                            start_time_secs=start_time), global_step)
-        writer.add_summary(hparams_summary.session_end_pb(api_pb2.STATUS_SUCCESS), global_step)
+        hparams = hparams_of(config, global_step, train_examples, status)
+        writer.add_summary(hparams_summary.session_start_pb(hparams, start_time_secs=start_time), global_step)
+        writer.add_summary(hparams_summary.session_end_pb(SESSION_STATUS[status]), global_step)
     finally:
         writer.close()
 
@@ -133,14 +150,14 @@ def save_embedding(path, name, activations):
             saver.save(sess, str(path), write_meta_graph=False)
 
 
-def write_projector(run_dir, name, activations, images, labels, predictions):
+def write_projector(run_dir, name, activations, images, labels, predictions, classes=DIGITS):
     """The run's evaluation/projector_config.pbtxt with the embedding, labels (metadata.tsv) and sprite beside it.
 
     The directory must also hold an event file: the projector only looks into TensorBoard's runs.
     """
     run_dir = RunDir(run_dir)
     save_embedding(run_dir.projector_file("checkpoint"), name, activations.reshape(len(activations), -1))
-    rows = ["label\tpredicted\tcorrect"] + [f"{t}\t{p}\t{'yes' if t == p else 'no'}"
+    rows = ["label\tpredicted\tcorrect"] + [f"{classes[t]}\t{classes[p]}\t{'yes' if t == p else 'no'}"
                                             for t, p in zip(labels, predictions)]
     run_dir.projector_file("metadata").write_text("\n".join(rows) + "\n")
     run_dir.projector_file("sprite").write_bytes(sprite(images))

@@ -3,7 +3,7 @@
 MNIST's digits are light ink on a black field, the ink's bounding box scaled (keeping its aspect ratio,
 anti-aliased) to fit a 20x20 box, and placed in a 28x28 image so that the ink's centre of mass is at the
 centre. A scan is dark ink on light paper, any size, anywhere on the page; fed as it is, a network trained on
-MNIST sees nothing it knows. prepare() goes: grayscale -> polarity to light-on-dark -> background removed ->
+MNIST sees nothing it knows. prepare() goes: grayscale -> polarity to light-on-dark -> paper removed ->
 crop to the ink -> fit 20x20 -> centre of mass at (14, 14) of 28x28 -> floats in [0, 1], as data.py gives them.
 """
 import numpy as np
@@ -15,6 +15,9 @@ BOX = 20  # MNIST's digits fit a 20x20 box inside the 28x28 field
 CENTRE = 14.0  # where MNIST's centres of mass lie, in pixel indices (measured on the test set: 13.99, 14.00)
 MIN_CONTRAST = 0.15  # ink must differ this much (of the full 0..1 range) from the background to count as a digit
 INK_THRESHOLD = 0.3  # of the ink's full strength: fainter pixels are paper texture or compression noise
+FIT_PIXELS = 2_500  # at most this many pixels, evenly spread, fit the paper's level
+PAPER_FIT_ROUNDS = 4  # fits of the paper's level, each without the ink the one before found
+MIN_GRAIN = 0.01  # a floor for the paper's spread: a flat synthetic background has none
 
 
 def load_grayscale(path):
@@ -42,10 +45,44 @@ def load_grayscale(path):
     return gray
 
 
+def quadratic_terms(y, x):
+    """The six terms of a quadratic surface at coordinates y, x (arrays that broadcast together)."""
+    return 1.0, x, y, x * x, x * y, y * y
+
+
+def paper_level(gray, light):
+    """The paper's grey level at every pixel: a quadratic surface fitted to the pixels that are not ink.
+
+    A page lit from one side, or brighter in the middle, has paper darker in places than the ink elsewhere:
+    against one level for the whole page, the shadowed paper would count as ink.  The fit starts from every
+    pixel, then leaves out those more than 3 standard deviations of the paper's grain on the ink's side, and
+    is refitted; a digit is a minority of a page's pixels, and a quadratic cannot follow its strokes.
+    """
+    height, width = gray.shape
+    y, x = np.linspace(-1, 1, height, dtype=np.float32), np.linspace(-1, 1, width, dtype=np.float32)
+    step = max(1, int(np.sqrt(height * width / FIT_PIXELS)))  # an even sample is enough for six coefficients
+    sample = gray[::step, ::step].ravel()
+    design = np.stack(np.broadcast_arrays(*quadratic_terms(y[::step, None], x[None, ::step])), axis=-1)
+    design = design.reshape(len(sample), -1)
+    ink_side = -1 if light else 1
+    paper = np.ones(len(sample), dtype=bool)
+    for _ in range(PAPER_FIT_ROUNDS):
+        chosen = design[paper]
+        # The normal equations: 6x6, where lstsq on the pixels themselves costs 20 ms a page (lstsq, not solve,
+        # for an image one pixel high or wide, whose terms are not independent).
+        coefficients = np.linalg.lstsq(chosen.T @ chosen, chosen.T @ sample[paper], rcond=None)[0]
+        residual = ink_side * (sample - design @ coefficients)
+        grain = 1.4826 * np.median(np.abs(residual[paper] - np.median(residual[paper])))  # a robust deviation
+        paper = residual <= max(3 * grain, MIN_GRAIN)
+    return sum(c * term for c, term in zip(coefficients.astype(np.float32), quadratic_terms(y[:, None], x[None, :])))
+
+
 def ink_strength(gray, path):
-    """Light-on-dark ink in [0, 1] with the background at 0; the background is the most common level."""
-    background = float(np.median(gray))
-    ink = gray - background if background < 0.5 else background - gray
+    """Light-on-dark ink in [0, 1] with the paper at 0; the most common grey level tells the paper's polarity."""
+    light = float(np.median(gray)) >= 0.5
+    ink = gray - paper_level(gray, light)
+    if light:
+        ink = -ink
     strength = float(ink.max())
     if strength < MIN_CONTRAST:
         raise GraphNNError(f"{path}: no digit found (the image is blank or has almost no contrast).")

@@ -8,9 +8,13 @@ class GraphNNError(Exception):
 
 
 class TrainingDiverged(GraphNNError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+    """The loss or the weights became NaN or infinite at `step`; the last good checkpoint is kept."""
 
     exit_code = 3
+
+    def __init__(self, message, step):
+        super().__init__(message)
+        self.step = step
 
 
 class Interrupted(GraphNNError):

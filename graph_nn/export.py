@@ -29,6 +29,7 @@ class Exported:
     frozen_bytes: int
     restored_nodes: int  # of the inference graph the checkpoint was restored into, its Saver included
     saved_model_dir: pathlib.Path
+    step: int  # the global step of the checkpoint exported
 
 
 def output_names(model):
@@ -51,12 +52,14 @@ def write_saved_model(sess, model, path):
     builder.save()
 
 
-def export_run(run_dir):
-    """Writes run_dir/export/ (replacing an earlier export) from the run's latest checkpoint."""
+def export_run(run_dir, which=None):
+    """Writes run_dir/export/ (replacing an earlier export) from the run's final (or "best" or "latest")
+    checkpoint."""
     run_dir = RunDir(run_dir)
-    with restored_session(run_dir) as (sess, model, _):
+    with restored_session(run_dir, which) as (sess, model, _):
         frozen = freeze(sess, model)
         restored_nodes = len(model.graph.as_graph_def().node)
+        step = int(sess.run(model.global_step))
         try:
             shutil.rmtree(run_dir.export, ignore_errors=True)
             run_dir.export.mkdir()
@@ -65,11 +68,12 @@ def export_run(run_dir):
         except OSError as e:
             raise GraphNNError(f"{run_dir.export}: cannot write the export ({e.strerror or e}).") from None
     return Exported(run_dir.frozen_graph, len(frozen.node), run_dir.frozen_graph.stat().st_size, restored_nodes,
-                    run_dir.saved_model)
+                    run_dir.saved_model, step)
 
 
 def format_export(exported):
-    return (f"Frozen GraphDef: {exported.frozen_path} - {exported.frozen_nodes} nodes, {exported.frozen_bytes:,} "
+    return (f"Exported the checkpoint of step {exported.step:,}\n"
+            f"Frozen GraphDef: {exported.frozen_path} - {exported.frozen_nodes} nodes, {exported.frozen_bytes:,} "
             f"bytes (the restored inference graph, with its Saver: {exported.restored_nodes} nodes)\n"
             f"SavedModel:      {exported.saved_model_dir} - signature {SIGNATURE}: x -> probabilities, class")
 
@@ -78,7 +82,7 @@ def frozen_session_config():
     """Grappler's remapper fuses MatMul+BiasAdd+Relu; with the weights now constants, oneDNN packs them once
     and sums in another order, which moves probabilities by up to ~1.3e-6 from the checkpoint's. Without the
     fusion the frozen graph computes exactly what the checkpoint's graph does."""
-    return session_config(rewrites_off=("remapping",))
+    return session_config(rewrites_off=("remapper",))
 
 
 def frozen_predictions(path, images):
@@ -101,16 +105,16 @@ def saved_model_predictions(path, images):
         return tuple(inference.run_batched(sess, outputs, signature.inputs["x"].name, images))
 
 
-def checkpoint_probabilities(run_dir, images):
-    with restored_session(run_dir) as (sess, model, _):
+def checkpoint_probabilities(run_dir, images, which=None):
+    with restored_session(run_dir, which) as (sess, model, _):
         return inference.probabilities(sess, model, images)
 
 
-def check_export(run_dir, dataset):
+def check_export(run_dir, dataset, which=None):
     """{export: max |probability difference| against the checkpoint} over the test images."""
     run_dir = RunDir(run_dir)
     images = dataset.test.images
-    expected = checkpoint_probabilities(run_dir, images)
+    expected = checkpoint_probabilities(run_dir, images, which)
     reloaded = {"frozen GraphDef": frozen_predictions(run_dir.frozen_graph, images),
                 "SavedModel": saved_model_predictions(run_dir.saved_model, images)}
     return {name: float(np.abs(probabilities - expected).max()) for name, (probabilities, _) in reloaded.items()}

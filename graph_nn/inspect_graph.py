@@ -10,11 +10,14 @@ import dataclasses
 import pathlib
 
 import tensorflow as tf
+from tensorflow.core.protobuf import config_pb2, meta_graph_pb2
+from tensorflow.python.grappler import tf_optimizer
 
-from graph_nn import checkpoints, tracing
-from graph_nn.config import load_config
+from graph_nn import checkpoints, profiling, tracing
+from graph_nn.config import CNN_FILTERS, HIDDEN_UNITS, load_config
+from graph_nn.data import IMAGE_SIZE
 from graph_nn.errors import GraphNNError
-from graph_nn.model import build_graph, train_fetches
+from graph_nn.model import INPUT_SIZE, build_graph, train_fetches
 from graph_nn.runs import RunDir
 from graph_nn.schedule import BatchSchedule
 from graph_nn.sessions import session_config
@@ -47,7 +50,7 @@ class TrainingCall:
 class Flops:
     batch_size: int
     forward_per_example: int  # input -> logits
-    train_per_step: int  # everything one training sess.run depends on, for one batch
+    train_per_step: int  # everything one training sess.run runs, for one batch
     train_by_type: dict  # op type -> FLOPs of the training step
 
 
@@ -115,8 +118,31 @@ def training_call(model):
                                                     if op.name not in needed))
 
 
+def executed_graph_def(graph, fetches):
+    """The pruned sub-graph of `fetches` less the ops Grappler's dependency optimizer removes before a run.
+
+    compute_gradients gates each op's gradients together, so the gradients with respect to the placeholders
+    (the first layer's input gradient, the loss's gradient with respect to the labels) stay in the pruned graph
+    as control inputs of a gate although nothing reads them.  The dependency optimizer, one of the passes every
+    Session.run applies, drops them: a traced step does not run them (tests/test_inspect.py checks both).
+    """
+    pruned = tf.Graph()
+    with pruned.as_default():
+        tf.import_graph_def(pruned_graph_def(graph, fetches), name="")
+        meta_graph = v1.train.export_meta_graph(graph=pruned)
+    names = [fetch.op.name if isinstance(fetch, tf.Tensor) else fetch.name for fetch in fetches]
+    meta_graph.collection_def["train_op"].CopyFrom(meta_graph_pb2.CollectionDef(
+        node_list=meta_graph_pb2.CollectionDef.NodeList(value=names)))
+    config = config_pb2.ConfigProto()
+    # This pass alone: the others fuse ops (MatMul + BiasAdd + Relu) into kernels the profiler cannot count.
+    config.graph_options.rewrite_options.optimizers.append("dependency")
+    config.graph_options.rewrite_options.min_graph_nodes = -1  # small graphs too
+    return tf_optimizer.OptimizeGraph(config, meta_graph)
+
+
 def profiled_flops(graph_def):
-    """{op name: FLOPs} of a GraphDef, from the tfprof profiler (ops without a registered FLOP count have none)."""
+    """{op name: (op type, FLOPs)} of a GraphDef, from the tfprof profiler (ops without a registered FLOP count
+    have none)."""
     graph = tf.Graph()
     with graph.as_default():
         tf.import_graph_def(graph_def, name="")
@@ -129,17 +155,58 @@ def profiled_flops(graph_def):
 def flops(config, batch_size=None):
     """FLOPs of the forward pass per example and of one training step, for a graph with a static batch size.
 
-    Only the ops a run depends on are counted: the variables' initializer ops are outside those sub-graphs.
+    Only the ops a run executes are counted: the variables' initializer ops are outside the fetches'
+    sub-graphs, and the gradients nothing reads are removed as the runtime removes them (executed_graph_def).
     """
     batch_size = batch_size or config.batch_size
     model = build_graph(config, batch_size=batch_size)
-    forward = profiled_flops(pruned_graph_def(model.graph, [model.logits]))
-    train = profiled_flops(pruned_graph_def(model.graph, train_fetches(model)))
+    forward = profiled_flops(executed_graph_def(model.graph, [model.logits]))
+    train = profiled_flops(executed_graph_def(model.graph, train_fetches(model)))
     by_type = collections.Counter()
     for op_type, count in train.values():
         by_type[op_type] += count
     forward_total = sum(count for _, count in forward.values())
     return Flops(batch_size, forward_total // batch_size, sum(by_type.values()), dict(by_type.most_common()))
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerProduct:
+    """A layer's product for one example: `positions` output positions (1 for a dense layer), each of
+    `fan_in` x `fan_out` multiply-accumulates (a 3x3 convolution's fan_in is 9 x its input channels)."""
+    layer: str  # the layer's scope
+    op_type: str  # MatMul or Conv2D
+    input_positions: int
+    positions: int
+    fan_in: int
+    fan_out: int
+
+    @property
+    def macs(self):
+        return self.positions * self.fan_in * self.fan_out
+
+
+def layer_products(model_name):
+    """The model's MatMuls and convolutions, input to output: the closed form behind training_flops."""
+    if model_name == "cnn":
+        products, size, channels = [], IMAGE_SIZE, 1
+        for i, filters in enumerate(CNN_FILTERS):
+            products.append(LayerProduct(f"conv{i + 1}", "Conv2D", size * size, (size - 2) ** 2, 9 * channels,
+                                         filters))
+            size, channels = size - 2, filters  # a VALID 3x3 convolution
+            if i < 2:
+                size //= 2  # a 2x2 max-pool
+        return products + [LayerProduct("output", "MatMul", 1, 1, size * size * channels, 10)]
+    units = (INPUT_SIZE,) + HIDDEN_UNITS[model_name] + (10,)
+    names = [f"hidden{i + 1}" for i in range(len(units) - 2)] + ["output"]
+    return [LayerProduct(name, "MatMul", 1, 1, a, b) for name, a, b in zip(names, units, units[1:])]
+
+
+def training_flops(model_name, batch_size):
+    """FLOPs of the products one training step runs, two per multiply-accumulate: every layer's forward product
+    and its gradient with respect to the kernel, and for every layer but the first the gradient with respect to
+    its input (the first layer's input is the images: executed_graph_def says why that one never runs)."""
+    products = layer_products(model_name)
+    return sum(2 * batch_size * p.macs * (2 if i == 0 else 3) for i, p in enumerate(products))
 
 
 def logged_graph(run_dir):
@@ -172,6 +239,12 @@ def run_report(run_dir, out):
     print(f"Graph logged by {run_dir}/train: {len(graph_def.node)} ops", file=out)
     print_counter(collections.Counter(top_level_scope(node.name) for node in graph_def.node), out)
     print(f"Traced steps (run-metadata tags): {', '.join(traced) if traced else 'none'}", file=out)
+    trace = profiling.newest_trace(run_dir)
+    if trace:
+        print(f"Profiled steps: {trace}; the ops with the most self-time (the Profile tab's framework op stats):",
+              file=out)
+        print_table([(f"{micros:>9,.0f} us", f"{count}x", kernel, name)
+                     for kernel, name, count, micros in profiling.op_stats(trace)], out)
     prefix, contents, files = checkpoint_contents(run_dir)
     print(f"\nCheckpoint {prefix}: {len(contents)} tensors", file=out)
     print_table([(name, shape) for name, shape in contents], out)
@@ -196,7 +269,7 @@ def trace_step(config, dataset):
     with model.graph.as_default():
         init = v1.global_variables_initializer()
     schedule = BatchSchedule(config, len(dataset.train))
-    with v1.Session(graph=model.graph, config=session_config()) as sess:
+    with v1.Session(graph=model.graph, config=session_config(config.rewrites_off)) as sess:
         sess.run(init)
         sess.run(train_fetches(model), schedule.feed(model, dataset.train, 1))
         _, metadata = tracing.traced_run(sess, train_fetches(model), schedule.feed(model, dataset.train, 2))
@@ -248,7 +321,8 @@ def report(config, out, pbtxt=None, dataset=None):
           file=out)
     print("  " + ", ".join(f"{scope} {count}" for scope, count in call.left_out.most_common()), file=out)
     counted = flops(config)
-    print(f"\nFLOPs (tf.compat.v1.profiler, static batch {counted.batch_size}, initializers excluded):", file=out)
+    print(f"\nFLOPs (tf.compat.v1.profiler, static batch {counted.batch_size}, initializers and unread "
+          f"gradients excluded):", file=out)
     print(f"  forward pass, per example: {counted.forward_per_example:,}", file=out)
     print(f"  training step, per batch:  {counted.train_per_step:,}", file=out)
     print_table([(op_type, f"{count:,}") for op_type, count in counted.train_by_type.items()], out)

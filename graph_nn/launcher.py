@@ -1,6 +1,6 @@
 """`python run.py cluster`: a whole cluster on this machine, as the processes a user would start by hand.
 
-Each task is `python run.py train --job-name JOB --task-index N --ps-hosts ... --worker-hosts ...` on a free
+Each task is `python -m graph_nn train --job-name JOB --task-index N --ps-hosts ... --worker-hosts ...` on a free
 port of 127.0.0.1, in its own process group; every line it prints comes out here prefixed with its task
 (`[worker 1] ...`).  Ctrl-C (or SIGTERM) is passed on to the workers as SIGINT, so the chief saves a
 checkpoint; a second Ctrl-C kills every task.  Every wait is bounded: once the chief has ended, the other
@@ -23,14 +23,24 @@ from graph_nn.errors import ClusterFailed, Interrupted
 WORKER_GRACE_S = 60  # the other workers' time to end after the chief has (their steps time out within 5 s)
 PS_GRACE_S = 15  # the parameter servers' time to end after the last worker (they end as soon as all are done)
 KILL_GRACE_S = 10  # after SIGTERM, before SIGKILL
-RUN_PY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "run.py")
+CLI = [sys.executable, "-m", "graph_nn"]  # == python run.py, in a process of its own
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PR_SET_PDEATHSIG = 1
 
 
+def child_environment():
+    """The environment of a task: this very graph_nn importable, installed or not (as the sweep's runs have it),
+    output unbuffered, and no TF_CONFIG: the flags give the cluster, and both together are refused."""
+    environment = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=os.pathsep.join(
+        filter(None, [PACKAGE_PARENT, os.environ.get("PYTHONPATH")])))
+    environment.pop("TF_CONFIG", None)
+    return environment
+
+
 def task_commands(jobs, worker_args, ps_args):
-    """{task name: argv} of every task: `python run.py train --job-name ...` with the cluster's hosts."""
+    """{task name: argv} of every task: `python -m graph_nn train --job-name ...` with the cluster's hosts."""
     hosts = ["--ps-hosts", ",".join(jobs["ps"]), "--worker-hosts", ",".join(jobs["worker"])]
-    return {f"{job} {index}": [sys.executable, RUN_PY, "train", "--job-name", job, "--task-index", str(index),
+    return {f"{job} {index}": [*CLI, "train", "--job-name", job, "--task-index", str(index),
                                *hosts, *(ps_args if job == "ps" else worker_args)]
             for job in ("ps", "worker") for index in range(len(jobs[job]))}
 
@@ -45,11 +55,9 @@ class Task:
     """One task's process and the threads that pass its lines on, prefixed with its name."""
 
     def __init__(self, name, argv, out, err, lock):
-        environment = dict(os.environ, PYTHONUNBUFFERED="1")
-        environment.pop("TF_CONFIG", None)  # the flags give the cluster; both together are refused
         self.name = name
         self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                        errors="backslashreplace", env=environment, start_new_session=True,
+                                        errors="backslashreplace", env=child_environment(), start_new_session=True,
                                         preexec_fn=die_with_parent if sys.platform == "linux" else None)
         self.readers = [threading.Thread(target=self.forward, args=(pipe, sink, lock), daemon=True)
                         for pipe, sink in ((self.process.stdout, out), (self.process.stderr, err))]
@@ -152,7 +160,7 @@ def run_cluster(jobs, worker_args, ps_args, run_dir, out=None):
     commands = task_commands(jobs, worker_args, ps_args)
     out = out or sys.stdout
     print(f"cluster: ps {', '.join(jobs['ps'])}; workers {', '.join(jobs['worker'])}; each task runs "
-          f"python run.py {' '.join(commands['worker 0'][2:])} (with its own --job-name and --task-index)",
+          f"python {' '.join(commands['worker 0'][1:])} (with its own --job-name and --task-index)",
           file=out, flush=True)
     cluster = Cluster(commands, out)
     cluster.wait()

@@ -87,7 +87,10 @@ class KerasAdam(v1.train.Optimizer):
             self._zeros_slot(var, "velocity", f"{self._name}/velocity")
 
     def iterations(self):
-        return self._get_non_slot_variable("iterations", graph=v1.get_default_graph())
+        # init_scope leaves a while_loop body's function graph for the graph that holds the variable, as
+        # TF1's AdamOptimizer does for its beta powers.
+        with v1.init_scope():
+            return self._get_non_slot_variable("iterations", graph=v1.get_default_graph())
 
     def step_size(self, lr, local_step):
         """Keras's alpha: the learning rate with Adam's bias correction of both moments."""

@@ -1,12 +1,13 @@
-"""Digits in the user's own image files, predicted by a trained run."""
+"""Digits (or the classes of another data set) in the user's own image files, predicted by a trained run."""
 import dataclasses
 
 import numpy as np
 
 from graph_nn import inference
+from graph_nn.data import DIGITS
 from graph_nn.digit_images import prepare
 from graph_nn.errors import GraphNNError
-from graph_nn.evaluate import restored_session
+from graph_nn.evaluate import restored_session, run_classes
 
 
 @dataclasses.dataclass
@@ -14,23 +15,26 @@ class Prediction:
     path: str
     probabilities: np.ndarray | None = None  # float [10], None when the file could not be read
     error: str | None = None
+    classes: tuple = DIGITS  # the run's class names
 
     @property
     def digit(self):
         return int(self.probabilities.argmax())
 
 
-def predict_files(run_dir, paths):
-    """One Prediction per path, in order; a file that cannot be read gets its error and the others go on."""
+def predict_files(run_dir, paths, which=None):
+    """One Prediction per path, in order, by the run's final (or "best" or "latest") checkpoint; a file that
+    cannot be read gets its error and the others go on."""
     predictions, images = [], []
+    classes = run_classes(run_dir)
     for path in paths:
         try:
             images.append(prepare(path))
-            predictions.append(Prediction(str(path)))
+            predictions.append(Prediction(str(path), classes=classes))
         except GraphNNError as e:
             predictions.append(Prediction(str(path), error=str(e)))
     if images:
-        with restored_session(run_dir) as (sess, model, _):
+        with restored_session(run_dir, which) as (sess, model, _):
             probabilities = iter(inference.probabilities(sess, model, np.stack(images)))
         for prediction in predictions:
             if prediction.error is None:
@@ -39,6 +43,6 @@ def predict_files(run_dir, paths):
 
 
 def format_prediction(prediction):
-    p = prediction.probabilities
-    return (f"{prediction.path}: {prediction.digit} (p={p[prediction.digit]:.4f})  "
-            + "  ".join(f"{digit}:{value:.3f}" for digit, value in enumerate(p)))
+    p, names = prediction.probabilities, prediction.classes
+    return (f"{prediction.path}: {names[prediction.digit]} (p={p[prediction.digit]:.4f})  "
+            + "  ".join(f"{name}:{value:.3f}" for name, value in zip(names, p)))

@@ -1,7 +1,6 @@
 """What it takes to continue a run exactly where it stopped: checkpoints that hold the loop's own state,
-only finite weights in them, and one process per run directory.
+only finite weights in them, and the same data (one process per run directory: runs.exclusive).
 """
-import contextlib
 import pathlib
 
 import tensorflow as tf
@@ -9,36 +8,40 @@ import tensorflow as tf
 from graph_nn.errors import GraphNNError
 from graph_nn.runs import RunDir
 
-try:
-    import fcntl
-except ImportError:  # Windows: no flock, so run directories go unlocked there
-    fcntl = None
-
 v1 = tf.compat.v1
 
 
 class LoopState:
-    """The running means behind the progress bar and the train scalars, saved inside every checkpoint.
+    """The running means behind the progress bar and the train scalars, and the early-stopping record (the
+    best validation loss, its step, the evaluations since), saved inside every checkpoint.
 
-    Without them a run resumed mid-epoch would average over the steps since the restart only, and its
-    progress and TensorBoard scalars would differ from those of the run never interrupted.  float64
-    holds the Python floats of progress.Meter exactly.
+    Without the means a run resumed mid-epoch would average over the steps since the restart only, and its
+    progress and TensorBoard scalars would differ from those of the run never interrupted; without the record
+    it would wait out its early-stopping patience afresh.  float64 holds the Python floats exactly.
     """
 
-    def __init__(self, graph, meters):
-        self.meters = meters
+    def __init__(self, graph, meters, best):
+        self.meters, self.best = meters, best
         with graph.as_default(), v1.variable_scope("loop_state"):
             self.variable = v1.get_variable("meters", [len(meters), 3], tf.float64,
                                             initializer=v1.zeros_initializer(), trainable=False)
+            self.best_variable = v1.get_variable("best", [3], tf.float64, initializer=v1.zeros_initializer(),
+                                                 trainable=False)
             self.value = v1.placeholder(tf.float64, [len(meters), 3], name="value")
-            self.assign = self.variable.assign(self.value, read_value=False)
+            self.best_value = v1.placeholder(tf.float64, [3], name="best_value")
+            self.assign = tf.group(self.variable.assign(self.value, read_value=False),
+                                   self.best_variable.assign(self.best_value, read_value=False), name="assign")
 
     def store(self, sess):
-        sess.run(self.assign, {self.value: [[m.count, m.loss, m.accuracy] for m in self.meters]})
+        best = self.best
+        sess.run(self.assign, {self.value: [[m.count, m.loss, m.accuracy] for m in self.meters],
+                               self.best_value: [best.step, best.loss, best.evaluations_since]})
 
     def load(self, sess):
-        for meter, (count, loss, accuracy) in zip(self.meters, sess.run(self.variable)):
-            meter.count, meter.loss, meter.accuracy = int(count), float(loss), float(accuracy)
+        meters, (step, loss, evaluations_since) = sess.run([self.variable, self.best_variable])
+        for meter, (count, mean_loss, accuracy) in zip(self.meters, meters):
+            meter.count, meter.loss, meter.accuracy = int(count), float(mean_loss), float(accuracy)
+        self.best.step, self.best.loss, self.best.evaluations_since = int(step), float(loss), int(evaluations_since)
 
 
 def all_variables_finite(graph):
@@ -50,25 +53,6 @@ def all_variables_finite(graph):
     with graph.as_default(), v1.name_scope("checks"):
         checks = [tf.reduce_all(tf.math.is_finite(v)) for v in v1.global_variables() if v.dtype.base_dtype.is_floating]
         return tf.reduce_all(tf.stack(checks), name="all_variables_finite")
-
-
-@contextlib.contextmanager
-def exclusive(run_dir):
-    """Holds the run directory for one process; a second one (a resume typed twice) is refused.
-
-    flock is released by the kernel however the process ends, SIGKILL included.
-    """
-    try:
-        lock = RunDir(run_dir).lock.open("a")
-    except OSError as e:
-        raise GraphNNError(f"{run_dir}: cannot write in the run directory ({e.strerror or e}).") from None
-    with lock:
-        if fcntl:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise GraphNNError(f"{run_dir} is being trained by another process right now.") from None
-        yield
 
 
 def record_data_source(run_dir, source):

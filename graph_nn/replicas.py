@@ -19,7 +19,6 @@ import tensorflow as tf
 from graph_nn.loop import Trainer
 from graph_nn.model import add_model, placeholders
 from graph_nn.optimizers import make_optimizer
-from graph_nn.schedule import BatchSchedule
 
 v1 = tf.compat.v1
 
@@ -122,7 +121,6 @@ def worker_graph(config, dataset, task, replication, out=None):
                 tokens, token = token_queue(global_step), v1.placeholder(tf.int64, [], name="token")
                 sync = SyncOps(optimizer.chief_init_op, optimizer.get_chief_queue_runner().enqueue_ops[0],
                                optimizer.local_step_init_op, tokens.dequeue(), tokens.enqueue(token), token)
-        schedule = BatchSchedule(config, len(dataset.train), task=task.index)
-        trainer = Trainer(config, dataset, out, model=model, schedule=schedule)
+        trainer = Trainer(config, dataset, out, model=model, task=task.index)
     return WorkerGraph(trainer, [step_after, model.loss, model.accuracy, count_step], worker_steps, uninitialized,
                        done, sync)

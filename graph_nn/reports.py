@@ -4,7 +4,7 @@ import dataclasses
 import numpy as np
 
 from graph_nn import inference
-from graph_nn.data import NUM_CLASSES
+from graph_nn.data import DIGITS, NUM_CLASSES
 
 FIRST_DIGITS = 10  # article 000 predicts test_images[0:10]
 
@@ -49,40 +49,53 @@ def format_probabilities(probabilities):
     return np.array2string(probabilities, precision=7, max_line_width=200, formatter={"float_kind": "{:.7e}".format})
 
 
-def first_digits_lines(evaluation, count=FIRST_DIGITS):
-    """Article 000's print-out (predictions[i], its argmax, its probability, the label) for the first digits."""
-    lines = [f"The first {count} test digits: probabilities of 0..9, prediction, label"]
+def words(classes):
+    """(what a class is, what the examples are) in the report: digits for MNIST, classes and images else."""
+    return ("digit", "digits") if classes == DIGITS else ("class", "images")
+
+
+def first_digits_lines(evaluation, classes, count=FIRST_DIGITS):
+    """Article 000's print-out (predictions[i], its argmax, its probability, the label) for the first examples."""
+    what = "0..9" if classes == DIGITS else f"the {NUM_CLASSES} classes"
+    lines = [f"The first {count} test {words(classes)[1]}: probabilities of {what}, prediction, label"]
     for i in range(min(count, len(evaluation.labels))):
         p = evaluation.probabilities[i]
         predicted = int(p.argmax())
         mark = "" if predicted == evaluation.labels[i] else "  <- wrong"
-        lines.append(f"  [{i}] {format_probabilities(p)}  predicted {predicted} (p={p[predicted]:.7f}) "
-                     f"label {evaluation.labels[i]}{mark}")
+        lines.append(f"  [{i}] {format_probabilities(p)}  predicted {classes[predicted]} (p={p[predicted]:.7f}) "
+                     f"label {classes[evaluation.labels[i]]}{mark}")
     return lines
 
 
-def precision_recall_lines(evaluation):
+def precision_recall_lines(evaluation, classes):
     precision, recall, support = evaluation.precision_recall()
-    lines = ["digit  precision  recall  support"]
-    for digit in range(NUM_CLASSES):
-        lines.append(f"{digit:>5}  {precision[digit]:>9.4f}  {recall[digit]:>6.4f}  {support[digit]:>7}")
+    width = max(5, *map(len, classes))
+    lines = [f"{words(classes)[0]:<{width}}  precision  recall  support"]
+    for label, name in enumerate(classes):
+        lines.append(f"{name:>{width}}  {precision[label]:>9.4f}  {recall[label]:>6.4f}  {support[label]:>7}")
     return lines
 
 
-def confusion_matrix_lines(evaluation):
+def confusion_matrix_lines(evaluation, classes):
+    kind = words(classes)[0]
     matrix = evaluation.confusion_matrix()
-    lines = ["Confusion matrix (rows: true digit, columns: predicted digit)",
-             "true\\pred" + "".join(f"{d:>6}" for d in range(NUM_CLASSES))]
-    for digit in range(NUM_CLASSES):
-        lines.append(f"{digit:>9}" + "".join(f"{count:>6}" for count in matrix[digit]))
+    width = max(9, *map(len, classes))
+    # Columns are numbered: names would make them as wide as the longest.
+    columns = f"predicted {kind}" if classes == DIGITS else f"predicted {kind}, numbered in the rows' order"
+    corner = "true\\pred"
+    lines = [f"Confusion matrix (rows: true {kind}, columns: {columns})",
+             f"{corner:<{width}}" + "".join(f"{label:>6}" for label in range(NUM_CLASSES))]
+    for label, name in enumerate(classes):
+        lines.append(f"{name:>{width}}" + "".join(f"{count:>6}" for count in matrix[label]))
     return lines
 
 
-def format_report(evaluation):
-    n = len(evaluation.labels)
-    lines = [f"Test accuracy: {evaluation.accuracy:.4f} - test loss: {evaluation.loss:.4f} ({n:,} test digits)", ""]
-    lines += first_digits_lines(evaluation) + [""]
-    lines += [f"Errors: {evaluation.errors:,} of {n:,} test digits ({100 * evaluation.errors / n:.2f}%)", ""]
-    lines += precision_recall_lines(evaluation) + [""]
-    lines += confusion_matrix_lines(evaluation)
+def format_report(evaluation, classes=DIGITS):
+    n, examples = len(evaluation.labels), words(classes)[1]
+    lines = [f"Test accuracy: {evaluation.accuracy:.4f} - test loss: {evaluation.loss:.4f} ({n:,} test {examples})",
+             ""]
+    lines += first_digits_lines(evaluation, classes) + [""]
+    lines += [f"Errors: {evaluation.errors:,} of {n:,} test {examples} ({100 * evaluation.errors / n:.2f}%)", ""]
+    lines += precision_recall_lines(evaluation, classes) + [""]
+    lines += confusion_matrix_lines(evaluation, classes)
     return "\n".join(lines)

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from graph_nn.data import hold_out
 from graph_nn.errors import GraphNNError
 
 
@@ -73,3 +74,9 @@ class BatchSchedule:
         if self.config.eval_every:
             return step % self.config.eval_every == 0
         return self.is_epoch_end(step)
+
+
+def schedule_for(config, dataset, task=None):
+    """config's BatchSchedule over dataset's training examples, a validation split's set aside: the checks that
+    need the data (a batch or a split larger than the training set) without TensorFlow."""
+    return BatchSchedule(config, len(hold_out(dataset, config.validation_split).train), task=task)

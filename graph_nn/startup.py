@@ -1,5 +1,5 @@
 """How the command line loads TensorFlow: its C++ start-up lines kept off the terminal (`--verbose` shows
-them), and Keras left unloaded by the commands that do not use it.
+them), Keras left unloaded by the commands that do not use it, and XLA's flags set for --xla.
 
 TensorFlow 2.21 logs through absl before absl's logging is initialised, so its INFO and WARNING lines (the
 oneDNN notice, cudart_stub, cpu_feature_guard, the MLIR pass) and, on every machine without a GPU, an alarming
@@ -63,7 +63,6 @@ def filter_native_stderr():
     atexit.register(restore)
 
 
-
 @contextlib.contextmanager
 def without_keras():
     """Inside the block, TensorFlow is imported without the Keras its __init__ loads (0.65 s of its 2.6 s here).
@@ -78,3 +77,15 @@ def without_keras():
         yield
     finally:
         del sys.modules["keras"]
+
+
+def enable_xla_on_cpu(clustering_debug=False):
+    """Puts XLA's CPU auto-clustering flag into TF_XLA_FLAGS, which XLA reads once, when the process's first
+    Session runs: on a CPU, a session's global_jit_level (graph_nn/sessions.py) alone clusters nothing.
+
+    The flag changes nothing for sessions that do not ask for XLA (nor for Keras, which runs its own way).
+    clustering_debug also writes the clustered graph wherever TF_DUMP_GRAPH_PREFIX points, for inspect --xla.
+    """
+    flags = os.environ.get("TF_XLA_FLAGS", "").split()
+    wanted = ["--tf_xla_cpu_global_jit"] + (["--tf_xla_clustering_debug"] if clustering_debug else [])
+    os.environ["TF_XLA_FLAGS"] = " ".join(flags + [flag for flag in wanted if flag not in flags])

@@ -59,3 +59,14 @@ class Writers:
     def close(self):
         self.train.close()
         self.validation.close()
+
+
+def write_graph(directory, graph=None, graph_def=None):
+    """An event file in directory holding one graph (a tf.Graph, or a GraphDef), for TensorBoard's Graph tab."""
+    try:
+        with tf.Graph().as_default():  # FileWriter refuses to work in eager mode
+            writer = v1.summary.FileWriter(str(directory))
+            writer.add_graph(graph, graph_def=graph_def)
+            writer.close()
+    except (tf.errors.OpError, OSError) as e:
+        raise GraphNNError(f"{directory}: cannot write TensorBoard event files ({e}).") from None

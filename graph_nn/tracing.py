@@ -1,4 +1,5 @@
-"""Full traces of single Session.run calls: what each op cost, for TensorBoard's Graph tab and chrome://tracing.
+"""Full traces of single Session.run calls: what each op cost, for TensorBoard's Graph tab and chrome://tracing;
+and the graph a Session.run really executed.
 
 A traced run fills a RunMetadata proto with the step stats (per device, per op: start, duration, memory).
 add_run_metadata stores it in the train/ event file, where the Graph tab offers it as a tag of the run
@@ -33,6 +34,23 @@ def traced_run(sess, fetches, feed_dict):
     values = sess.run(fetches, feed_dict, options=v1.RunOptions(trace_level=v1.RunOptions.FULL_TRACE),
                       run_metadata=metadata)
     return values, metadata
+
+
+def executed_run(sess, fetches, feed_dict):
+    """sess.run that also returns the graph the executor ran: (the fetched values, its GraphDef).
+
+    RunOptions.output_partition_graphs returns the graph after Grappler's rewrite, the oneDNN layout pass
+    and partitioning by device (one partition on a CPU): fused kernels, placeholders as _Arg nodes, fetches
+    as _Retval nodes.
+    """
+    metadata = v1.RunMetadata()
+    values = sess.run(fetches, feed_dict, options=v1.RunOptions(output_partition_graphs=True),
+                      run_metadata=metadata)
+    executed = v1.GraphDef()
+    for partition in metadata.partition_graphs:
+        executed.node.extend(partition.node)
+        executed.library.MergeFrom(partition.library)
+    return values, executed
 
 
 def write_chrome_trace(metadata, path):

@@ -2,6 +2,7 @@ import io
 import os
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
@@ -25,6 +26,22 @@ def short_run(mnist, tmp_path_factory):
     return train(config, mnist, logdir=logdir, out=io.StringIO(), report=False)
 
 
+# run.py as a user starts it, then the list of the heavy modules it imported, and run.py's exit status
+# (`python -c IMPORTED_AFTER ARGS`).
+IMPORTED_AFTER = textwrap.dedent("""
+    import runpy, sys
+    sys.argv = ["run.py"] + sys.argv[1:]
+    code = 0
+    try:
+        runpy.run_path("run.py", run_name="__main__")
+    except SystemExit as e:
+        code = e.code
+    heavy = sorted({name.split(".")[0] for name in sys.modules} & {"tensorflow", "keras"})
+    print("exit", code, "imported", ",".join(heavy) or "nothing heavy", file=sys.stderr)
+    sys.exit(code)
+""")
+
+
 def run_cli(*args, cwd=None, timeout=300):
     """`python run.py ARGS` in a child process, as a user types it."""
     return subprocess.run([sys.executable, os.path.join(ROOT, "run.py"), *map(str, args)],
@@ -37,5 +54,5 @@ def reported_run(short_run, mnist):
     from graph_nn.evaluate import report_run
 
     printed = io.StringIO()
-    evaluation = report_run(short_run.run_dir, mnist, out=printed, history=short_run.history, tensorboard=True)
+    evaluation = report_run(short_run.run_dir, mnist, out=printed, tensorboard=True)
     return evaluation, printed.getvalue()

@@ -14,7 +14,7 @@ import pytest
 from graph_nn.config import make_config
 from graph_nn.data import FILES, SHIPPED_DIR
 from graph_nn.train import train
-from tests.conftest import ROOT
+from tests.conftest import IMPORTED_AFTER, ROOT
 
 FILE_SIZE_LIMIT = 300_000  # bytes: room for config.json and events, not for an mlp64 checkpoint
 
@@ -52,37 +52,82 @@ def paths(mnist, tmp_path_factory):
                          (FILES["test_labels"], b"\x00\x00\x08\x01" + bytes(4))):
         (empty_test / (stem + ".gz")).unlink()
         (empty_test / stem).write_bytes(header)
+    empty_file = root / "empty-file"
+    shutil.copytree(SHIPPED_DIR, empty_file)
+    (empty_file / "SHA256SUMS").unlink()
+    (empty_file / (FILES["train_labels"] + ".gz")).write_bytes(b"")
     a_file = root / "a-file"
     a_file.write_text("not a directory\n")
+    bad_classes = root / "bad-classes"  # read before the IDX files, which it does not need
+    bad_classes.mkdir()
+    (bad_classes / "classes.txt").write_text("cat\ndog\nbird\n")
     return dict(logdir=logdir, run=run, bare_run=bare_run, broken_config=broken_config, empty=empty,
                 corrupt=corrupt, copy=copy, shipped=SHIPPED_DIR.resolve(), file=a_file, bad_sums=bad_sums,
-                empty_test=empty_test,
+                empty_test=empty_test, empty_file=empty_file, bad_classes=bad_classes,
                 nothing=root / "nothing-here")
 
 
-CASES = [  # (id, arguments, what the one sentence says, how the child is run)
-    ("unknown model", ["--model", "resnet"], "unknown model 'resnet'; choose one of mlp64, mlp512, mlp5, cnn.", None),
-    ("unknown optimizer", ["--optimizer", "lion"], "unknown optimizer 'lion'; choose one of", None),
-    ("unknown preset", ["--preset", "imagenet"], "unknown preset 'imagenet'; choose one of tf1,", None),
-    ("unknown init", ["--init", "zeros"], "unknown init 'zeros'", None),
-    ("zero batch size", ["--batch-size", "0"], "--batch-size must be positive, got 0.", None),
-    ("negative steps", ["--steps", "-5"], "--steps must be positive, got -5.", None),
-    ("zero epochs", ["--epochs", "0"], "--epochs must be positive, got 0.", None),
-    ("zero learning rate", ["--lr", "0"], "--learning-rate must be positive, got 0.0.", None),
-    ("NaN learning rate", ["--lr", "nan"], "--learning-rate must be positive, got nan.", None),
-    ("zero checkpoint interval", ["--checkpoint-every", "0"], "--checkpoint-every must be positive, got 0.", None),
-    ("batch size not a number", ["--batch-size", "abc"], "argument --batch-size: invalid int value: 'abc'.", None),
-    ("unknown flag", ["--colour", "red"], "unrecognized arguments: --colour red.", None),
-    ("negative seed", ["--seed", "-1"], "--seed must be zero or positive, got -1.", None),
-    ("rho out of range", ["--rho", "1.5"], "--rho must be in [0, 1), got 1.5.", None),
+CASES = [  # (id, arguments, what the one sentence says, how the child is run: "flag" for a flag
+    # mistake, answered before TensorFlow is imported)
+    ("unknown model", ["--model", "resnet"], "unknown model 'resnet'; choose one of mlp64, mlp512, mlp5, cnn.", "flag"),
+    ("unknown optimizer", ["--optimizer", "lion"], "unknown optimizer 'lion'; choose one of", "flag"),
+    ("unknown preset", ["--preset", "imagenet"], "unknown preset 'imagenet'; choose one of tf1,", "flag"),
+    ("unknown init", ["--init", "zeros"], "unknown init 'zeros'", "flag"),
+    ("zero batch size", ["--batch-size", "0"], "--batch-size must be positive, got 0.", "flag"),
+    ("negative steps", ["--steps", "-5"], "--steps must be positive, got -5.", "flag"),
+    ("zero epochs", ["--epochs", "0"], "--epochs must be positive, got 0.", "flag"),
+    ("zero learning rate", ["--lr", "0"], "--learning-rate must be positive, got 0.0.", "flag"),
+    ("NaN learning rate", ["--lr", "nan"], "--learning-rate must be positive, got nan.", "flag"),
+    ("zero checkpoint interval", ["--checkpoint-every", "0"], "--checkpoint-every must be positive, got 0.", "flag"),
+    ("batch size not a number", ["--batch-size", "abc"], "argument --batch-size: invalid int value: 'abc'.", "flag"),
+    ("unknown flag", ["--colour", "red"], "unrecognized arguments: --colour red.", "flag"),
+    ("negative seed", ["--seed", "-1"], "--seed must be zero or positive, got -1.", "flag"),
+    ("rho out of range", ["--rho", "1.5"], "--rho must be in [0, 1), got 1.5.", "flag"),
+    ("zero eval interval", ["--eval-every", "0"], "--eval-every must be positive, got 0.", "flag"),
+    ("negative print interval", ["--print-every", "-1"], "--print-every must be positive, got -1.", "flag"),
+    ("zero log interval", ["--log-every", "0"], "--log-every must be positive, got 0.", "flag"),
+    ("zero histogram interval", ["--histogram-every", "0"], "--histogram-every must be positive, got 0.", "flag"),
+    ("interval not a number", ["--eval-every", "ten"], "argument --eval-every: invalid int value: 'ten'.", "flag"),
+    ("learning rate not a number", ["--lr", "fast"], "argument --lr/--learning-rate: invalid float value: 'fast'.",
+     "flag"),
+    ("momentum out of range", ["--optimizer", "momentum", "--momentum", "1"], "--momentum must be in [0, 1), got 1.0.",
+     "flag"),
+    ("beta1 out of range", ["--optimizer", "adam", "--beta1", "1"], "--beta1 must be in [0, 1), got 1.0.", "flag"),
+    ("beta2 out of range", ["--optimizer", "adam", "--beta2", "-0.1"], "--beta2 must be in [0, 1), got -0.1.", "flag"),
+    ("decay rate not a number", ["--rho", "high"], "argument --rho: invalid float value: 'high'.", "flag"),
+    ("zero epsilon", ["--epsilon", "0"], "--epsilon must be positive, got 0.0.", "flag"),
+    ("trace steps not numbers", ["--trace-steps", "100,x"],
+     "argument --trace-steps: expected step numbers separated by commas, got '100,x'.", "flag"),
+    ("trace step zero", ["--trace-steps", "0,100"], "--trace-steps must be positive step numbers, got [0, 100].",
+     "flag"),
     ("malformed SHA256SUMS", ["--data-dir", "{bad_sums}"], "{bad_sums}/SHA256SUMS: line 1 is not 'DIGEST NAME'.",
      None),
     ("empty test set", ["--data-dir", "{empty_test}"], "t10k-images-idx3-ubyte: holds no images.", None),
-    ("sequential batches without steps", ["--batching", "sequential"], "sequential batching", None),
+    ("sequential batches without steps", ["--batching", "sequential"], "sequential batching", "flag"),
+    ("negative validation split", ["--validation-split", "-1"], "--validation-split must be zero or positive, got -1.",
+     "flag"),
+    ("validation split as large as the training set", ["--model", "mlp64", "--validation-split", "60000"],
+     "--validation-split 60000 leaves no training examples: the training set has 60,000.", "flag"),
+    ("zero early-stopping patience", ["--early-stop", "0"], "--early-stop must be positive, got 0.", "flag"),
+    ("malformed classes.txt", ["--data-dir", "{bad_classes}"],
+     "{bad_classes}/classes.txt: expected 10 class names, one per line in label order, found 3 lines.", None),
+    ("empty sweep list", ["sweep", "--lr", ","], "argument --lr/--learning-rate: expected comma-separated values, "
+                                                "got ','.", "flag"),
+    ("sweep value given twice", ["sweep", "--batch-size", "64,64"],
+     "argument --batch-size: '64,64' names a value twice.", "flag"),
+    ("bad value in a sweep list", ["sweep", "--model", "mlp64,resnet"],
+     "unknown model 'resnet'; choose one of mlp64, mlp512, mlp5, cnn.", "flag"),
+    ("resume a sweep that is none", ["sweep", "--resume", "{empty}"], "{empty}: not a sweep directory (no sweep.json).",
+     None),
+    ("resume a sweep with other values", ["sweep", "--resume", "{empty}", "--lr", "0.1"],
+     "--resume continues the sweep planned in its sweep.json; give only --jobs and --timeout with it, not "
+     "--learning-rate.", "flag"),
     ("batch larger than the data", ["--model", "mlp64", "--batch-size", "60001"],
-     "--batch-size 60001 is larger than the 60000 training examples.", None),
+     "--batch-size 60001 is larger than the 60000 training examples.", "flag"),
     ("data dir missing", ["--data-dir", "{nothing}"], "{nothing}: data directory not found.", None),
     ("data files missing", ["--data-dir", "{empty}"], "train-images-idx3-ubyte.gz: file not found", None),
+    ("empty data file", ["--data-dir", "{empty_file}"],
+     "{empty_file}/train-labels-idx1-ubyte.gz: too short to be an IDX file (0 bytes).", None),
     ("corrupt IDX file", ["--data-dir", "{corrupt}"],
      "t10k-labels-idx1-ubyte: payload is 9999 bytes but the header (10000 uint8) needs 10000.", None),
     ("logdir under a file", ["--model", "mlp64", "--logdir", "{file}/logs"],
@@ -102,6 +147,8 @@ CASES = [  # (id, arguments, what the one sentence says, how the child is run)
      "config.json.", None),
     ("resume with another learning rate", ["--resume", "{run}", "--lr", "0.5"],
      "{run} was trained with --learning-rate 0.001, not 0.5;", None),
+    ("resume with other class names", ["--resume", "{run}", "--classes", "{file}"],
+     "--resume {run} keeps the class names the run was trained with; give no --classes.", None),
     ("resume on other data", ["--resume", "{run}", "--data-dir", "{copy}"],
      "{run} was trained on the data in {shipped}, not {copy}; resume it with --data-dir {shipped}.", None),
     ("resume a finished run", ["--resume", "{run}"],
@@ -122,7 +169,9 @@ def limit_file_size():
 
 
 def run_cli_as(how, args, paths):
-    command = [sys.executable, os.path.join(ROOT, "run.py"), *args]
+    # A flag mistake's run also reports, on a last line, whether it imported TensorFlow or Keras.
+    run_py = ["-c", IMPORTED_AFTER] if how == "flag" else [os.path.join(ROOT, "run.py")]
+    command = [sys.executable, *run_py, *args]
     if how != "locked":
         return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
                               preexec_fn=limit_file_size if how == "file-size-limit" else None)
@@ -141,10 +190,11 @@ def test_bad_input_is_answered_in_one_sentence_and_loses_nothing(args, message, 
 
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr + result.stdout
-    ours = [line for line in result.stderr.splitlines() if line.startswith("graph-nn")]
-    assert len(ours) == 1, result.stderr
-    assert ours[0].startswith("graph-nn: error: ")
-    assert message.format(**paths) in ours[0]
+    lines = result.stderr.splitlines()
+    if how == "flag":
+        assert lines.pop() == "exit 2 imported nothing heavy", result.stderr
+    assert len(lines) == 1 and lines[0].startswith("graph-nn: error: "), result.stderr
+    assert message.format(**paths) in lines[0]
     after = snapshot(paths["logdir"])
     if how == "file-size-limit":
         new_files = set(after) - set(before)

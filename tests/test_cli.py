@@ -3,29 +3,20 @@ loading Keras, and a default run's stderr free of TensorFlow's start-up lines.""
 import re
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
-
-# run.py as a user starts it, then the list of the heavy modules it imported.
-IMPORTED_AFTER = textwrap.dedent("""
-    import runpy, sys
-    sys.argv = ["run.py"] + sys.argv[1:]
-    try:
-        runpy.run_path("run.py", run_name="__main__")
-    except SystemExit as e:
-        code = e.code
-    heavy = sorted({name.split(".")[0] for name in sys.modules} & {"tensorflow", "keras"})
-    print("exit", code, "imported", ",".join(heavy) or "nothing heavy", file=sys.stderr)
-""")
+from tests.conftest import IMPORTED_AFTER, ROOT, run_cli
 
 
 @pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["cluster", "--help"], ["compare", "--help"],
-                                  ["--model", "resnet"],
-                                  ["--lr", "fast"], ["--epochs", "0"], ["--resume", "/nowhere"],
-                                  ["bench", "--models", "resnet"], ["parity", "--images", "0"]])
+                                  ["sweep", "--help"],
+                                  ["--model", "resnet"], ["--lr", "fast"], ["--epochs", "0"], ["--resume", "/nowhere"],
+                                  ["--validation-split", "-1"], ["sweep", "--lr", "0.1,"],
+                                  ["sweep", "--optimizer", "sgd,lion"], ["sweep", "--resume", "/nowhere"],
+                                  ["bench", "--models", "resnet"], ["parity", "--images", "0"],
+                                  ["--rewrite-off", "remap"], ["--profile-steps", "9,3"], ["--steps-per-run", "0"],
+                                  ["inspect", "--xla", "--grappler"]])
 def test_help_and_flag_mistakes_are_answered_before_tensorflow_is_imported(args):
     child = subprocess.run([sys.executable, "-c", IMPORTED_AFTER, *args], cwd=ROOT, capture_output=True,
                            text=True, timeout=60)

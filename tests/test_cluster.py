@@ -22,8 +22,7 @@ from tensorboard.backend.event_processing import event_accumulator
 from graph_nn.cluster import free_ports
 from graph_nn.config import make_config
 from graph_nn.model import build_graph
-from tests.conftest import ROOT
-from tests.test_cli import IMPORTED_AFTER
+from tests.conftest import IMPORTED_AFTER, ROOT
 
 RUN_PY = os.path.join(ROOT, "run.py")
 # mlp64 at batch 1000 (60 steps an epoch): a few milliseconds a step, so that a cluster's time is its start-up.
@@ -126,7 +125,7 @@ def ended(process, timeout=WAIT_S):
 
 
 def still_running(text):
-    """{pid: command line} of this machine's run.py processes whose command line holds `text`."""
+    """{pid: command line} of this machine's graph_nn processes whose command line holds `text`."""
     found = {}
     for proc in pathlib.Path("/proc").iterdir():
         if proc.name.isdigit():
@@ -134,7 +133,7 @@ def still_running(text):
                 command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
-            if text in command and "run.py" in command:
+            if text in command and ("run.py" in command or "graph_nn" in command):
                 found[int(proc.name)] = command
     return found
 

@@ -1,5 +1,6 @@
 """The IDX reader and the MNIST loader, on the shipped files and on deliberately broken copies."""
 import gzip
+import re
 import shutil
 import struct
 
@@ -127,3 +128,69 @@ def test_another_idx_set_without_checksums_loads(tmp_path):
         path.unlink()
     dataset = data.load_dataset(d)
     assert len(dataset.train) == 60000 and len(dataset.test) == 10000
+
+
+FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+
+def write_idx(path, array):
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture(scope="module")
+def named_set(tmp_path_factory):
+    """A small IDX set (MNIST's first 2,000 and 500 images, under Fashion-MNIST's class names) with a classes.txt."""
+    d = tmp_path_factory.mktemp("named")
+    for split, n in (("train", 2000), ("t10k", 500)):
+        write_idx(d / f"{split}-images-idx3-ubyte", read_idx(data.SHIPPED_DIR / f"{split}-images-idx3-ubyte.gz")[:n])
+        write_idx(d / f"{split}-labels-idx1-ubyte", read_idx(data.SHIPPED_DIR / f"{split}-labels-idx1-ubyte.gz")[:n])
+    (d / "classes.txt").write_text("\n".join(FASHION) + "\n")
+    return d
+
+
+def test_a_data_set_with_classes_txt_is_reported_and_predicted_by_its_class_names(named_set, tmp_path):
+    from PIL import Image
+
+    from graph_nn.predict import format_prediction, predict_files
+
+    result = run_cli("--model", "mlp64", "--steps", "40", "--batch-size", "100", "--data-dir", named_set,
+                     "--logdir", tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "(500 test images)" in out and "The first 10 test images: probabilities of the 10 classes" in out
+    labels = read_idx(named_set / "t10k-labels-idx1-ubyte")
+    assert f"label {FASHION[labels[0]]}" in out.split("[0] ")[1].splitlines()[0]
+    assert "class        precision  recall  support" in out
+    assert re.search(r"^ Ankle boot +\d\.\d{4} +\d\.\d{4} +\d+$", out, re.M)  # precision and recall per class
+    assert re.search(r"^T-shirt/top( +\d+){10}$", out, re.M)  # a row of the confusion matrix
+    (run_dir,) = tmp_path.iterdir()
+    metadata = (run_dir / "evaluation" / "metadata.tsv").read_text().splitlines()
+    assert metadata[1].split("\t")[0] == FASHION[labels[0]]
+
+    image = tmp_path / "first.png"
+    Image.fromarray(read_idx(named_set / "t10k-images-idx3-ubyte")[0]).save(image)
+    (prediction,) = predict_files(run_dir, [image])
+    assert format_prediction(prediction).startswith(f"{image}: {FASHION[prediction.digit]} (p=")
+    assert "  Ankle boot:" in format_prediction(prediction)
+
+
+def test_class_names_can_come_from_another_file(named_set, tmp_path):
+    names = tmp_path / "names.txt"
+    names.write_text("\n".join(name.upper() for name in FASHION))
+    assert data.load_dataset(named_set, names).classes == tuple(name.upper() for name in FASHION)
+    assert data.load_dataset(named_set).classes == FASHION
+    assert data.load_dataset().classes == data.DIGITS
+
+
+@pytest.mark.parametrize("lines,message", [
+    (FASHION[:9], "expected 10 class names, one per line in label order, found 9 lines."),
+    (FASHION[:3] + ("",) + FASHION[4:], "line 4 is empty; every label needs a name."),
+    (FASHION[:9] + ("Trouser",), "line 10 repeats the name 'Trouser' of line 2."),
+    (FASHION[:9] + ("Ankle\tboot",), "line 10 holds a tab, which a class name cannot."),
+])
+def test_a_malformed_classes_txt_is_named_in_one_sentence(lines, message, tmp_path):
+    (tmp_path / "classes.txt").write_text("\n".join(lines) + "\n")
+    with pytest.raises(GraphNNError) as error:
+        data.read_classes(tmp_path / "classes.txt")
+    assert str(error.value) == f"{tmp_path / 'classes.txt'}: {message}"

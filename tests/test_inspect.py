@@ -7,18 +7,25 @@ from google.protobuf import text_format
 
 from graph_nn.config import MODELS, make_config
 from graph_nn.inspect_graph import (
+    GRADIENTS_SCOPE,
+    executed_graph_def,
     flops,
     gradient_ops,
+    layer_products,
     ops_by_scope,
     other_optimizer_variables,
     placeholders,
+    profiled_flops,
     pruned_graph_def,
     report,
     slot_variables,
     training_call,
+    training_flops,
     variables,
 )
-from graph_nn.model import CNN_FILTERS, HIDDEN_UNITS, build_graph
+from graph_nn.model import build_graph, parameter_count, train_fetches
+from graph_nn.sessions import session_config
+from graph_nn.tracing import executed_nodes, traced_run
 from tests.conftest import run_cli
 
 v1 = tf.compat.v1
@@ -84,31 +91,24 @@ def test_one_training_run_fetches_feeds_and_prunes():
     assert not any("/Initializer/" in name for name in pruned)
 
 
-def dense_forward_flops(sizes):
-    """MatMul 2*in*out (a multiply and an add per weight) plus BiasAdd's one add per unit, per layer."""
-    return sum(2 * n_in * n_out + n_out for n_in, n_out in zip(sizes, sizes[1:]))
+PRODUCTS = ("MatMul", "Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")
 
 
-def cnn_forward_flops():
-    total, size, channels = 0, 28, 1
-    for i, filters in enumerate(CNN_FILTERS):
-        size -= 2  # a VALID 3x3 convolution
-        total += 2 * 3 * 3 * channels * filters * size * size + filters * size * size
-        channels = filters
-        if i < 2:
-            size //= 2
-            total += 4 * channels * size * size  # tfprof counts a 2x2 max-pool as 4 FLOPs per output
-    return total + dense_forward_flops([size * size * channels, 10])
+def pooled_outputs(products):
+    """Outputs per example of the CNN's 2x2 max-pools: the inputs of the convolutions that follow them."""
+    return sum(after.input_positions * before.fan_out
+               for before, after in zip(products, products[1:]) if before.op_type == after.op_type == "Conv2D")
 
 
-def layer_sizes(model):
-    return [784, *HIDDEN_UNITS[model], 10]
+def forward_flops(model):
+    """Every product, one add per unit for its bias, and 4 FLOPs per max-pool output (tfprof's count)."""
+    products = layer_products(model)
+    return sum(2 * p.macs + p.positions * p.fan_out for p in products) + 4 * pooled_outputs(products)
 
 
 @pytest.mark.parametrize("model", MODELS)
 def test_forward_flops_per_example_match_the_closed_form(model):
-    expected = cnn_forward_flops() if model == "cnn" else dense_forward_flops(layer_sizes(model))
-    assert flops(make_config(model=model), batch_size=8).forward_per_example == expected
+    assert flops(make_config(model=model), batch_size=8).forward_per_example == forward_flops(model)
 
 
 def test_mlp512_forward_flops_are_the_articles_arithmetic():
@@ -116,21 +116,89 @@ def test_mlp512_forward_flops_are_the_articles_arithmetic():
         2 * 784 * 512 + 2 * 512 * 10 + 512 + 10 == 813_578
 
 
-@pytest.mark.parametrize("model", ["mlp64", "mlp512", "mlp5"])
-def test_training_flops_per_step_match_the_closed_form(model):
+def test_mlp512_training_flops_closed_form():
+    forward_per_example = 2 * 784 * 512 + 2 * 512 * 10
+    # backward: weight gradients for both layers, input gradient only for the second (x needs none)
+    per_step = 128 * (2 * forward_per_example + 2 * 512 * 10)
+    assert training_flops("mlp512", 128) == per_step
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_layer_products_match_the_parameter_counts(model):
+    """Each product's fan_in x fan_out is its layer's kernel, fan_out its bias."""
+    assert sum(p.fan_in * p.fan_out + p.fan_out for p in layer_products(model)) == \
+        parameter_count(build_graph(make_config(model=model)))
+    if model == "cnn":
+        assert [p.macs for p in layer_products(model)] == \
+            [26 * 26 * 9 * 32, 11 * 11 * 9 * 32 * 64, 3 * 3 * 9 * 64 * 128, 1152 * 10]
+
+
+def expected_products(model, batch):
+    """{op name: (tfprof's FLOPs, the closed form's FLOPs)} of the products a training step runs."""
+    expected = {}
+    for i, p in enumerate(layer_products(model)):
+        computed = 2 * batch * p.macs
+        gradient = f"train/gradients/{p.layer}/{p.op_type}_grad/"
+        if p.op_type == "MatMul":
+            names = [f"{p.layer}/MatMul", gradient + "MatMul_1"] + ([gradient + "MatMul"] if i else [])
+            expected.update({name: (computed, computed) for name in names})
+        else:
+            expected[f"{p.layer}/Conv2D"] = (computed, computed)
+            # tfprof counts a convolution's gradients over every input position (flops_registry.py's formula,
+            # SAME padding's arithmetic); a VALID convolution computes them at its output positions only.
+            counted = 2 * batch * p.input_positions * p.fan_in * p.fan_out
+            names = [gradient + "Conv2DBackpropFilter"] + ([gradient + "Conv2DBackpropInput"] if i else [])
+            expected.update({name: (counted, computed) for name in names})
+    return expected
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_training_step_flops_are_the_closed_form_that_bench_uses(model):
     batch = 16
-    counted = flops(make_config(model=model), batch_size=batch)
-    sizes = layer_sizes(model)
-    pairs = list(zip(sizes, sizes[1:]))
-    units = sum(sizes[1:])
-    by_type = counted.train_by_type
-    # Forward, gradient w.r.t. the input and gradient w.r.t. the kernel: three products of the same size.
-    assert by_type["MatMul"] == 3 * batch * sum(2 * n_in * n_out for n_in, n_out in pairs)
-    assert by_type["BiasAdd"] == batch * units
-    assert by_type["BiasAddGrad"] == (batch - 1) * units  # summing the batch's rows
-    rest = counted.train_per_step - by_type["MatMul"] - by_type["BiasAdd"] - by_type["BiasAddGrad"]
+    graph_model = build_graph(make_config(model=model), batch_size=batch)
+    counted = profiled_flops(executed_graph_def(graph_model.graph, train_fetches(graph_model)))
+    expected = expected_products(model, batch)
+    assert {name: count for name, (op_type, count) in counted.items() if op_type in PRODUCTS} == \
+        {name: tfprof for name, (tfprof, _) in expected.items()}
+    assert sum(computed for _, computed in expected.values()) == training_flops(model, batch)
+
+    products = layer_products(model)
+    by_type = flops(make_config(model=model), batch_size=batch).train_by_type
+    assert by_type["BiasAdd"] == sum(batch * p.positions * p.fan_out for p in products)
+    # Summing the batch's rows (and the positions of a convolution) for each unit: one add fewer than rows.
+    assert by_type["BiasAddGrad"] == sum((batch * p.positions - 1) * p.fan_out for p in products)
+    pooled = batch * pooled_outputs(products)
+    assert by_type.get("MaxPool", 0) == 4 * pooled and by_type.get("MaxPoolGrad", 0) == 5 * pooled
+    rest = sum(count for op_type, count in by_type.items()
+               if op_type not in PRODUCTS + ("BiasAdd", "BiasAddGrad", "MaxPool", "MaxPoolGrad"))
     # The loss, accuracy and their gradient work on [batch, 10] tensors; the optimizer's apply ops register none.
     assert 0 < rest < 10 * batch * 10
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_traced_step_runs_the_gradient_products_of_the_closed_form_and_not_the_images_gradient(mnist, model):
+    """compute_gradients writes the first layer's gradient with respect to the images; the step never runs it."""
+    batch = 16
+    graph_model = build_graph(make_config(model=model), batch_size=batch)
+    fetches = train_fetches(graph_model)
+    closed_form = {name for name in expected_products(model, batch) if name.startswith(GRADIENTS_SCOPE)}
+    first = layer_products(model)[0]
+    images_gradient = f"train/gradients/{first.layer}/{first.op_type}_grad/" + \
+        ("MatMul" if first.op_type == "MatMul" else "Conv2DBackpropInput")
+    assert images_gradient in {node.name for node in pruned_graph_def(graph_model.graph, fetches).node}
+    counted = {node.name for node in executed_graph_def(graph_model.graph, fetches).node}
+    with graph_model.graph.as_default():
+        init = v1.global_variables_initializer()
+    with v1.Session(graph=graph_model.graph, config=session_config()) as sess:
+        sess.run(init)
+        _, metadata = traced_run(sess, fetches, {graph_model.x: mnist.train.images[:batch],
+                                                 graph_model.y: mnist.train.onehot[:batch]})
+    ran = executed_nodes(metadata)
+    assert images_gradient not in ran
+    op_types = {op.name: op.type for op in graph_model.graph.get_operations()}
+    for nodes in (ran, counted):
+        assert {name for name in nodes if name.startswith(GRADIENTS_SCOPE) and op_types.get(name) in PRODUCTS} \
+            == closed_form
 
 
 def test_report_prints_every_section_for_every_model():

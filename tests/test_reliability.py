@@ -1,7 +1,9 @@
-"""Reliability through the real CLI: SIGKILL then --resume equals the run never interrupted, bit for bit;
-Ctrl-C and SIGTERM save the current step; a diverging run keeps its last good checkpoint; same seed, same run;
-two processes never share a run directory."""
+"""Reliability through the real CLI: SIGKILL then --resume equals the run never interrupted, bit for bit, its
+pictures included; Ctrl-C and SIGTERM save the current step; a diverging run keeps its last good checkpoint;
+stopped and diverged runs have their HParams row; same seed, same run; two processes never share a run directory."""
+import fcntl
 import io
+import json
 import multiprocessing
 import os
 import pathlib
@@ -9,14 +11,17 @@ import re
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator, plugin_event_accumulator
+from tensorboard.plugins.hparams import api_pb2
+from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorflow.python.framework import config as tf_config
 
-from graph_nn import checkpoints, runs
+from graph_nn import checkpoints, history, plots, runs
 from graph_nn.cli import config_from_args, parse_args
 from graph_nn.config import make_config
 from graph_nn.errors import TrainingDiverged
@@ -24,27 +29,51 @@ from graph_nn.progress import format_metrics
 from graph_nn.train import train
 from tests.conftest import ROOT, run_cli
 
-# mlp64 with Adam (slots to restore), 3 epochs of 60 batches, a checkpoint every 40 steps (80 falls mid-epoch
-# and between two train scalars), histograms (~30 kB events) every 5 steps so that a killed run leaves events
-# past its last checkpoint on disk, and a line per step to know where the child is.
-FLAGS = ("--model", "mlp64", "--optimizer", "adam", "--batch-size", "1000", "--epochs", "3",
-         "--checkpoint-every", "40", "--log-every", "3", "--histogram-every", "5", "--print-every", "1")
-STEPS, STEPS_PER_EPOCH = 180, 60
-EVALUATED = [60, 120, 180]
+# mlp64 with Adam (slots to restore), 2 epochs of 120 batches, a checkpoint at step 130 (mid-epoch, between two
+# train scalars, and 110 steps before the next checkpoint, the last one), histograms (~30 kB events) every 5 steps
+# so that a killed run leaves events past its last checkpoint on disk, and a line per step to know where the child
+# is.
+FLAGS = ("--model", "mlp64", "--optimizer", "adam", "--batch-size", "500", "--epochs", "2",
+         "--checkpoint-every", "130", "--log-every", "3", "--histogram-every", "5", "--print-every", "1")
+STEPS, STEPS_PER_EPOCH, CHECKPOINTED = 240, 120, 130
+EVALUATED = [120, 240]
+# The child's stdout is a one-page pipe, read a byte at a time: the child can run ahead of the last line read only
+# until the pipe is full, 4096 bytes, and a step line is at least 59 bytes when the step number and the total have
+# five digits between them (`step 100/240 - loss: 0.1234 - accuracy: 0.9876 - 1 steps/s`), as in every run read
+# this way (here and in tests/test_validation.py).  So wherever the scheduler lets it run, it prints at most 69
+# lines past that line and then waits in the print of the next step: it never ends a step more than LEAD steps
+# past it.
+PIPE_BYTES = 4096
+LEAD = PIPE_BYTES // 59 + 1
 
 
-def start_cli(*args):
-    return subprocess.Popen([sys.executable, os.path.join(ROOT, "run.py"), *map(str, args)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def start_cli(*args, stderr):
+    child = subprocess.Popen([sys.executable, os.path.join(ROOT, "run.py"), *map(str, args)], cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=stderr, bufsize=0, pipesize=PIPE_BYTES)
+    assert fcntl.fcntl(child.stdout.fileno(), fcntl.F_GETPIPE_SZ) == PIPE_BYTES
+    return child
 
 
-def wait_for_step(child, step):
-    """Reads the child's `step N/...` lines until N >= step."""
-    for line in child.stdout:
-        match = re.match(r"step (\d+)/", line)
-        if match and int(match.group(1)) >= step:
-            return
-    raise AssertionError(f"the run ended before step {step}: {child.stderr.read()}")
+def read_until_step(child, step, stderr_path):
+    """Reads the child's `step N/...` lines, a byte at a time so that nothing past them leaves the pipe, up to the
+    end of the line of `step`: from then on the child ends no step past `step + LEAD`."""
+    line = b""
+    while byte := child.stdout.read(1):
+        line += byte
+        if byte == b"\n":
+            match = re.match(rb"step (\d+)/", line)
+            if match and int(match.group(1)) >= step:
+                return
+            line = b""
+    raise AssertionError(f"the run ended before step {step}: {pathlib.Path(stderr_path).read_text()}")
+
+
+def wait_until(condition, what, seconds=120):
+    """Polls condition() until it holds; on a busy machine the child's event writer may lag behind its steps."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not happen within {seconds} s"
+        time.sleep(0.2)
 
 
 def only_run_dir(logdir):
@@ -91,6 +120,17 @@ def uninterrupted(mnist, tmp_path_factory):
     return result
 
 
+def hparams_row(run_dir):
+    """({hparam: value}, TensorBoard's session status) of the run's HParams row."""
+    events = event_accumulator.EventAccumulator(str(run_dir))
+    events.Reload()
+    metadata = {tag: events.SummaryMetadata(tag).plugin_data.content for tag in
+                (hparams_metadata.SESSION_START_INFO_TAG, hparams_metadata.SESSION_END_INFO_TAG)}
+    start = hparams_metadata.parse_session_start_info_plugin_data(metadata[hparams_metadata.SESSION_START_INFO_TAG])
+    end = hparams_metadata.parse_session_end_info_plugin_data(metadata[hparams_metadata.SESSION_END_INFO_TAG])
+    return {name: getattr(value, value.WhichOneof("kind")) for name, value in start.hparams.items()}, end.status
+
+
 def assert_same_as_uninterrupted(run_dir, uninterrupted, stdout, resumed_at):
     assert_bit_identical(checkpoint_tensors(run_dir), checkpoint_tensors(uninterrupted.run_dir))
     assert f"Test accuracy: {uninterrupted.test_accuracy:.4f} - test loss: {uninterrupted.test_loss:.4f}" in stdout
@@ -104,25 +144,36 @@ def assert_same_as_uninterrupted(run_dir, uninterrupted, stdout, resumed_at):
         assert tensorboard_steps(run_dir, tag, split) == tensorboard_steps(uninterrupted.run_dir, tag, split)
     assert [s for s, _ in scalars(run_dir, "loss")] == list(range(3, STEPS + 1, 3))
     assert [s for s, _ in scalars(run_dir, "accuracy", "validation")] == EVALUATED
+    # The pictures are drawn from every session's events: those of the run never interrupted.
+    curves = history.curves(uninterrupted.run_dir)
+    assert [step for step, _ in curves["accuracy"][1]] == EVALUATED
+    assert (pathlib.Path(run_dir) / "accuracy.png").read_bytes() == plots.accuracy_curves(*curves["accuracy"])
+    assert (pathlib.Path(run_dir) / "loss.png").read_bytes() == plots.loss_curves(*curves["loss"])
+    assert hparams_row(run_dir)[0]["status"] == "finished"
 
 
 def test_sigkill_mid_epoch_then_resume_is_the_uninterrupted_run_bit_for_bit(uninterrupted, tmp_path):
-    child = start_cli(*FLAGS, "--logdir", tmp_path)
-    wait_for_step(child, 88)
-    child.send_signal(signal.SIGKILL)
-    child.communicate()
+    stderr_path = tmp_path / "stderr"
+    with open(stderr_path, "w") as stderr:
+        child = start_cli(*FLAGS, "--logdir", tmp_path / "logs", stderr=stderr)
+    try:
+        # 20 steps past the checkpoint, and never 20 + LEAD = 90 past it: the next one, 110 steps on, is out of reach.
+        read_until_step(child, CHECKPOINTED + 20, stderr_path)
+        run_dir = only_run_dir(tmp_path / "logs")
+        wait_until(lambda: scalars(run_dir, "loss")[-1][0] > CHECKPOINTED,
+                   "the child writing train scalars past its checkpoint to disk")
+    finally:
+        child.kill()
+        child.wait()
     assert child.returncode == -signal.SIGKILL
-    run_dir = only_run_dir(tmp_path)
     killed_at = checkpoint_step(run_dir)
-    assert 80 <= killed_at < STEPS and killed_at % STEPS_PER_EPOCH != 0
-    written = [s for s, _ in scalars(run_dir, "loss")]
-    assert written[-1] > killed_at, "the killed run should have left events past its checkpoint to drop"
+    assert killed_at == CHECKPOINTED and killed_at % STEPS_PER_EPOCH != 0
 
     resumed = run_cli("--resume", run_dir)
     assert resumed.returncode == 0, resumed.stderr
     epoch, done = divmod(killed_at, STEPS_PER_EPOCH)
-    assert f"Resuming {run_dir} at step {killed_at}/{STEPS} (epoch {epoch + 1}, {done} of its 60 steps done)" \
-           in resumed.stdout
+    assert f"Resuming {run_dir} at step {killed_at}/{STEPS} (epoch {epoch + 1}, {done} of its {STEPS_PER_EPOCH} " \
+           f"steps done)" in resumed.stdout
     assert re.search(rf"^step {killed_at + 1}/{STEPS} - loss", resumed.stdout, re.M)
     assert_same_as_uninterrupted(run_dir, uninterrupted, resumed.stdout, killed_at)
     # Without honouring the START events, the steps the killed run wrote twice would zig-zag.
@@ -133,22 +184,32 @@ def test_sigkill_mid_epoch_then_resume_is_the_uninterrupted_run_bit_for_bit(unin
 @pytest.mark.parametrize("signum,exit_code,resume", [(signal.SIGINT, 130, False), (signal.SIGTERM, 143, True)])
 def test_ctrl_c_and_sigterm_save_the_current_step_and_say_how_to_resume(signum, exit_code, resume, uninterrupted,
                                                                         tmp_path):
-    child = start_cli(*FLAGS, "--logdir", tmp_path)
-    wait_for_step(child, 100)
-    child.send_signal(signum)
-    stdout, stderr = child.communicate()
+    stderr_path = tmp_path / "stderr"
+    with open(stderr_path, "w") as stderr:
+        child = start_cli(*FLAGS, "--logdir", tmp_path / "logs", stderr=stderr)
+    try:
+        read_until_step(child, 100, stderr_path)  # so the signal comes by step 100 + LEAD < STEPS
+        child.send_signal(signum)
+        child.communicate(timeout=300)  # a child blocked on the full pipe goes on, to the end of its step
+    finally:
+        child.kill()
+        child.wait()
+    stderr = stderr_path.read_text()
     assert child.returncode == exit_code, stderr
-    run_dir = only_run_dir(tmp_path)
+    run_dir = only_run_dir(tmp_path / "logs")
     message = stderr.strip().splitlines()[-1]
     match = re.fullmatch(rf"graph-nn: error: stopped by {signum.name} at step (\d+) after saving its checkpoint; "
                          rf"continue with: python run.py --resume {re.escape(str(run_dir))}", message)
     assert match, message
     stopped_at = int(match.group(1))
-    assert stopped_at < STEPS and checkpoint_step(run_dir) == stopped_at
+    assert 100 <= stopped_at <= 100 + LEAD and checkpoint_step(run_dir) == stopped_at
     assert stopped_at - 3 < scalars(run_dir, "loss")[-1][0] <= stopped_at  # events flushed up to it
+    row, session_status = hparams_row(run_dir)
+    assert row["status"] == "stopped" and row["steps"] == stopped_at and session_status == api_pb2.STATUS_UNKNOWN
+    assert json.loads((run_dir / "result.json").read_text())["message"] == message.removeprefix("graph-nn: error: ")
     if not resume:
         return
-    resumed = run_cli("--resume", run_dir, "--model", "mlp64", "--epochs", "3")  # flags that agree are fine
+    resumed = run_cli("--resume", run_dir, "--model", "mlp64", "--epochs", "2")  # flags that agree are fine
     assert resumed.returncode == 0, resumed.stderr
     assert_same_as_uninterrupted(run_dir, uninterrupted, resumed.stdout, stopped_at)
 
@@ -169,6 +230,10 @@ def test_a_diverging_run_stops_at_the_first_nan_and_keeps_its_last_good_checkpoi
     assert tensors["global_step"] == kept
     assert all(np.isfinite(value).all() for value in tensors.values())
     assert "Traceback" not in result.stderr
+    row, session_status = hparams_row(run_dir)
+    assert row["status"] == "diverged" and row["steps"] == kept and session_status == api_pb2.STATUS_FAILURE
+    # Before it ends, the run names where the NaN was born (tests/test_nan_hunt.py checks the hunt itself).
+    assert f"At step {diverged_at} the first non-finite value came from output/MatMul (MatMul)" in result.stdout
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")  # that is the point

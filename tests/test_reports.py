@@ -47,7 +47,8 @@ def test_precision_and_recall_on_a_known_case():
 def test_printed_report_has_the_first_ten_digits_errors_table_and_matrix(reported_run, mnist):
     evaluation, printed = reported_run
     lines = printed.splitlines()
-    assert lines[0].startswith(f"Test accuracy: {evaluation.accuracy:.4f} - test loss: {evaluation.loss:.4f}")
+    assert lines[0] == "Checkpoint: the run's last, of step 300; validated during training on the test set."
+    assert lines[1].startswith(f"Test accuracy: {evaluation.accuracy:.4f} - test loss: {evaluation.loss:.4f}")
     digit_lines = [line for line in lines if line.startswith("  [")]
     assert len(digit_lines) == 10
     for i, line in enumerate(digit_lines):
@@ -89,7 +90,8 @@ def test_hparams_record_the_configuration(reported_run, short_run):
     hparams = {name: value.WhichOneof("kind") and getattr(value, value.WhichOneof("kind"))
                for name, value in start.hparams.items()}
     assert hparams == {"model": "mlp64", "optimizer": "rmsprop", "learning_rate": 0.001, "batch_size": 128,
-                       "epochs": 0.64, "steps": 300, "init": "glorot_uniform", "seed": 0, "preset": "chapter2"}
+                       "epochs": 0.64, "steps": 300, "init": "glorot_uniform", "seed": 0, "preset": "chapter2",
+                       "validation": "the test set", "early_stop": 0, "status": "finished"}
     experiment = hparams_metadata.parse_experiment_plugin_data(
         events.SummaryMetadata(hparams_metadata.EXPERIMENT_TAG).plugin_data.content)
     assert {(m.name.group, m.name.tag) for m in experiment.metric_infos} >= {("validation", "accuracy"),

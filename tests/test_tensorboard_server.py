@@ -88,40 +88,53 @@ def test_every_dashboard_is_enabled(server):
     assert all(plugins[name]["enabled"] for name in wanted)
 
 
+def tags_of(answer, run):
+    return set(answer.get(run, {}))
+
+
+# TensorBoard loads runs, and the tags of each run, in the background: every wait below is for all of what the
+# test then checks, not for the first sign of the run.
 def test_scalars_histograms_and_graph(server, run):
-    scalars = server.wait_for("/data/plugin/scalars/tags", lambda t: f"{run}/validation" in t)
-    assert {"loss", "accuracy"} <= set(scalars[f"{run}/train"])
-    assert {"loss", "accuracy"} <= set(scalars[f"{run}/validation"])
-    histograms = server.get("/data/plugin/histograms/tags")
-    assert {"hidden1/kernel", "gradients/hidden1/kernel"} <= set(histograms[f"{run}/train"])
-    assert server.get("/data/plugin/graphs/info")[f"{run}/train"]["run_graph"] is True
+    scalars = {"loss", "accuracy"}
+    server.wait_for("/data/plugin/scalars/tags", lambda t: scalars <= tags_of(t, f"{run}/train")
+                    and scalars <= tags_of(t, f"{run}/validation"))
+    histograms = {"hidden1/kernel", "gradients/hidden1/kernel"}
+    server.wait_for("/data/plugin/histograms/tags", lambda t: histograms <= tags_of(t, f"{run}/train"))
+    graphs = server.wait_for("/data/plugin/graphs/info", lambda info: f"{run}/train" in info)
+    assert graphs[f"{run}/train"]["run_graph"] is True
 
 
 def test_images_and_pr_curves(server, run):
-    images = server.wait_for("/data/plugin/images/tags", lambda t: f"{run}/evaluation" in t)[f"{run}/evaluation"]
-    assert {"accuracy", "loss", "misclassified", "confusion_matrix", "input_digits/image/0_label_7"} <= set(images)
-    curves = server.get("/data/plugin/pr_curves/tags")[f"{run}/evaluation"]
-    assert set(curves) == {f"digit_{d}/pr_curves" for d in range(10)}
+    images = {"accuracy", "loss", "misclassified", "confusion_matrix", "input_digits/image/0_label_7"}
+    server.wait_for("/data/plugin/images/tags", lambda t: images <= tags_of(t, f"{run}/evaluation"))
+    digits = {f"digit_{d}/pr_curves" for d in range(10)}
+    curves = server.wait_for("/data/plugin/pr_curves/tags", lambda t: digits <= tags_of(t, f"{run}/evaluation"))
+    assert tags_of(curves, f"{run}/evaluation") == digits
 
 
 def test_hparams_compare_runs_by_their_test_metrics(server, run, short_run):
-    experiment = server.wait_for("/data/plugin/hparams/experiment", lambda e: e.get("hparamInfos"),
-                                 body={"experimentName": ""})
-    assert {"model", "optimizer", "learning_rate", "batch_size", "epochs", "init", "seed"} <= \
-           {h["name"] for h in experiment["hparamInfos"]}
-    groups = server.get("/data/plugin/hparams/session_groups",
-                        body={"experimentName": "", "startIndex": 0, "sliceSize": 10,
-                              "allowedStatuses": ["STATUS_SUCCESS"], "colParams": []})["sessionGroups"]
+    names = {"model", "optimizer", "learning_rate", "batch_size", "epochs", "init", "seed"}
+    server.wait_for("/data/plugin/hparams/experiment",
+                    lambda e: names <= {h["name"] for h in e.get("hparamInfos", [])}, body={"experimentName": ""})
+
+    def metrics(group):
+        return {(m["name"]["group"], m["name"]["tag"]): m["value"] for m in group.get("metricValues", [])}
+
+    # The metrics come from the validation run's scalars, which may load after the hyper-parameters.
+    groups = server.wait_for("/data/plugin/hparams/session_groups",
+                             lambda g: any(("validation", "accuracy") in metrics(group)
+                                           for group in g.get("sessionGroups", [])),
+                             body={"experimentName": "", "startIndex": 0, "sliceSize": 10,
+                                   "allowedStatuses": ["STATUS_SUCCESS"], "colParams": []})["sessionGroups"]
     (group,) = groups
     assert group["hparams"]["model"] == "mlp64" and group["sessions"][0]["name"] == run
-    metrics = {(m["name"]["group"], m["name"]["tag"]): m["value"] for m in group["metricValues"]}
-    assert metrics[("validation", "accuracy")] == pytest.approx(short_run.test_accuracy)
+    assert metrics(group)[("validation", "accuracy")] == pytest.approx(short_run.test_accuracy)
 
 
 def test_projector_serves_the_embedding(server, run):
     runs = server.wait_for("/data/plugin/projector/runs", lambda r: f"{run}/evaluation" in r)
     assert runs == [f"{run}/evaluation"]
-    info = server.get(f"/data/plugin/projector/info?run={run}/evaluation")
+    info = server.wait_for(f"/data/plugin/projector/info?run={run}/evaluation", lambda i: i.get("embeddings"))
     (embedding,) = info["embeddings"]
     assert embedding["tensorShape"] == [2000, 64] and embedding["sprite"]["singleImageDim"] == [28, 28]
     tensor = server.get(f"/data/plugin/projector/tensor?run={run}/evaluation&name=hidden1/activations")

@@ -74,10 +74,11 @@ def test_inspect_trace_names_the_ten_most_expensive_ops(mnist):
 class LeakyTrainer(Trainer):
     """The classic TF1 bug: building an op (here a tf.reduce_mean) inside the training loop."""
 
-    def train_step(self, sess, step, writers):
+    def train_steps(self, sess, first, last, writers):
         with self.model.graph.as_default():
-            return sess.run(tf.reduce_mean(self.model.loss), {self.model.x: self.dataset.train.images[:8],
+            loss = sess.run(tf.reduce_mean(self.model.loss), {self.model.x: self.dataset.train.images[:8],
                                                                 self.model.y: self.dataset.train.onehot[:8]})
+        yield first, loss, 0.0
 
 
 def test_an_op_created_inside_the_loop_fails_loudly(mnist, tmp_path):
@@ -98,8 +99,8 @@ def test_inspect_run_shows_the_logged_graph_traces_and_checkpoint(traced_trainin
     assert {"input", "hidden1", "output", "loss", "accuracy", "train", "summaries", "save", "init"} <= scopes
     _, contents, files = checkpoint_contents(traced_training.run_dir)
     assert dict(contents)["hidden1/kernel/RMSProp_1"] == [784, 64] and dict(contents)["global_step"] == []
-    assert dict(contents)["loop_state/meters"] == [2, 3]
-    assert len(contents) == 14  # 4 weights, their 2 RMSProp slots each, global_step, the loop's running means
+    assert dict(contents)["loop_state/meters"] == [2, 3] and dict(contents)["loop_state/best"] == [3]
+    assert len(contents) == 15  # 4 weights, their 2 RMSProp slots each, global_step, the loop's means and best
     assert sorted(files) == ["model.ckpt-10.data-00000-of-00001", "model.ckpt-10.index", "model.ckpt-10.meta"]
 
 

@@ -1,0 +1,6 @@
+"""python -m graph_nn == python run.py == graph-nn (how a sweep starts its runs)."""
+import sys
+
+from graph_nn.cli import main
+
+sys.exit(main())
