@@ -381,6 +381,10 @@ BAD_INPUT = [  # (id, arguments, TF_CONFIG, the one sentence)
      "sequential batching walks the training set in one order for one process; a cluster's workers draw "
      "shuffled batches (--batching shuffle)."),
     ("a cluster flag without a cluster", ["--async"], None, "--async is for a cluster's tasks"),
+    ("steps per run in a cluster", ["cluster", "--workers", "2", "--steps-per-run", "4"], None,
+     "--steps-per-run is for single-process runs, not a cluster's workers"),
+    ("early stopping in a worker", ["--job-name", "worker", "--task-index", "0", *TASK, "--run-dir", "{single}/x",
+                                    "--early-stop", "3"], None, "--early-stop is for single-process runs"),
     ("cluster --resume of a single-process run", ["cluster", "--resume", "{single}"], None,
      "{single}: not a cluster run (no cluster.json); continue it with python run.py --resume {single}."),
     ("--resume of a cluster's run", ["--resume", "{clustered}"], None,
