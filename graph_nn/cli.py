@@ -598,9 +598,6 @@ def command_bench(args):
         raise GraphNNError("--steps and --repeats must be positive.")
     if not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
         raise GraphNNError(f"--json {args.json}: its directory does not exist.")
-    from graph_nn.startup import enable_xla_on_cpu
-
-    enable_xla_on_cpu()  # for the XLA contender; sessions that do not ask for XLA are not affected
     from graph_nn.data import load_dataset
 
     if args.cluster:
@@ -608,6 +605,9 @@ def command_bench(args):
 
         report = bench.run_bench(load_dataset(), args.steps, args.repeats, models)
     else:
+        from graph_nn.startup import enable_xla_on_cpu
+
+        enable_xla_on_cpu()  # for the XLA contender; sessions that do not ask for XLA are not affected
         from graph_nn import bench
 
         report = bench.run_bench(load_dataset(), bench.Settings(steps=args.steps, repeats=args.repeats), models)
