@@ -41,11 +41,12 @@ def netns():
     except FileNotFoundError:
         yield None
         return
-    if holder.stdout.readline().strip() != "up":
-        holder.wait(10)
-        yield None
-        return
-    yield f"/proc/{holder.pid}/ns/net"
+    namespace = f"/proc/{holder.pid}/ns/net"
+    ready = holder.stdout.readline().strip() == "up"
+    if ready:  # and entered as every process of the tests will enter it
+        entered = subprocess.run(["nsenter", f"--net={namespace}", "--", "true"], capture_output=True, timeout=30)
+        ready = entered.returncode == 0
+    yield namespace if ready else None
     holder.stdin.close()
     holder.wait(10)
 
