@@ -9,11 +9,14 @@ import dataclasses
 import os
 import sys
 
+from graph_nn import cluster
 from graph_nn import config as config_module
 from graph_nn.config import CONTROL_FLOWS, RECIPES
 from graph_nn.errors import GraphNNError
+from graph_nn.runs import RunDir
 
-COMMANDS = ("train", "sweep", "evaluate", "summary", "predict", "compare", "parity", "inspect", "export", "bench")
+COMMANDS = ("train", "cluster", "sweep", "evaluate", "summary", "predict", "compare", "parity", "inspect", "export",
+            "bench")
 KERAS_COMMANDS = ("compare", "parity", "bench")
 
 
@@ -93,6 +96,26 @@ def step_list(text):
         raise argparse.ArgumentTypeError(f"expected step numbers separated by commas, got '{text}'") from None
 
 
+def add_replication_flags(parser):
+    parser.add_argument("--async", dest="asynchronous", action="store_true",
+                        help="async training: each worker applies its own gradients (default: sync)")
+    parser.add_argument("--backup-workers", type=int, metavar="K",
+                        help="sync: aggregate the gradients of all workers but K per update (default 0)")
+    parser.add_argument("--wait-limit", type=int, default=120, metavar="SECONDS",
+                        help="seconds a task waits for the others before it gives up (default 120)")
+
+
+def add_cluster_task_flags(parser):
+    """A cluster task's flags, as TensorFlow's mnist_replica.py names them (or the TF_CONFIG variable)."""
+    group = parser.add_argument_group("cluster task (or the TF_CONFIG environment variable)")
+    group.add_argument("--job-name", metavar="JOB", help="ps or worker (worker 0 is the chief)")
+    group.add_argument("--task-index", type=int, metavar="N", help="this task's index in its job's host list")
+    group.add_argument("--ps-hosts", metavar="HOSTS", help="the parameter servers, HOST:PORT,...")
+    group.add_argument("--worker-hosts", metavar="HOSTS", help="the workers, HOST:PORT,...")
+    group.add_argument("--run-dir", help="the run directory the cluster's workers share (made if missing)")
+    add_replication_flags(group)
+
+
 def comma_list(parse):
     """An argparse type: comma-separated values, each read by parse."""
     def values(text):
@@ -135,6 +158,16 @@ def make_parser():
     add_train_flags(train)
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its latest checkpoint, "
                                                            "in its directory and with its configuration")
+    add_cluster_task_flags(train)
+
+    cluster_command = command("cluster", help="train on a cluster of processes on this machine: parameter servers "
+                                              "and workers on 127.0.0.1, as TensorFlow 1 distributed them")
+    add_train_flags(cluster_command)
+    cluster_command.add_argument("--workers", type=int, metavar="N", help="how many workers (worker 0 is the chief)")
+    cluster_command.add_argument("--ps", type=int, metavar="M", help="how many parameter servers (default 1)")
+    add_replication_flags(cluster_command)
+    cluster_command.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped cluster run from the "
+                                                                     "chief's latest checkpoint")
 
     sweep = command("sweep", help="train every combination of comma-separated flag values, each an ordinary run; "
                                   "print a table sorted by validation accuracy")
@@ -197,6 +230,9 @@ def make_parser():
                          help="instead: the --steps-per-run while_loop with TF1's (v1) or TF2's (v2) control flow")
     instead.add_argument("--xla", action="store_true", default=None,
                          help="instead: XLA's clusters in a training step, and what XLA does to its time and numbers")
+    instead.add_argument("--cluster", action="store_true",
+                         help="instead: the graph on 1 ps + 2 workers: placement, one sync step's partitions and "
+                              "the bytes between tasks")
     inspect.add_argument("--steps-per-run", type=int, metavar="K", help="the steps of the while_loop's run")
     add_rewrite_flag(inspect)
     inspect.add_argument("--logdir", default="logs", help="where --control-flow and --xla write their graphs for "
@@ -209,11 +245,13 @@ def make_parser():
     add_data_flag(export)
 
     bench = command("bench", help="training and inference throughput: graph mode vs Keras vs the hardware")
-    bench.add_argument("--models", default="mlp512,cnn", help=f"comma-separated, from {','.join(config_module.MODELS)} "
-                                                          "(default mlp512,cnn), each with its article's preset")
-    bench.add_argument("--steps", type=int, default=200, help="timed steps per repeat (default 200)")
-    bench.add_argument("--repeats", type=int, default=5, help="repeats; the median is reported (default 5)")
+    bench.add_argument("--models", help=f"comma-separated, from {','.join(config_module.MODELS)} (default mlp512,cnn; "
+                                        f"mlp512 with --cluster), each with its article's preset")
+    bench.add_argument("--steps", type=int, help="timed steps per repeat (default 200; 1000 with --cluster)")
+    bench.add_argument("--repeats", type=int, help="repeats; the median is reported (default 5; 1 with --cluster)")
     bench.add_argument("--json", default="bench.json", help="where to write the figures (default bench.json)")
+    bench.add_argument("--cluster", action="store_true", help="instead: one process vs 1 ps + 1 and 2 workers on "
+                                                              "127.0.0.1 (steps/s, examples/s, bytes per step)")
     return parser
 
 
@@ -246,9 +284,20 @@ def command_train(args):
     from graph_nn.schedule import schedule_for
     from graph_nn.startup import enable_xla_on_cpu
 
+    task = cluster_task(args)
+    if task:
+        return command_task(args, task)
+    cluster_flags = {"--run-dir": args.run_dir, "--async": args.asynchronous, "--backup-workers": args.backup_workers}
+    for flag, value in cluster_flags.items():
+        if value:
+            raise GraphNNError(f"{flag} is for a cluster's tasks (--job-name ... or TF_CONFIG, or python run.py "
+                               f"cluster).")
     if args.resume:
         if not os.path.isdir(args.resume):
             raise GraphNNError(f"--resume {args.resume}: no such run directory.")
+        if RunDir(args.resume).cluster.exists():
+            raise GraphNNError(f"{args.resume} was trained by a cluster; continue it with: python run.py cluster "
+                               f"--resume {args.resume}")
         config = config_module.load_config(args.resume)
         config_module.validate(config)
         refuse_changed_flags(args.resume, config, args)
@@ -271,6 +320,124 @@ def command_train(args):
 
     train(config, dataset, logdir=args.logdir)
     return 0
+
+
+def saved_config(run_dir, args):
+    """The configuration in run_dir's config.json, with any training flag given checked against it."""
+    config = config_module.load_config(run_dir)
+    config_module.validate(config)
+    refuse_changed_flags(run_dir, config, args)
+    return config
+
+
+# ---- a cluster: its tasks, and the launcher that starts them all on this machine -------------------------
+
+def cluster_task(args):
+    """This process's task when the cluster is given by flags or by TF_CONFIG, else None."""
+    flags = (args.job_name, args.task_index, args.ps_hosts, args.worker_hosts)
+    tf_config = os.environ.get("TF_CONFIG", "").strip()
+    if any(flag is not None for flag in flags):
+        if tf_config:
+            raise GraphNNError("the cluster is given both by flags and by TF_CONFIG; give it one way.")
+        return cluster.task_from_flags(*flags)
+    return cluster.task_from_tf_config(tf_config) if tf_config else None
+
+
+def replication_from_args(args, num_workers):
+    backups = args.backup_workers or 0
+    if args.asynchronous and backups:
+        raise GraphNNError("--backup-workers is for sync training; async training never waits for a worker.")
+    if not 0 <= backups < num_workers:
+        raise GraphNNError(f"--backup-workers must be from 0 to {num_workers - 1} with {num_workers} workers, "
+                           f"got {backups}.")
+    if args.wait_limit <= 0:
+        raise GraphNNError(f"--wait-limit must be positive, got {args.wait_limit}.")
+    return cluster.Replication("async" if args.asynchronous else "sync", backups)
+
+
+# What a single process's loop does that a cluster's workers do not: the flags, and their values when off.
+SINGLE_PROCESS_FLAGS = {"trace_steps": (), "profile_steps": (), "debug_dump": False, "steps_per_run": 1,
+                        "rewrites_off": (), "xla": False, "early_stop": None}
+
+
+def check_cluster_config(config, dataset):
+    from graph_nn.schedule import schedule_for
+
+    schedule_for(config, dataset, task=0)  # refuses sequential batches, and batches or splits larger than the data
+    for field, off in SINGLE_PROCESS_FLAGS.items():
+        if (getattr(config, field) or off) != off:
+            raise GraphNNError(f"--{field.replace('_', '-')} is for single-process runs, not a cluster's workers "
+                               f"(python run.py inspect --cluster shows a distributed step).")
+
+
+def command_task(args, task):
+    from graph_nn.data import load_dataset
+
+    replication = replication_from_args(args, task.num_workers)
+    if task.job == "ps":
+        cluster.check_port_free(task)
+        from graph_nn.cluster_tasks import run_task
+
+        run_task(task, wait_limit=args.wait_limit)
+    run_dir = args.resume or args.run_dir
+    if run_dir is None:
+        raise GraphNNError("a worker needs --run-dir DIR: the run directory its cluster's workers share "
+                           "(python run.py cluster picks one).")
+    resuming = args.resume or RunDir(run_dir).config.exists()
+    config = saved_config(run_dir, args) if resuming else config_from_args(args)
+    dataset = load_dataset(args.data_dir, args.classes)
+    check_cluster_config(config, dataset)
+    cluster.check_port_free(task)
+    try:
+        RunDir(run_dir).path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise GraphNNError(f"--run-dir {run_dir}: cannot make the directory ({e.strerror or e}).") from None
+    from graph_nn.cluster_tasks import run_task
+
+    run_task(task, config, dataset, run_dir, replication, args.wait_limit)
+
+
+def command_cluster(args):
+    from graph_nn.config import save_config
+    from graph_nn.data import load_dataset
+    from graph_nn.runs import new_run_dir
+
+    if args.resume:
+        if not os.path.isdir(args.resume):
+            raise GraphNNError(f"--resume {args.resume}: no such run directory.")
+        config = saved_config(args.resume, args)
+        num_ps, num_workers, replication = cluster.load_cluster(args.resume)
+        given = {"--workers": (args.workers, num_workers), "--ps": (args.ps, num_ps),
+                 "--backup-workers": (args.backup_workers, replication.backup_workers)}
+        for flag, (value, saved) in given.items():
+            if value is not None and value != saved:
+                raise GraphNNError(f"{args.resume} was trained with {flag} {saved}, not {value}; a resumed cluster "
+                                   f"is the same cluster.")
+        if args.asynchronous and replication.mode != "async":
+            raise GraphNNError(f"{args.resume} was trained in sync mode; a resumed cluster trains as it did.")
+    else:
+        if args.workers is None:
+            raise GraphNNError("python run.py cluster needs --workers N.")
+        num_ps, num_workers = args.ps or 1, args.workers
+        for flag, value in (("--workers", num_workers), ("--ps", num_ps)):
+            if value <= 0:
+                raise GraphNNError(f"{flag} must be positive, got {value}.")
+        replication = replication_from_args(args, num_workers)
+        config = config_from_args(args)
+    dataset = load_dataset(args.data_dir, args.classes)
+    check_cluster_config(config, dataset)
+    run_dir = args.resume
+    if run_dir is None:
+        run_dir = new_run_dir(args.logdir, config.model)
+        save_config(config, run_dir)
+    from graph_nn import launcher
+
+    shared = ["--wait-limit", str(args.wait_limit)] + (["--verbose"] if args.verbose else [])
+    worker_args = ["--run-dir", str(run_dir), *shared]
+    worker_args += ["--async"] if replication.mode == "async" else ["--backup-workers", str(replication.backup_workers)]
+    worker_args += ["--data-dir", args.data_dir] if args.data_dir else []
+    worker_args += ["--classes", args.classes] if args.classes else []
+    return launcher.run_cluster(launcher.local_jobs(num_ps, num_workers), worker_args, shared, run_dir)
 
 
 
@@ -365,6 +532,14 @@ def command_parity(args):
 
 
 def command_inspect(args):
+    if args.cluster:
+        config = config_module.make_config(args.preset, model=args.model, optimizer=args.optimizer,
+                                           semantics=args.semantics, batch_size=args.batch_size)
+        from graph_nn.data import load_dataset
+        from graph_nn.inspect_cluster import report
+
+        report(config, load_dataset(args.data_dir), sys.stdout)
+        return 0
     if args.run:
         from graph_nn.inspect_graph import run_report
 
@@ -412,6 +587,9 @@ def command_export(args):
 
 
 def command_bench(args):
+    defaults = ("mlp512", 1000, 1) if args.cluster else ("mlp512,cnn", 200, 5)
+    args.models, args.steps, args.repeats = (given or default for given, default in
+                                             zip((args.models, args.steps, args.repeats), defaults))
     models = tuple(args.models.split(","))
     unknown = set(models) - set(config_module.MODELS)
     if unknown:
@@ -420,13 +598,19 @@ def command_bench(args):
         raise GraphNNError("--steps and --repeats must be positive.")
     if not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
         raise GraphNNError(f"--json {args.json}: its directory does not exist.")
-    from graph_nn.startup import enable_xla_on_cpu
-
-    enable_xla_on_cpu()  # for the XLA contender; sessions that do not ask for XLA are not affected
-    from graph_nn import bench
     from graph_nn.data import load_dataset
 
-    report = bench.run_bench(load_dataset(), bench.Settings(steps=args.steps, repeats=args.repeats), models)
+    if args.cluster:
+        from graph_nn import bench_cluster as bench
+
+        report = bench.run_bench(load_dataset(), args.steps, args.repeats, models)
+    else:
+        from graph_nn.startup import enable_xla_on_cpu
+
+        enable_xla_on_cpu()  # for the XLA contender; sessions that do not ask for XLA are not affected
+        from graph_nn import bench
+
+        report = bench.run_bench(load_dataset(), bench.Settings(steps=args.steps, repeats=args.repeats), models)
     print(bench.format_report(report))
     try:
         bench.write_json(report, args.json)
@@ -455,7 +639,8 @@ def main(argv=None):
         args = parse_args(sys.argv[1:] if argv is None else argv)
         if not args.verbose:
             quiet_tensorflow()
-        commands = {"train": command_train, "sweep": command_sweep, "evaluate": command_evaluate,
+        commands = {"train": command_train, "cluster": command_cluster, "sweep": command_sweep,
+                    "evaluate": command_evaluate,
                     "summary": command_summary, "predict": command_predict, "compare": command_compare,
                     "parity": command_parity, "inspect": command_inspect, "export": command_export,
                     "bench": command_bench}

@@ -23,3 +23,9 @@ class Interrupted(GraphNNError):
     def __init__(self, message, exit_code):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class ClusterFailed(GraphNNError):
+    """A task of a cluster went away, stopped answering, or waited past its limit for the others."""
+
+    exit_code = 4

@@ -87,15 +87,16 @@ class Trainer:
     """config's training graph, built and finalized once, and the loop that trains it in a run directory.
 
     train_steps() is one Session.run of steps as the loop makes it (bench times exactly that); run() is the
-    whole loop.
+    whole loop.  A cluster's worker passes its own model (built under its device scope, where the Trainer's own
+    variables then go too) and its task (its own batches), and runs its own loop with the Trainer's parts.
     """
 
-    def __init__(self, config: TrainConfig, dataset: Dataset, out=None):
+    def __init__(self, config: TrainConfig, dataset: Dataset, out=None, model=None, task=None):
         self.config = config
         self.dataset = hold_out(dataset, config.validation_split)
         self.out = out or sys.stdout
-        self.schedule = BatchSchedule(config, len(self.dataset.train))
-        self.model = build_graph(config)
+        self.schedule = BatchSchedule(config, len(self.dataset.train), task=task)
+        self.model = model or build_graph(config)
         self.in_graph_loop = (add_in_graph_loop(self.model, config, self.dataset.train) if config.steps_per_run > 1
                               else None)
         self.histograms = build_histograms(self.model)

@@ -2,12 +2,14 @@
 
     logs/MODEL-YYYYmmdd-HHMMSS/     one per run, never reused
         config.json                 the TrainConfig, from which evaluate, predict and export rebuild the graph
+        cluster.json                a cluster's run only: its hosts, sync or async, how many workers
         data_source.txt             where the training data came from: a resume must train on the same
         classes.txt                 the names of the classes, one per line in label order
         .lock                       held by the process that trains the run
         checkpoints/                model.ckpt-STEP (the last five) and TensorFlow's `checkpoint` state file;
                                     best.* the checkpoint of the lowest validation loss, apart from the rolling ones
         train/, validation/         event files: scalars, histograms, the graph, traced steps' RunMetadata
+        worker-N/                   a cluster's run only: worker N's own scalars
         test/                       the test-set loss and accuracy of the end-of-run report
         traces/                     Chrome traces of the --trace-steps
         train/plugins/profile/      tf.profiler's trace of the --profile-steps, for the Profile tab
@@ -69,6 +71,7 @@ class RunDir(os.PathLike):
         return hash(self.path)
 
     config = property(lambda self: self.path / "config.json")
+    cluster = property(lambda self: self.path / "cluster.json")
     data_source = property(lambda self: self.path / "data_source.txt")
     classes = property(lambda self: self.path / "classes.txt")
     lock = property(lambda self: self.path / ".lock")
@@ -87,6 +90,9 @@ class RunDir(os.PathLike):
     frozen_graph = property(lambda self: self.export / "frozen_graph.pb")
     saved_model = property(lambda self: self.export / "saved_model")
     result = property(lambda self: self.path / "result.json")
+
+    def worker_events(self, index):
+        return self.path / f"worker-{index}"
 
     def picture(self, name):
         return self.path / f"{name}.png"

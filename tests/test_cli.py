@@ -9,7 +9,8 @@ import pytest
 from tests.conftest import IMPORTED_AFTER, ROOT, run_cli
 
 
-@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["compare", "--help"], ["sweep", "--help"],
+@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["cluster", "--help"], ["compare", "--help"],
+                                  ["sweep", "--help"],
                                   ["--model", "resnet"], ["--lr", "fast"], ["--epochs", "0"], ["--resume", "/nowhere"],
                                   ["--validation-split", "-1"], ["sweep", "--lr", "0.1,"],
                                   ["sweep", "--optimizer", "sgd,lion"], ["sweep", "--resume", "/nowhere"],
