@@ -36,7 +36,7 @@ from graph_nn.model_summary import format_summary
 from graph_nn.runs import DIVERGED, FINISHED, STOPPED, RunDir, exclusive
 from graph_nn.sessions import session_config
 from graph_nn.signals import stop_requested_by_signals
-from graph_nn.summaries import Writers, scalars
+from graph_nn.summaries import Writers, event_writer, scalars
 from graph_nn.train import describe, finish
 
 v1 = tf.compat.v1
@@ -403,9 +403,7 @@ class Worker:
     def worker_writer(self, first_step):
         """worker-N/'s event writer, with a START at the first step of a resumed or restarted worker (see
         Trainer.mark_session_start: TensorBoard then drops what the worker's earlier process wrote past it)."""
-        path = self.run_dir.worker_events(self.task.index)
-        with self.model.graph.as_default():
-            writer = v1.summary.FileWriter(str(path))
+        writer = event_writer(self.run_dir.worker_events(self.task.index))
         writer.add_session_log(v1.SessionLog(status=v1.SessionLog.START), first_step + 1 if first_step else 0)
         return writer
 

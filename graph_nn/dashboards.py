@@ -20,8 +20,8 @@ from tensorboard.plugins.projector import projector_config_pb2
 
 from graph_nn import config as config_module
 from graph_nn.data import DIGITS, IMAGE_SIZE
-from graph_nn.errors import GraphNNError
 from graph_nn.runs import DIVERGED, EARLY_STOPPED, FINISHED, PROJECTOR_FILES, STATUSES, STOPPED, RunDir
+from graph_nn.summaries import event_writer
 
 v1 = tf.compat.v1
 INPUT_DIGITS = 6
@@ -34,14 +34,6 @@ METRICS = (("validation", "accuracy", "validation accuracy"), ("validation", "lo
 # 2.21 has no "aborted": a stopped run, neither a success nor a failure, is "unknown" there.
 SESSION_STATUS = {FINISHED: api_pb2.STATUS_SUCCESS, EARLY_STOPPED: api_pb2.STATUS_SUCCESS,
                   STOPPED: api_pb2.STATUS_UNKNOWN, DIVERGED: api_pb2.STATUS_FAILURE}
-
-
-def file_writer(directory):
-    try:
-        with tf.Graph().as_default():  # FileWriter refuses to work in eager mode, TF2's default
-            return v1.summary.FileWriter(str(directory))
-    except (tf.errors.OpError, OSError) as e:
-        raise GraphNNError(f"{directory}: cannot write TensorBoard event files ({e}).") from None
 
 
 def image_value(tag, png_bytes):
@@ -114,7 +106,7 @@ def write_hparams(run_dir, config, global_step, train_examples, start_time, stat
     run_dir = RunDir(run_dir)
     for earlier in run_dir.hparams_event_files():
         earlier.unlink()
-    writer = file_writer(run_dir)
+    writer = event_writer(run_dir)
     try:
         writer.add_summary(experiment().SerializeToString(), global_step)
         hparams = hparams_of(config, global_step, train_examples, status)

@@ -11,7 +11,7 @@ from graph_nn.data import DIGITS, read_classes
 from graph_nn.model import build_inference_graph
 from graph_nn.runs import RunDir
 from graph_nn.sessions import session_config
-from graph_nn.summaries import scalars
+from graph_nn.summaries import event_writer, scalars
 
 v1 = tf.compat.v1
 
@@ -72,12 +72,12 @@ def publish(run_dir, step, dataset, evaluation, pictures, embedding_name, embedd
     from graph_nn import dashboards
 
     run_dir = RunDir(run_dir)
-    writer = dashboards.file_writer(run_dir.test_events)
+    writer = event_writer(run_dir.test_events)
     try:
         writer.add_summary(scalars({"loss": evaluation.loss, "accuracy": evaluation.accuracy}), step)
     finally:
         writer.close()
-    writer = dashboards.file_writer(run_dir.evaluation)
+    writer = event_writer(run_dir.evaluation)
     try:
         dashboards.write_images(writer, step, pictures, dataset.test.images, dataset.test.labels)
         dashboards.write_pr_curves(writer, step, dataset.test.labels, evaluation.probabilities, classes)

@@ -288,7 +288,7 @@ class Trainer:
         return bool(self.config.early_stop) and self.best.evaluations_since >= self.config.early_stop
 
     def diverged(self, what, step):
-        kept = (f"the last good checkpoint (step {self.saved_step}) is kept" if self.saved_step
+        kept = (f"the last good checkpoint (step {self.saved_step}) is kept" if self.saved_step is not None
                 else "no checkpoint had been saved yet")
         return TrainingDiverged(f"{what} at step {step}, most likely because the learning rate "
                                 f"{self.config.learning_rate} is too high for {self.config.optimizer}; "

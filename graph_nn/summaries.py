@@ -1,4 +1,6 @@
 """What a run writes for TensorBoard: the graph, scalar and histogram summaries in train/ and validation/."""
+import time
+
 import tensorflow as tf
 
 from graph_nn.errors import GraphNNError
@@ -40,17 +42,27 @@ def scalars(step_values):
                              for tag, value in step_values.items()])
 
 
+def event_writer(directory, graph=None):
+    """A FileWriter into directory, which logs `graph` when one is given.
+
+    TF1 names an event file after the second its writer opened it, so a second writer in the same directory
+    within that second (a resume just after a stop) would take the same name and empty the first one's file.
+    The nanoseconds in the name keep them apart, and in the order TensorBoard reads them: sorted by name.
+    """
+    try:
+        with (graph or tf.Graph()).as_default():  # FileWriter refuses to work in eager mode, TF2's default
+            return v1.summary.FileWriter(str(directory), graph, filename_suffix=f".{time.time_ns()}")
+    except (tf.errors.OpError, OSError) as e:
+        raise GraphNNError(f"{directory}: cannot write TensorBoard event files ({e}).") from None
+
+
 class Writers:
     """The train/ and validation/ event writers of one run (TensorBoard shows them as two runs)."""
 
     def __init__(self, run_dir, graph):
         run_dir = RunDir(run_dir)
-        try:
-            with graph.as_default():  # FileWriter refuses to work in eager mode, TF2's default
-                self.train = v1.summary.FileWriter(str(run_dir.train_events), graph)
-                self.validation = v1.summary.FileWriter(str(run_dir.validation_events))
-        except (tf.errors.OpError, OSError) as e:
-            raise GraphNNError(f"{run_dir}: cannot write TensorBoard event files ({e}).") from None
+        self.train = event_writer(run_dir.train_events, graph)
+        self.validation = event_writer(run_dir.validation_events)
 
     def flush(self):
         self.train.flush()
@@ -63,10 +75,7 @@ class Writers:
 
 def write_graph(directory, graph=None, graph_def=None):
     """An event file in directory holding one graph (a tf.Graph, or a GraphDef), for TensorBoard's Graph tab."""
-    try:
-        with tf.Graph().as_default():  # FileWriter refuses to work in eager mode
-            writer = v1.summary.FileWriter(str(directory))
-            writer.add_graph(graph, graph_def=graph_def)
-            writer.close()
-    except (tf.errors.OpError, OSError) as e:
-        raise GraphNNError(f"{directory}: cannot write TensorBoard event files ({e}).") from None
+    writer = event_writer(directory)
+    with tf.Graph().as_default():  # add_graph, like FileWriter, refuses to work in eager mode
+        writer.add_graph(graph, graph_def=graph_def)
+    writer.close()
