@@ -1,4 +1,5 @@
 """Train and study MNIST networks in TensorFlow 1-style graph mode: `python run.py --help`."""
+
 import sys
 
 from graph_nn.cli import main

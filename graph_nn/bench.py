@@ -3,6 +3,7 @@
 Every figure is a median over repeats after a warm-up, and every comparison is a ratio of two figures
 measured in this same process, so a busy machine slows both sides alike.
 """
+
 import contextlib
 import dataclasses
 import itertools
@@ -42,6 +43,7 @@ class Settings:
 
 # ---- the contenders: each a function that trains (or predicts) n more steps -----------------------
 
+
 @contextlib.contextmanager
 def graph_trainer(config, dataset):
     """A Trainer with an initialized session and writers in a throw-away run directory."""
@@ -49,8 +51,10 @@ def graph_trainer(config, dataset):
         trainer = Trainer(config, dataset, out=silent)
         # closing(), not `with Session`: that would also make the graph the default one, and Keras,
         # measured while these sessions are open, needs eager mode.
-        with contextlib.closing(trainer.session()) as sess, \
-                contextlib.closing(Writers(run_dir, trainer.model.graph)) as writers:
+        with (
+            contextlib.closing(trainer.session()) as sess,
+            contextlib.closing(Writers(run_dir, trainer.model.graph)) as writers,
+        ):
             trainer.initialize(sess)
             yield trainer, sess, writers
 
@@ -108,14 +112,19 @@ def iterator_trainer(config, dataset, epochs):
             images = v1.placeholder(tf.float32, train_split.images.shape, name="images")
             onehot = v1.placeholder(tf.float32, train_split.onehot.shape, name="onehot")
             # One row per epoch, batched on its own so an epoch ends in a short batch, as in BatchSchedule.
-            batches = (tf.data.Dataset.from_tensor_slices(orders)
-                       .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(config.batch_size))
-                       .map(lambda i: (tf.gather(images, i), tf.gather(onehot, i))))
+            batches = (
+                tf.data.Dataset.from_tensor_slices(orders)
+                .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(config.batch_size))
+                .map(lambda i: (tf.gather(images, i), tf.gather(onehot, i)))
+            )
             iterator = v1.data.make_initializable_iterator(batches.prefetch(2))
         model = add_model(config, *iterator.get_next())
         init = v1.global_variables_initializer()
-    feeds = {orders: np.stack([schedule.permutation(e) for e in range(epochs)]),
-             images: train_split.images, onehot: train_split.onehot}
+    feeds = {
+        orders: np.stack([schedule.permutation(e) for e in range(epochs)]),
+        images: train_split.images,
+        onehot: train_split.onehot,
+    }
     with contextlib.closing(v1.Session(graph=graph, config=session_config())) as sess:
         sess.run(init)
         sess.run(iterator.initializer, feeds)
@@ -151,7 +160,7 @@ def keras_fit_steps(config, dataset):
     b = config.batch_size
 
     def train_steps(n):
-        model.fit(images[:n * b], labels[:n * b], batch_size=b, epochs=1, verbose=0)
+        model.fit(images[: n * b], labels[: n * b], batch_size=b, epochs=1, verbose=0)
 
     return train_steps
 
@@ -184,6 +193,7 @@ def interleaved_seconds(contenders, settings, steps=None):
 
 
 # ---- the hardware ------------------------------------------------------------------------------
+
 
 def run_matmuls(shapes, settings, runs_per_repeat=1):
     """Median seconds of one Session.run doing every (m, k, n) product in `shapes` once."""
@@ -230,6 +240,7 @@ def matmul_floor_seconds(config, settings):
 
 # ---- logging cost ------------------------------------------------------------------------------
 
+
 def event_bytes_of_default_run(dataset):
     """Bytes of event files a default `python run.py` writes (train/ and validation/)."""
     with tempfile.TemporaryDirectory() as logdir, open(os.devnull, "w") as silent:
@@ -238,6 +249,7 @@ def event_bytes_of_default_run(dataset):
 
 
 # ---- the report ---------------------------------------------------------------------------------
+
 
 def bench_model(name, dataset, settings, peak):
     config = make_config(article_preset(name))
@@ -248,16 +260,23 @@ def bench_model(name, dataset, settings, peak):
             "graph_feed": stack.enter_context(feed_dict_steps(config, dataset)),
             "graph_feed_no_summaries": stack.enter_context(feed_dict_steps(silent, dataset)),
             "graph_dataset": stack.enter_context(
-                iterator_steps(silent, dataset, settings.warmup + settings.steps * settings.repeats)),
-            **{f"graph_loop_k{k}": stack.enter_context(
-                in_graph_loop_steps(dataclasses.replace(silent, steps_per_run=k), dataset)) for k in LOOP_STEPS},
+                iterator_steps(silent, dataset, settings.warmup + settings.steps * settings.repeats)
+            ),
+            **{
+                f"graph_loop_k{k}": stack.enter_context(
+                    in_graph_loop_steps(dataclasses.replace(silent, steps_per_run=k), dataset)
+                )
+                for k in LOOP_STEPS
+            },
             # The CLI has put XLA's CPU flag in the environment, which changes nothing for the other sessions.
             "graph_xla": stack.enter_context(feed_dict_steps(dataclasses.replace(silent, xla=True), dataset)),
             "keras_fit": keras_fit_steps(config, dataset),
         }
         seconds = interleaved_seconds(training, settings, settings.steps)
-        predicting = {"graph_predict_10k": stack.enter_context(graph_predict(config, dataset)),
-                      "keras_predict_10k": keras_predict(config, dataset)}
+        predicting = {
+            "graph_predict_10k": stack.enter_context(graph_predict(config, dataset)),
+            "keras_predict_10k": keras_predict(config, dataset),
+        }
         prediction_seconds = interleaved_seconds(predicting, settings)
     row = dict(model=name, batch_size=b)
     row.update({f"{key}_s": value / settings.steps for key, value in seconds.items()})
@@ -278,18 +297,34 @@ def run_bench(dataset, settings, models, out=print):
     for name in models:
         out(f"measuring {name} ...")
         rows.append(bench_model(name, dataset, settings, peak))
-    report = dict(machine=machine_description(), settings=dataclasses.asdict(settings), matmul_peak_flops=peak,
-                  models=rows, default_run_event_bytes=event_bytes_of_default_run(dataset))
+    report = dict(
+        machine=machine_description(),
+        settings=dataclasses.asdict(settings),
+        matmul_peak_flops=peak,
+        models=rows,
+        default_run_event_bytes=event_bytes_of_default_run(dataset),
+    )
     return report
 
 
 def machine_description():
     import platform
 
-    cpu_names = [line.split(":", 1)[1].strip() for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name")] if pathlib.Path("/proc/cpuinfo").exists() else []
-    return dict(cpu=cpu_names[0] if cpu_names else platform.machine(), cores=os.cpu_count(),
-                tensorflow=tf.__version__, python=platform.python_version())
+    cpu_names = (
+        [
+            line.split(":", 1)[1].strip()
+            for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ]
+        if pathlib.Path("/proc/cpuinfo").exists()
+        else []
+    )
+    return dict(
+        cpu=cpu_names[0] if cpu_names else platform.machine(),
+        cores=os.cpu_count(),
+        tensorflow=tf.__version__,
+        python=platform.python_version(),
+    )
 
 
 def format_report(report):
@@ -299,6 +334,7 @@ def format_report(report):
         lines.append(f"{label:34}" + "".join(f"{v:>16}" for v in values))
 
     rows = report["models"]
+
     def examples_per_second(seconds, row):
         return f"{row['batch_size'] / seconds:,.0f}"
 
@@ -306,21 +342,32 @@ def format_report(report):
     line("graph tf.data iterator (ex/s)", [examples_per_second(r["graph_dataset_s"], r) for r in rows])
     line("Keras fit (examples/s)", [examples_per_second(r["keras_fit_s"], r) for r in rows])
     line("graph / Keras fit", [f"{r['keras_fit_s'] / r['graph_feed_s']:.2f}x" for r in rows])
-    line(f"graph, K={LOOP_STEPS[-1]} loop / Keras fit",
-         [f"{r['keras_fit_s'] / r[f'graph_loop_k{LOOP_STEPS[-1]}_s']:.2f}x" for r in rows])
+    line(
+        f"graph, K={LOOP_STEPS[-1]} loop / Keras fit",
+        [f"{r['keras_fit_s'] / r[f'graph_loop_k{LOOP_STEPS[-1]}_s']:.2f}x" for r in rows],
+    )
     line("seconds per epoch (graph)", [f"{r['seconds_per_epoch']:.2f}" for r in rows])
     line("summaries cost", [f"{r['graph_feed_s'] / r['graph_feed_no_summaries_s'] - 1:+.1%}" for r in rows])
     for k in LOOP_STEPS:
-        line(f"in-graph loop K={k} / feed_dict", [f"{r['graph_feed_no_summaries_s'] / r[f'graph_loop_k{k}_s']:.2f}x"
-                                                   for r in rows])
+        line(
+            f"in-graph loop K={k} / feed_dict",
+            [f"{r['graph_feed_no_summaries_s'] / r[f'graph_loop_k{k}_s']:.2f}x" for r in rows],
+        )
     line("XLA / no XLA (feed_dict)", [f"{r['graph_feed_no_summaries_s'] / r['graph_xla_s']:.2f}x" for r in rows])
-    line("step / matmul floor", [f"{r['graph_feed_s'] / r['matmul_floor_s']:.2f}x" if "matmul_floor_s" in r else "-"
-                                 for r in rows])
-    line(f"K={LOOP_STEPS[-1]} step / matmul floor",
-         [f"{r[f'graph_loop_k{LOOP_STEPS[-1]}_s'] / r['matmul_floor_s']:.2f}x" if "matmul_floor_s" in r else "-"
-          for r in rows])
-    line("achieved GFLOP/s (% of peak)",
-         [f"{r['achieved_flops'] / 1e9:.1f} ({r['fraction_of_peak']:.0%})" for r in rows])
+    line(
+        "step / matmul floor",
+        [f"{r['graph_feed_s'] / r['matmul_floor_s']:.2f}x" if "matmul_floor_s" in r else "-" for r in rows],
+    )
+    line(
+        f"K={LOOP_STEPS[-1]} step / matmul floor",
+        [
+            f"{r[f'graph_loop_k{LOOP_STEPS[-1]}_s'] / r['matmul_floor_s']:.2f}x" if "matmul_floor_s" in r else "-"
+            for r in rows
+        ],
+    )
+    line(
+        "achieved GFLOP/s (% of peak)", [f"{r['achieved_flops'] / 1e9:.1f} ({r['fraction_of_peak']:.0%})" for r in rows]
+    )
     line("predict 10k: graph (s)", [f"{r['graph_predict_10k_s']:.3f}" for r in rows])
     line("predict 10k: Keras (s)", [f"{r['keras_predict_10k_s']:.3f}" for r in rows])
     line("predict graph / Keras", [f"{r['keras_predict_10k_s'] / r['graph_predict_10k_s']:.2f}x" for r in rows])

@@ -6,6 +6,7 @@ events against their wall times, from the second event on (start-up excluded), a
 worker-N/steps_per_second.  The bytes a worker's step sends to and receives from the ps come from the
 partition graphs of one traced step (graph_nn/inspect_cluster.py).  The contenders take turns in each repeat.
 """
+
 import json
 import pathlib
 import statistics
@@ -39,23 +40,42 @@ def measure(name, config, steps, logdir):
     """{global steps/s, examples/s, local steps/s per worker} of one training run of `steps` steps."""
     workers, flags = CONTENDERS[name]
     log_every = max(steps // 20, 1)
-    command = ["--preset", config.preset, "--steps", str(steps), "--log-every", str(log_every),
-               "--eval-every", str(steps), "--histogram-every", str(10 * steps), "--print-every", str(steps),
-               "--logdir", str(logdir)]
+    command = [
+        "--preset",
+        config.preset,
+        "--steps",
+        str(steps),
+        "--log-every",
+        str(log_every),
+        "--eval-every",
+        str(steps),
+        "--histogram-every",
+        str(10 * steps),
+        "--print-every",
+        str(steps),
+        "--logdir",
+        str(logdir),
+    ]
     command = ["train", *command] if not workers else ["cluster", "--workers", str(workers), *flags, *command]
-    result = subprocess.run([*CLI, *command], capture_output=True, text=True, timeout=TIMEOUT_S,
-                            env=child_environment())
+    result = subprocess.run(
+        [*CLI, *command], capture_output=True, text=True, timeout=TIMEOUT_S, env=child_environment()
+    )
     if result.returncode != 0:
         said = result.stderr.strip().splitlines() or [f"exit {result.returncode}"]
         raise GraphNNError(f"bench --cluster: `python -m graph_nn {' '.join(command)}` failed ({said[-1]}).")
     (run_dir,) = pathlib.Path(logdir).iterdir()
     losses = scalars(run_dir / "train", "loss")[1:]
     updates = (losses[-1].step - losses[0].step) / (losses[-1].wall_time - losses[0].wall_time)
-    local = [statistics.median(event.value for event in scalars(run_dir / f"worker-{i}", "steps_per_second")[1:])
-             for i in range(workers)] or [updates]
+    local = [
+        statistics.median(event.value for event in scalars(run_dir / f"worker-{i}", "steps_per_second")[1:])
+        for i in range(workers)
+    ] or [updates]
     aggregated = workers if workers and "--async" not in flags else 1  # batches in one update
-    return dict(updates_per_second=updates, examples_per_second=updates * aggregated * config.batch_size,
-                local_steps_per_second=local)
+    return dict(
+        updates_per_second=updates,
+        examples_per_second=updates * aggregated * config.batch_size,
+        local_steps_per_second=local,
+    )
 
 
 def run_bench(dataset, steps, repeats, models, out=print):
@@ -71,11 +91,24 @@ def run_bench(dataset, steps, repeats, models, out=print):
                 out(f"{model}, repeat {repeat + 1}/{repeats}: {name}, {steps} steps ...")
                 with tempfile.TemporaryDirectory() as logdir:
                     runs[name].append(measure(name, config, steps, logdir))
-        medians = {name: {key: statistics.median(run[key] for run in measured) if key != "local_steps_per_second"
-                          else [statistics.median(values) for values in zip(*(run[key] for run in measured))]
-                          for key in measured[0]} for name, measured in runs.items()}
-        rows.append(dict(model=model, batch_size=config.batch_size, contenders=medians,
-                         bytes_up=sent["worker 0 -> ps 0"], bytes_down=sent["ps 0 -> worker 0"]))
+        medians = {
+            name: {
+                key: statistics.median(run[key] for run in measured)
+                if key != "local_steps_per_second"
+                else [statistics.median(values) for values in zip(*(run[key] for run in measured))]
+                for key in measured[0]
+            }
+            for name, measured in runs.items()
+        }
+        rows.append(
+            dict(
+                model=model,
+                batch_size=config.batch_size,
+                contenders=medians,
+                bytes_up=sent["worker 0 -> ps 0"],
+                bytes_down=sent["ps 0 -> worker 0"],
+            )
+        )
     return dict(machine=machine_description(), steps=steps, repeats=repeats, models=rows)
 
 
@@ -85,8 +118,9 @@ def format_report(report):
         lines.append(f"{row['model']}, batch {row['batch_size']}   updates/s   examples/s   local steps/s per worker")
         for name, figures in row["contenders"].items():
             local = ", ".join(f"{value:.0f}" for value in figures["local_steps_per_second"])
-            lines.append(f"  {name:27}{figures['updates_per_second']:>10.0f}{figures['examples_per_second']:>13,.0f}"
-                         f"   {local}")
+            lines.append(
+                f"  {name:27}{figures['updates_per_second']:>10.0f}{figures['examples_per_second']:>13,.0f}   {local}"
+            )
         lines.append(f"  bytes per worker step: {row['bytes_up']:,} to the ps, {row['bytes_down']:,} from it")
     return "\n".join(lines)
 

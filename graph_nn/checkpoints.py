@@ -1,5 +1,6 @@
 """A run's tf.compat.v1.train.Saver checkpoints: finding the latest or the best and restoring it, in one sentence
 when it fails."""
+
 import pathlib
 
 import tensorflow as tf
@@ -23,8 +24,10 @@ def best(run_dir):
     """The prefix of the run's best checkpoint (lowest validation loss), or a clear error when it has none."""
     prefix = RunDir(run_dir).best_checkpoint
     if not pathlib.Path(f"{prefix}.index").is_file():
-        raise GraphNNError(f"{run_dir}: the run has no best checkpoint (it is saved at evaluations that lower the "
-                           f"validation loss, by runs made since it exists).")
+        raise GraphNNError(
+            f"{run_dir}: the run has no best checkpoint (it is saved at evaluations that lower the "
+            f"validation loss, by runs made since it exists)."
+        )
     return str(prefix)
 
 

@@ -4,6 +4,7 @@ This module parses and dispatches; what a command prints is written by the modul
 Nothing here imports TensorFlow: a command imports what it needs when it runs, so that `--help` and every
 flag mistake are answered at once.  User errors end in one sentence and a non-zero exit.
 """
+
 import argparse
 import dataclasses
 import os
@@ -15,8 +16,19 @@ from graph_nn.config import CONTROL_FLOWS, RECIPES
 from graph_nn.errors import GraphNNError
 from graph_nn.runs import RunDir
 
-COMMANDS = ("train", "cluster", "sweep", "evaluate", "summary", "predict", "compare", "parity", "inspect", "export",
-            "bench")
+COMMANDS = (
+    "train",
+    "cluster",
+    "sweep",
+    "evaluate",
+    "summary",
+    "predict",
+    "compare",
+    "parity",
+    "inspect",
+    "export",
+    "bench",
+)
 KERAS_COMMANDS = ("compare", "parity", "bench")
 
 
@@ -26,8 +38,12 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def add_preset_flag(parser, type=str):
-    parser.add_argument("--preset", type=type, help=f"one of {', '.join(config_module.PRESETS)} (default "
-                                                    f"{config_module.DEFAULT_PRESET}); flags below override it")
+    parser.add_argument(
+        "--preset",
+        type=type,
+        help=f"one of {', '.join(config_module.PRESETS)} (default "
+        f"{config_module.DEFAULT_PRESET}); flags below override it",
+    )
 
 
 def add_train_flags(parser, listed=False):
@@ -54,35 +70,67 @@ def add_train_flags(parser, listed=False):
     flag("--batching", help="shuffle (seeded, per epoch) or sequential (the TF1 article's slices)")
     flag("--seed", type=int)
     flag("--eval-every", type=int, help="steps between evaluations (default: each epoch)")
-    flag("--validation-split", type=int, metavar="N", help="validate on the last N training examples, train on the "
-                                                           "others (default 0: validate on the test set)")
-    flag("--early-stop", type=int, metavar="PATIENCE",
-         help="end the run after PATIENCE evaluations without a lower validation loss; its result is then its best "
-              "checkpoint")
+    flag(
+        "--validation-split",
+        type=int,
+        metavar="N",
+        help="validate on the last N training examples, train on the others (default 0: validate on the test set)",
+    )
+    flag(
+        "--early-stop",
+        type=int,
+        metavar="PATIENCE",
+        help="end the run after PATIENCE evaluations without a lower validation loss; its result is then its best "
+        "checkpoint",
+    )
     flag("--print-every", type=int, help="print a line every N steps instead of a progress bar")
     flag("--log-every", type=int, help="steps between train loss/accuracy summaries (default 50)")
     flag("--histogram-every", type=int, help="steps between histogram summaries (default 200)")
     flag("--checkpoint-every", type=int, help="steps between extra checkpoints")
     # Already a list: one value for every run of a sweep.
-    parser.add_argument("--trace-steps", type=step_list, help="steps to trace fully, e.g. 100,200 (RunMetadata "
-                                                              "in TensorBoard's Graph tab, a Chrome trace in traces/)")
-    parser.add_argument("--profile-steps", type=step_list, metavar="A,B",
-                        help="profile steps A to B with tf.profiler (TensorBoard's Profile tab)")
-    parser.add_argument("--debug-dump", action="store_true", default=None,
-                        help="record a Debugger V2 dump of the training graph (TensorBoard's Debugger V2 tab)")
-    parser.add_argument("--steps-per-run", type=int, metavar="K",
-                        help="training steps per Session.run; above 1 a while_loop runs them in the graph (default 1)")
+    parser.add_argument(
+        "--trace-steps",
+        type=step_list,
+        help="steps to trace fully, e.g. 100,200 (RunMetadata in TensorBoard's Graph tab, a Chrome trace in traces/)",
+    )
+    parser.add_argument(
+        "--profile-steps",
+        type=step_list,
+        metavar="A,B",
+        help="profile steps A to B with tf.profiler (TensorBoard's Profile tab)",
+    )
+    parser.add_argument(
+        "--debug-dump",
+        action="store_true",
+        default=None,
+        help="record a Debugger V2 dump of the training graph (TensorBoard's Debugger V2 tab)",
+    )
+    parser.add_argument(
+        "--steps-per-run",
+        type=int,
+        metavar="K",
+        help="training steps per Session.run; above 1 a while_loop runs them in the graph (default 1)",
+    )
     add_rewrite_flag(parser)
     parser.add_argument("--xla", action="store_true", default=None, help="XLA auto-clustering of the session")
     add_data_flag(parser)
-    parser.add_argument("--classes", metavar="FILE", help="the class names, one per line in label order (default: "
-                                                          "classes.txt in the data directory, else the digits)")
+    parser.add_argument(
+        "--classes",
+        metavar="FILE",
+        help="the class names, one per line in label order (default: "
+        "classes.txt in the data directory, else the digits)",
+    )
     parser.add_argument("--logdir", default="logs", help="where run directories go (default logs)")
 
 
 def add_rewrite_flag(parser):
-    parser.add_argument("--rewrite-off", dest="rewrites_off", type=name_list, metavar="PASS[,PASS]",
-                        help=f"Grappler passes to switch off: {', '.join(config_module.GRAPPLER_PASSES)}")
+    parser.add_argument(
+        "--rewrite-off",
+        dest="rewrites_off",
+        type=name_list,
+        metavar="PASS[,PASS]",
+        help=f"Grappler passes to switch off: {', '.join(config_module.GRAPPLER_PASSES)}",
+    )
 
 
 def name_list(text):
@@ -97,12 +145,25 @@ def step_list(text):
 
 
 def add_replication_flags(parser):
-    parser.add_argument("--async", dest="asynchronous", action="store_true",
-                        help="async training: each worker applies its own gradients (default: sync)")
-    parser.add_argument("--backup-workers", type=int, metavar="K",
-                        help="sync: aggregate the gradients of all workers but K per update (default 0)")
-    parser.add_argument("--wait-limit", type=int, default=120, metavar="SECONDS",
-                        help="seconds a task waits for the others before it gives up (default 120)")
+    parser.add_argument(
+        "--async",
+        dest="asynchronous",
+        action="store_true",
+        help="async training: each worker applies its own gradients (default: sync)",
+    )
+    parser.add_argument(
+        "--backup-workers",
+        type=int,
+        metavar="K",
+        help="sync: aggregate the gradients of all workers but K per update (default 0)",
+    )
+    parser.add_argument(
+        "--wait-limit",
+        type=int,
+        default=120,
+        metavar="SECONDS",
+        help="seconds a task waits for the others before it gives up (default 120)",
+    )
 
 
 def add_cluster_task_flags(parser):
@@ -118,6 +179,7 @@ def add_cluster_task_flags(parser):
 
 def comma_list(parse):
     """An argparse type: comma-separated values, each read by parse."""
+
     def values(text):
         items = [item.strip() for item in text.split(",")]
         if not all(items):
@@ -125,8 +187,9 @@ def comma_list(parse):
         try:
             parsed = [parse(item) for item in items]
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected comma-separated {parse.__name__} values, got '{text}'") \
-                from None
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {parse.__name__} values, got '{text}'"
+            ) from None
         if len(set(parsed)) < len(parsed):
             raise argparse.ArgumentTypeError(f"'{text}' names a value twice")
         return parsed
@@ -135,9 +198,12 @@ def comma_list(parse):
 
 
 def add_checkpoint_flag(parser):
-    parser.add_argument("--checkpoint", choices=("best", "latest"),
-                        help="which checkpoint: the best (lowest validation loss) or the latest (default: the run's "
-                             "result, its best with --early-stop, else its latest)")
+    parser.add_argument(
+        "--checkpoint",
+        choices=("best", "latest"),
+        help="which checkpoint: the best (lowest validation loss) or the latest (default: the run's "
+        "result, its best with --early-stop, else its latest)",
+    )
 
 
 def add_data_flag(parser):
@@ -147,8 +213,9 @@ def add_data_flag(parser):
 def make_parser():
     parser = ArgumentParser(prog="graph-nn", description="TF1 graph-mode MNIST networks with TensorBoard.")
     every_command = argparse.ArgumentParser(add_help=False)
-    every_command.add_argument("--verbose", action="store_true",
-                               help="show TensorFlow's own log lines (C++ start-up notices, deprecations)")
+    every_command.add_argument(
+        "--verbose", action="store_true", help="show TensorFlow's own log lines (C++ start-up notices, deprecations)"
+    )
     commands = parser.add_subparsers(dest="command", parser_class=ArgumentParser)
 
     def command(name, **kwargs):
@@ -156,29 +223,49 @@ def make_parser():
 
     train = command("train", help="train a network (the default command)")
     add_train_flags(train)
-    train.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its latest checkpoint, "
-                                                           "in its directory and with its configuration")
+    train.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue a stopped run from its latest checkpoint, in its directory and with its configuration",
+    )
     add_cluster_task_flags(train)
 
-    cluster_command = command("cluster", help="train on a cluster of processes on this machine: parameter servers "
-                                              "and workers on 127.0.0.1, as TensorFlow 1 distributed them")
+    cluster_command = command(
+        "cluster",
+        help="train on a cluster of processes on this machine: parameter servers "
+        "and workers on 127.0.0.1, as TensorFlow 1 distributed them",
+    )
     add_train_flags(cluster_command)
     cluster_command.add_argument("--workers", type=int, metavar="N", help="how many workers (worker 0 is the chief)")
     cluster_command.add_argument("--ps", type=int, metavar="M", help="how many parameter servers (default 1)")
     add_replication_flags(cluster_command)
-    cluster_command.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped cluster run from the "
-                                                                     "chief's latest checkpoint")
+    cluster_command.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue a stopped cluster run from the chief's latest checkpoint"
+    )
 
-    sweep = command("sweep", help="train every combination of comma-separated flag values, each an ordinary run; "
-                                  "print a table sorted by validation accuracy")
+    sweep = command(
+        "sweep",
+        help="train every combination of comma-separated flag values, each an ordinary run; "
+        "print a table sorted by validation accuracy",
+    )
     add_train_flags(sweep, listed=True)
-    sweep.add_argument("--repeats", type=int, help="runs of each combination, seeds --seed, --seed + 1, ... "
-                                                   "(default 1); the table shows means and spreads")
+    sweep.add_argument(
+        "--repeats",
+        type=int,
+        help="runs of each combination, seeds --seed, --seed + 1, ... (default 1); the table shows means and spreads",
+    )
     sweep.add_argument("--jobs", type=int, default=1, help="runs trained at once, each in its own process (default 1)")
-    sweep.add_argument("--timeout", type=float, default=24 * 3600,
-                       help="seconds a run may train before it is stopped at a checkpoint (default one day)")
-    sweep.add_argument("--resume", metavar="SWEEP_DIR", help="continue a sweep: finished runs are kept, stopped ones "
-                                                             "resumed, the others trained")
+    sweep.add_argument(
+        "--timeout",
+        type=float,
+        default=24 * 3600,
+        help="seconds a run may train before it is stopped at a checkpoint (default one day)",
+    )
+    sweep.add_argument(
+        "--resume",
+        metavar="SWEEP_DIR",
+        help="continue a sweep: finished runs are kept, stopped ones resumed, the others trained",
+    )
 
     evaluate = command("evaluate", help="restore a run's final checkpoint and test it")
     evaluate.add_argument("--run", required=True, help="a run directory under logs/")
@@ -196,47 +283,81 @@ def make_parser():
 
     compare = command("compare", help="train the graph model and its Keras twin, print both results")
     add_train_flags(compare)
-    compare.add_argument("--baseline", help=f"the Keras recipe: one of {', '.join(RECIPES)} "
-                                            "(default: the preset's article; without --preset, its preset)")
-    compare.add_argument("--repeats", type=int, default=1,
-                         help="train both this many times, seeds --seed, --seed + 1, ...; print means (default 1)")
+    compare.add_argument(
+        "--baseline",
+        help=f"the Keras recipe: one of {', '.join(RECIPES)} "
+        "(default: the preset's article; without --preset, its preset)",
+    )
+    compare.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="train both this many times, seeds --seed, --seed + 1, ...; print means (default 1)",
+    )
 
     parity = command("parity", help="check the graph models against Keras: same weights, same logits")
     parity.add_argument("--model", choices=config_module.MODELS, help="one model (default: all four)")
     parity.add_argument("--images", type=int, default=10000, help="test images compared (default 10000)")
-    parity.add_argument("--keras-steps", type=int, default=200,
-                        help="RMSprop steps Keras trains before its weights are copied (default 200)")
+    parity.add_argument(
+        "--keras-steps",
+        type=int,
+        default=200,
+        help="RMSprop steps Keras trains before its weights are copied (default 200)",
+    )
     parity.add_argument("--functional", action="store_true", help="use article 004's functional CNN")
-    parity.add_argument("--training", action="store_true",
-                        help="instead: per-step training losses over --steps steps for SGD, momentum, RMSprop and Adam")
+    parity.add_argument(
+        "--training",
+        action="store_true",
+        help="instead: per-step training losses over --steps steps for SGD, momentum, RMSprop and Adam",
+    )
     parity.add_argument("--steps", type=int, default=100, help="training-parity steps (default 100)")
     add_data_flag(parity)
 
-    inspect = command("inspect", help="print what TensorFlow built for a model: variables, slots, "
-                                                  "ops, gradients, FLOPs")
+    inspect = command(
+        "inspect", help="print what TensorFlow built for a model: variables, slots, ops, gradients, FLOPs"
+    )
     add_preset_flag(inspect)
     inspect.add_argument("--model", help=f"one of {', '.join(config_module.MODELS)}")
     inspect.add_argument("--optimizer", help=f"one of {', '.join(config_module.OPTIMIZERS)}")
     inspect.add_argument("--semantics", help="tf1 (TF1's fused optimizer ops) or keras (Keras 3's formulas as ops)")
     inspect.add_argument("--batch-size", type=int, help="the static batch size of the FLOP count and the trace")
     inspect.add_argument("--pbtxt", help="also write the GraphDef as text to this file")
-    inspect.add_argument("--trace", action="store_true", help="run one traced training step on MNIST and print "
-                                                              "its ten most expensive ops")
+    inspect.add_argument(
+        "--trace",
+        action="store_true",
+        help="run one traced training step on MNIST and print its ten most expensive ops",
+    )
     inspect.add_argument("--run", help="instead: a finished run's logged graph, traced steps and checkpoint")
     instead = inspect.add_mutually_exclusive_group()
-    instead.add_argument("--grappler", action="store_true", help="instead: one training step as written and as "
-                                                                 "executed, and Grappler's passes over it")
-    instead.add_argument("--control-flow", choices=CONTROL_FLOWS,
-                         help="instead: the --steps-per-run while_loop with TF1's (v1) or TF2's (v2) control flow")
-    instead.add_argument("--xla", action="store_true", default=None,
-                         help="instead: XLA's clusters in a training step, and what XLA does to its time and numbers")
-    instead.add_argument("--cluster", action="store_true",
-                         help="instead: the graph on 1 ps + 2 workers: placement, one sync step's partitions and "
-                              "the bytes between tasks")
+    instead.add_argument(
+        "--grappler",
+        action="store_true",
+        help="instead: one training step as written and as executed, and Grappler's passes over it",
+    )
+    instead.add_argument(
+        "--control-flow",
+        choices=CONTROL_FLOWS,
+        help="instead: the --steps-per-run while_loop with TF1's (v1) or TF2's (v2) control flow",
+    )
+    instead.add_argument(
+        "--xla",
+        action="store_true",
+        default=None,
+        help="instead: XLA's clusters in a training step, and what XLA does to its time and numbers",
+    )
+    instead.add_argument(
+        "--cluster",
+        action="store_true",
+        help="instead: the graph on 1 ps + 2 workers: placement, one sync step's partitions and "
+        "the bytes between tasks",
+    )
     inspect.add_argument("--steps-per-run", type=int, metavar="K", help="the steps of the while_loop's run")
     add_rewrite_flag(inspect)
-    inspect.add_argument("--logdir", default="logs", help="where --control-flow and --xla write their graphs for "
-                                                          "TensorBoard (default logs, under inspect/)")
+    inspect.add_argument(
+        "--logdir",
+        default="logs",
+        help="where --control-flow and --xla write their graphs for TensorBoard (default logs, under inspect/)",
+    )
     add_data_flag(inspect)
 
     export = command("export", help="freeze a run's final checkpoint into a GraphDef and a SavedModel")
@@ -245,13 +366,19 @@ def make_parser():
     add_data_flag(export)
 
     bench = command("bench", help="training and inference throughput: graph mode vs Keras vs the hardware")
-    bench.add_argument("--models", help=f"comma-separated, from {','.join(config_module.MODELS)} (default mlp512,cnn; "
-                                        f"mlp512 with --cluster), each with its article's preset")
+    bench.add_argument(
+        "--models",
+        help=f"comma-separated, from {','.join(config_module.MODELS)} (default mlp512,cnn; "
+        f"mlp512 with --cluster), each with its article's preset",
+    )
     bench.add_argument("--steps", type=int, help="timed steps per repeat (default 200; 1000 with --cluster)")
     bench.add_argument("--repeats", type=int, help="repeats; the median is reported (default 5; 1 with --cluster)")
     bench.add_argument("--json", default="bench.json", help="where to write the figures (default bench.json)")
-    bench.add_argument("--cluster", action="store_true", help="instead: one process vs 1 ps + 1 and 2 workers on "
-                                                              "127.0.0.1 (steps/s, examples/s, bytes per step)")
+    bench.add_argument(
+        "--cluster",
+        action="store_true",
+        help="instead: one process vs 1 ps + 1 and 2 workers on 127.0.0.1 (steps/s, examples/s, bytes per step)",
+    )
     return parser
 
 
@@ -273,11 +400,14 @@ def refuse_changed_flags(run_dir, config, args):
     for name in (field.name for field in dataclasses.fields(config)):
         given, saved = getattr(args, name, None), getattr(config, name)
         if given is not None and given != saved:
-            raise GraphNNError(f"{run_dir} was trained with --{name.replace('_', '-')} {saved}, not {given}; "
-                               f"--resume continues a run with the configuration in its config.json.")
+            raise GraphNNError(
+                f"{run_dir} was trained with --{name.replace('_', '-')} {saved}, not {given}; "
+                f"--resume continues a run with the configuration in its config.json."
+            )
 
 
 # ---- the commands: check what can be checked without TensorFlow, then import and run ------------------
+
 
 def command_train(args):
     from graph_nn.data import load_dataset  # numpy, not TensorFlow
@@ -290,20 +420,24 @@ def command_train(args):
     cluster_flags = {"--run-dir": args.run_dir, "--async": args.asynchronous, "--backup-workers": args.backup_workers}
     for flag, value in cluster_flags.items():
         if value:
-            raise GraphNNError(f"{flag} is for a cluster's tasks (--job-name ... or TF_CONFIG, or python run.py "
-                               f"cluster).")
+            raise GraphNNError(
+                f"{flag} is for a cluster's tasks (--job-name ... or TF_CONFIG, or python run.py cluster)."
+            )
     if args.resume:
         if not os.path.isdir(args.resume):
             raise GraphNNError(f"--resume {args.resume}: no such run directory.")
         if RunDir(args.resume).cluster.exists():
-            raise GraphNNError(f"{args.resume} was trained by a cluster; continue it with: python run.py cluster "
-                               f"--resume {args.resume}")
+            raise GraphNNError(
+                f"{args.resume} was trained by a cluster; continue it with: python run.py cluster "
+                f"--resume {args.resume}"
+            )
         config = config_module.load_config(args.resume)
         config_module.validate(config)
         refuse_changed_flags(args.resume, config, args)
         if args.classes:
-            raise GraphNNError(f"--resume {args.resume} keeps the class names the run was trained with; "
-                               f"give no --classes.")
+            raise GraphNNError(
+                f"--resume {args.resume} keeps the class names the run was trained with; give no --classes."
+            )
         dataset = load_dataset(args.data_dir)
         if config.xla:
             enable_xla_on_cpu()
@@ -332,6 +466,7 @@ def saved_config(run_dir, args):
 
 # ---- a cluster: its tasks, and the launcher that starts them all on this machine -------------------------
 
+
 def cluster_task(args):
     """This process's task when the cluster is given by flags or by TF_CONFIG, else None."""
     flags = (args.job_name, args.task_index, args.ps_hosts, args.worker_hosts)
@@ -348,16 +483,24 @@ def replication_from_args(args, num_workers):
     if args.asynchronous and backups:
         raise GraphNNError("--backup-workers is for sync training; async training never waits for a worker.")
     if not 0 <= backups < num_workers:
-        raise GraphNNError(f"--backup-workers must be from 0 to {num_workers - 1} with {num_workers} workers, "
-                           f"got {backups}.")
+        raise GraphNNError(
+            f"--backup-workers must be from 0 to {num_workers - 1} with {num_workers} workers, got {backups}."
+        )
     if args.wait_limit <= 0:
         raise GraphNNError(f"--wait-limit must be positive, got {args.wait_limit}.")
     return cluster.Replication("async" if args.asynchronous else "sync", backups)
 
 
 # What a single process's loop does that a cluster's workers do not: the flags, and their values when off.
-SINGLE_PROCESS_FLAGS = {"trace_steps": (), "profile_steps": (), "debug_dump": False, "steps_per_run": 1,
-                        "rewrites_off": (), "xla": False, "early_stop": None}
+SINGLE_PROCESS_FLAGS = {
+    "trace_steps": (),
+    "profile_steps": (),
+    "debug_dump": False,
+    "steps_per_run": 1,
+    "rewrites_off": (),
+    "xla": False,
+    "early_stop": None,
+}
 
 
 def check_cluster_config(config, dataset):
@@ -366,8 +509,10 @@ def check_cluster_config(config, dataset):
     schedule_for(config, dataset, task=0)  # refuses sequential batches, and batches or splits larger than the data
     for field, off in SINGLE_PROCESS_FLAGS.items():
         if (getattr(config, field) or off) != off:
-            raise GraphNNError(f"--{field.replace('_', '-')} is for single-process runs, not a cluster's workers "
-                               f"(python run.py inspect --cluster shows a distributed step).")
+            raise GraphNNError(
+                f"--{field.replace('_', '-')} is for single-process runs, not a cluster's workers "
+                f"(python run.py inspect --cluster shows a distributed step)."
+            )
 
 
 def command_task(args, task):
@@ -381,8 +526,10 @@ def command_task(args, task):
         run_task(task, wait_limit=args.wait_limit)
     run_dir = args.resume or args.run_dir
     if run_dir is None:
-        raise GraphNNError("a worker needs --run-dir DIR: the run directory its cluster's workers share "
-                           "(python run.py cluster picks one).")
+        raise GraphNNError(
+            "a worker needs --run-dir DIR: the run directory its cluster's workers share "
+            "(python run.py cluster picks one)."
+        )
     resuming = args.resume or RunDir(run_dir).config.exists()
     config = saved_config(run_dir, args) if resuming else config_from_args(args)
     dataset = load_dataset(args.data_dir, args.classes)
@@ -407,12 +554,17 @@ def command_cluster(args):
             raise GraphNNError(f"--resume {args.resume}: no such run directory.")
         config = saved_config(args.resume, args)
         num_ps, num_workers, replication = cluster.load_cluster(args.resume)
-        given = {"--workers": (args.workers, num_workers), "--ps": (args.ps, num_ps),
-                 "--backup-workers": (args.backup_workers, replication.backup_workers)}
+        given = {
+            "--workers": (args.workers, num_workers),
+            "--ps": (args.ps, num_ps),
+            "--backup-workers": (args.backup_workers, replication.backup_workers),
+        }
         for flag, (value, saved) in given.items():
             if value is not None and value != saved:
-                raise GraphNNError(f"{args.resume} was trained with {flag} {saved}, not {value}; a resumed cluster "
-                                   f"is the same cluster.")
+                raise GraphNNError(
+                    f"{args.resume} was trained with {flag} {saved}, not {value}; a resumed cluster "
+                    f"is the same cluster."
+                )
         if args.asynchronous and replication.mode != "async":
             raise GraphNNError(f"{args.resume} was trained in sync mode; a resumed cluster trains as it did.")
     else:
@@ -440,7 +592,6 @@ def command_cluster(args):
     return launcher.run_cluster(launcher.local_jobs(num_ps, num_workers), worker_args, shared, run_dir)
 
 
-
 def command_sweep(args):
     for name in ("repeats", "jobs"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
@@ -451,13 +602,18 @@ def command_sweep(args):
 
     fields = [field.name for field in dataclasses.fields(config_module.TrainConfig)]
     # Every flag a list of values (--trace-steps, already a list, is one value).
-    values = {name: value if isinstance(value, list) else [value]
-              for name in fields if (value := getattr(args, name, None)) is not None}
+    values = {
+        name: value if isinstance(value, list) else [value]
+        for name in fields
+        if (value := getattr(args, name, None)) is not None
+    }
     if args.resume:
         given = [name for name in [*values, "data_dir", "classes", "repeats"] if getattr(args, name) is not None]
         if given:
-            raise GraphNNError(f"--resume continues the sweep planned in its {sweep.PLAN}; give only --jobs and "
-                               f"--timeout with it, not --{given[0].replace('_', '-')}.")
+            raise GraphNNError(
+                f"--resume continues the sweep planned in its {sweep.PLAN}; give only --jobs and "
+                f"--timeout with it, not --{given[0].replace('_', '-')}."
+            )
         sweep_dir = args.resume
     else:
         sweep_dir = sweep.create(args.logdir, values, args.repeats or 1, args.data_dir, args.classes)
@@ -507,8 +663,9 @@ def command_compare(args):
     from graph_nn.compare import compare, format_table
     from graph_nn.data import load_dataset
 
-    comparison = compare(config, load_dataset(args.data_dir, args.classes), args.baseline, logdir=args.logdir,
-                         repeats=args.repeats)
+    comparison = compare(
+        config, load_dataset(args.data_dir, args.classes), args.baseline, logdir=args.logdir, repeats=args.repeats
+    )
     print()
     print(format_table(comparison))
     print(f"Graph run directories: {', '.join(map(str, comparison.run_dirs))}")
@@ -533,8 +690,13 @@ def command_parity(args):
 
 def command_inspect(args):
     if args.cluster:
-        config = config_module.make_config(args.preset, model=args.model, optimizer=args.optimizer,
-                                           semantics=args.semantics, batch_size=args.batch_size)
+        config = config_module.make_config(
+            args.preset,
+            model=args.model,
+            optimizer=args.optimizer,
+            semantics=args.semantics,
+            batch_size=args.batch_size,
+        )
         from graph_nn.data import load_dataset
         from graph_nn.inspect_cluster import report
 
@@ -545,9 +707,16 @@ def command_inspect(args):
 
         run_report(args.run, sys.stdout)
         return 0
-    config = config_module.make_config(args.preset, model=args.model, optimizer=args.optimizer,
-                                       semantics=args.semantics, batch_size=args.batch_size,
-                                       steps_per_run=args.steps_per_run, rewrites_off=args.rewrites_off, xla=args.xla)
+    config = config_module.make_config(
+        args.preset,
+        model=args.model,
+        optimizer=args.optimizer,
+        semantics=args.semantics,
+        batch_size=args.batch_size,
+        steps_per_run=args.steps_per_run,
+        rewrites_off=args.rewrites_off,
+        xla=args.xla,
+    )
     dataset = None
     if args.trace or args.grappler or args.control_flow or args.xla:
         from graph_nn.data import load_dataset
@@ -588,8 +757,9 @@ def command_export(args):
 
 def command_bench(args):
     defaults = ("mlp512", 1000, 1) if args.cluster else ("mlp512,cnn", 200, 5)
-    args.models, args.steps, args.repeats = (given or default for given, default in
-                                             zip((args.models, args.steps, args.repeats), defaults))
+    args.models, args.steps, args.repeats = (
+        given or default for given, default in zip((args.models, args.steps, args.repeats), defaults)
+    )
     models = tuple(args.models.split(","))
     unknown = set(models) - set(config_module.MODELS)
     if unknown:
@@ -615,8 +785,9 @@ def command_bench(args):
     try:
         bench.write_json(report, args.json)
     except OSError as e:
-        raise GraphNNError(f"--json {args.json}: cannot write the figures ({e.strerror or e}); "
-                           f"the table above has them.") from None
+        raise GraphNNError(
+            f"--json {args.json}: cannot write the figures ({e.strerror or e}); the table above has them."
+        ) from None
     print(f"Figures written to {args.json}")
     return 0
 
@@ -639,11 +810,19 @@ def main(argv=None):
         args = parse_args(sys.argv[1:] if argv is None else argv)
         if not args.verbose:
             quiet_tensorflow()
-        commands = {"train": command_train, "cluster": command_cluster, "sweep": command_sweep,
-                    "evaluate": command_evaluate,
-                    "summary": command_summary, "predict": command_predict, "compare": command_compare,
-                    "parity": command_parity, "inspect": command_inspect, "export": command_export,
-                    "bench": command_bench}
+        commands = {
+            "train": command_train,
+            "cluster": command_cluster,
+            "sweep": command_sweep,
+            "evaluate": command_evaluate,
+            "summary": command_summary,
+            "predict": command_predict,
+            "compare": command_compare,
+            "parity": command_parity,
+            "inspect": command_inspect,
+            "export": command_export,
+            "bench": command_bench,
+        }
         if args.command in KERAS_COMMANDS:
             return commands[args.command](args)
         from graph_nn.startup import without_keras

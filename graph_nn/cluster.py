@@ -7,6 +7,7 @@ A task is given by flags, as TensorFlow's mnist_replica.py takes it (--job-name,
 --worker-hosts), or by the TF_CONFIG environment variable, read as tf.distribute's TFConfigClusterResolver
 reads it; both become the same ClusterTask.  No TensorFlow here: a mistake is answered before a server starts.
 """
+
 import dataclasses
 import errno
 import json
@@ -96,17 +97,20 @@ def check_task(jobs, job, index, source):
     if job not in JOBS:
         raise GraphNNError(f"{source}: unknown job name '{job}'; choose ps or worker (worker 0 is the chief).")
     if not 0 <= index < len(jobs[job]):
-        raise GraphNNError(f"{source}: task index {index} is outside the {len(jobs[job])} {job} "
-                           f"host{'s' if len(jobs[job]) > 1 else ''} (0 to {len(jobs[job]) - 1}).")
+        raise GraphNNError(
+            f"{source}: task index {index} is outside the {len(jobs[job])} {job} "
+            f"host{'s' if len(jobs[job]) > 1 else ''} (0 to {len(jobs[job]) - 1})."
+        )
 
 
 def task_from_flags(job_name, task_index, ps_hosts, worker_hosts):
-    given = {"--job-name": job_name, "--task-index": task_index, "--ps-hosts": ps_hosts,
-             "--worker-hosts": worker_hosts}
+    given = {"--job-name": job_name, "--task-index": task_index, "--ps-hosts": ps_hosts, "--worker-hosts": worker_hosts}
     missing = [flag for flag, value in given.items() if value is None]
     if missing:
-        raise GraphNNError(f"a cluster task needs {', '.join(given)}; {', '.join(missing)} "
-                           f"{'is' if len(missing) == 1 else 'are'} missing.")
+        raise GraphNNError(
+            f"a cluster task needs {', '.join(given)}; {', '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} missing."
+        )
     jobs = {"ps": parse_hosts("--ps-hosts", ps_hosts), "worker": parse_hosts("--worker-hosts", worker_hosts)}
     check_jobs(jobs, "the host flags")
     check_task(jobs, job_name, task_index, f"--job-name {job_name} --task-index {task_index}")
@@ -119,18 +123,24 @@ def task_from_tf_config(text):
         value = json.loads(text)
     except ValueError as e:
         raise GraphNNError(f"TF_CONFIG is not valid JSON ({e}).") from None
-    if not isinstance(value, dict) or not isinstance(value.get("cluster"), dict) or \
-            not isinstance(value.get("task"), dict):
+    if (
+        not isinstance(value, dict)
+        or not isinstance(value.get("cluster"), dict)
+        or not isinstance(value.get("task"), dict)
+    ):
         raise GraphNNError('TF_CONFIG must be a JSON object with "cluster" and "task" objects.')
     cluster, task = value["cluster"], value["task"]
     for job, hosts in cluster.items():
         if job not in JOBS:
-            raise GraphNNError(f"TF_CONFIG's cluster has a '{job}' job; this program runs ps and worker jobs "
-                               f"only (worker 0 is the chief).")
+            raise GraphNNError(
+                f"TF_CONFIG's cluster has a '{job}' job; this program runs ps and worker jobs "
+                f"only (worker 0 is the chief)."
+            )
         if not isinstance(hosts, list) or not all(isinstance(host, str) for host in hosts):
             raise GraphNNError(f'TF_CONFIG\'s cluster "{job}" must be a list of "HOST:PORT" strings.')
-    jobs = {job: parse_hosts(f"TF_CONFIG's {job} hosts", ",".join(cluster[job])) if cluster.get(job) else []
-            for job in JOBS}
+    jobs = {
+        job: parse_hosts(f"TF_CONFIG's {job} hosts", ",".join(cluster[job])) if cluster.get(job) else [] for job in JOBS
+    }
     check_jobs(jobs, "TF_CONFIG")
     job, index = task.get("type"), task.get("index")
     if not isinstance(job, str) or not isinstance(index, int) or isinstance(index, bool):
@@ -142,6 +152,7 @@ def task_from_tf_config(text):
 
 
 # ---- ports: TensorFlow's gRPC server listens on 0.0.0.0:PORT whatever host the cluster names ----------------
+
 
 def port_is_free(port):
     """Could a TensorFlow server listen on `port`?  Tested as TensorFlow binds: the wildcard address with
@@ -196,10 +207,15 @@ def wait_for_listener(address, seconds, stopped=lambda: False):
 
 # ---- cluster.json: the cluster a run was trained on ----------------------------------------------------------
 
+
 def save_cluster(run_dir, task, replication):
-    record = dict(cluster=task.jobs, mode=replication.mode, workers=task.num_workers,
-                  replicas_to_aggregate=replication.replicas_to_aggregate(task.num_workers),
-                  backup_workers=replication.backup_workers)
+    record = dict(
+        cluster=task.jobs,
+        mode=replication.mode,
+        workers=task.num_workers,
+        replicas_to_aggregate=replication.replicas_to_aggregate(task.num_workers),
+        backup_workers=replication.backup_workers,
+    )
     RunDir(run_dir).cluster.write_text(json.dumps(record, indent=2) + "\n")
 
 
@@ -207,11 +223,11 @@ def load_cluster(run_dir):
     """(number of ps, number of workers, Replication) of the cluster that trained run_dir."""
     path = RunDir(run_dir).cluster
     if not path.is_file():
-        raise GraphNNError(f"{run_dir}: not a cluster run (no cluster.json); continue it with "
-                           f"python run.py --resume {run_dir}.")
+        raise GraphNNError(
+            f"{run_dir}: not a cluster run (no cluster.json); continue it with python run.py --resume {run_dir}."
+        )
     try:
         record = json.loads(path.read_text())
-        return (len(record["cluster"]["ps"]), record["workers"],
-                Replication(record["mode"], record["backup_workers"]))
+        return (len(record["cluster"]["ps"]), record["workers"], Replication(record["mode"], record["backup_workers"]))
     except (ValueError, KeyError, TypeError) as e:
         raise GraphNNError(f"{path}: unreadable cluster record ({e}).") from None

@@ -17,6 +17,7 @@ worker's), up to --wait-limit seconds.  A parameter server that goes away ends e
 sentence naming it.  A task's process ends with os._exit: closing a distributed Session, which Python's clean-up
 does too, waits minutes for a task that has gone away.
 """
+
 import contextlib
 import os
 import re
@@ -118,6 +119,7 @@ def crossed(previous, step, every):
 
 # ---- a parameter server ---------------------------------------------------------------------------------
 
+
 def serve(task, wait_limit, out):
     """Serves the variables until every worker has put its index in this ps's done queue.
 
@@ -147,8 +149,10 @@ def serve(task, wait_limit, out):
                     last_step, since = step, time.monotonic()
                 elif time.monotonic() - since > 2 * wait_limit:
                     missing = ", ".join(str(i) for i in range(task.num_workers) if i not in done)
-                    raise ClusterFailed(f"no worker trained for {2 * wait_limit} s (global step {last_step}) and "
-                                        f"not every worker said it was done (missing: {missing}); {task.name} ends")
+                    raise ClusterFailed(
+                        f"no worker trained for {2 * wait_limit} s (global step {last_step}) and "
+                        f"not every worker said it was done (missing: {missing}); {task.name} ends"
+                    )
         except tf.errors.OpError as e:
             raise lost(task, e) from None
     close(sess)
@@ -160,6 +164,7 @@ def serve(task, wait_limit, out):
 
 
 # ---- a worker --------------------------------------------------------------------------------------------
+
 
 class ChiefUpdates:
     """The sync updates (take the aggregated gradients, apply them, new tokens), run in a thread by the chief.
@@ -210,8 +215,11 @@ class Worker:
     def run(self):
         task = self.task
         server = start_server(task)
-        mode = (f"sync, each update the mean of {self.aggregate} of the {task.num_workers} workers' gradients"
-                if self.sync else f"async, each of the {task.num_workers} workers applying its own gradients")
+        mode = (
+            f"sync, each update the mean of {self.aggregate} of the {task.num_workers} workers' gradients"
+            if self.sync
+            else f"async, each of the {task.num_workers} workers applying its own gradients"
+        )
         self.say(f"{task.name}{' (the chief)' if task.is_chief else ''} on {task.address}: {mode}")
         self.wait_for_parameter_servers()
         filters = ["/job:ps", f"/job:worker/task:{task.index}"]
@@ -254,8 +262,15 @@ class Worker:
         if self.task.is_chief and self.writers:
             step = self.step if status == FINISHED else self.trainer.saved_step or 0
             with contextlib.suppress(GraphNNError, OSError):
-                records.record_end(self.run_dir, self.config, status, step, len(self.trainer.dataset.train),
-                                   self.trainer.best.step, message=str(error) if error else None)
+                records.record_end(
+                    self.run_dir,
+                    self.config,
+                    status,
+                    step,
+                    len(self.trainer.dataset.train),
+                    self.trainer.best.step,
+                    message=str(error) if error else None,
+                )
         return error
 
     def wait_for_parameter_servers(self):
@@ -306,8 +321,10 @@ class Worker:
             if stop:
                 raise Interrupted(f"{self.task.name} stopped by {stop.name} before training", stop.exit_code)
             if time.monotonic() - start > self.wait_limit:
-                raise ClusterFailed(f"the chief (worker 0, {self.task.jobs['worker'][0]}) did not initialize the "
-                                    f"variables within {self.wait_limit} s")
+                raise ClusterFailed(
+                    f"the chief (worker 0, {self.task.jobs['worker'][0]}) did not initialize the "
+                    f"variables within {self.wait_limit} s"
+                )
             if not noticed:
                 self.say("waiting for the chief to initialize the variables")
                 noticed = True
@@ -341,15 +358,18 @@ class Worker:
                 if crossed(marked, self.step, config.log_every):
                     now = time.perf_counter()
                     rate = (self.local_steps - logged_steps) / (now - logged_at)
-                    writer.add_summary(scalars(dict(meter.means(), steps_per_second=rate,
-                                                    local_steps=self.local_steps)), self.step)
+                    writer.add_summary(
+                        scalars(dict(meter.means(), steps_per_second=rate, local_steps=self.local_steps)), self.step
+                    )
                     if chief:
                         self.writers.train.add_summary(scalars(meter.means()), self.step)
                     meter.reset()
                     logged_at, logged_steps = now, self.local_steps
                 if crossed(marked, self.step, print_every) or self.step >= total:
-                    self.say(f"step {self.step}/{total} - loss: {loss:.4f} - accuracy: {accuracy:.4f} - "
-                             f"{self.local_steps} batches here")
+                    self.say(
+                        f"step {self.step}/{total} - loss: {loss:.4f} - accuracy: {accuracy:.4f} - "
+                        f"{self.local_steps} batches here"
+                    )
                 if chief:
                     self.chief_duties(marked, feed, time.perf_counter() - start)
                 marked = self.step
@@ -412,8 +432,9 @@ class Worker:
         trainer, config, schedule, step = self.trainer, self.config, self.schedule, self.step
         if crossed(previous, step, config.histogram_every):
             self.writers.train.add_summary(self.sess.run(trainer.histograms, feed, options=self.timeout), step)
-        evaluating = crossed(previous, step, config.eval_every or schedule.steps_per_epoch) or \
-            step >= schedule.total_steps
+        evaluating = (
+            crossed(previous, step, config.eval_every or schedule.steps_per_epoch) or step >= schedule.total_steps
+        )
         if evaluating:
             metrics = trainer.evaluate(self.sess, self.writers, step, seconds)
             self.say(f"step {step} evaluation - " + " - ".join(f"{k}: {v:.4f}" for k, v in metrics.items()))
@@ -440,18 +461,22 @@ class Worker:
             if waited > self.wait_limit:
                 if time.monotonic() - answered > self.wait_limit / 2:
                     raise ClusterFailed(f"the parameter servers did not answer for {self.wait_limit} s")
-                raise Stalled(f"global step {step} did not move for {self.wait_limit} s: sync training waits for "
-                              f"{self.aggregate} gradients per update and a worker is missing; start it again "
-                              f"with its flags, or train with --backup-workers")
+                raise Stalled(
+                    f"global step {step} did not move for {self.wait_limit} s: sync training waits for "
+                    f"{self.aggregate} gradients per update and a worker is missing; start it again "
+                    f"with its flags, or train with --backup-workers"
+                )
             time.sleep(POLL_S)
         return step
 
     def waiting_notice(self, answering):
         if not answering:
             return f"waiting: the parameter servers have not answered for {NOTICE_S} s"
-        return (f"waiting for the other workers' gradients: global step {self.step} has not moved for {NOTICE_S} s "
-                f"(sync training takes {self.aggregate} per update; a worker that stopped rejoins when started again "
-                f"with its flags; waiting at most {self.wait_limit} s)")
+        return (
+            f"waiting for the other workers' gradients: global step {self.step} has not moved for {NOTICE_S} s "
+            f"(sync training takes {self.aggregate} per update; a worker that stopped rejoins when started again "
+            f"with its flags; waiting at most {self.wait_limit} s)"
+        )
 
     # ---- the end ---------------------------------------------------------------------------------------
 
@@ -476,24 +501,31 @@ class Worker:
         steps = self.sess.run(self.parts.worker_steps, options=self.timeout)
         mode = f"sync: each update the mean of {self.aggregate} gradients" if self.sync else "async"
         return f"Global step {self.global_step()} ({mode}); " + ", ".join(
-            f"worker {i}: {n:,} batches, {self.schedule.examples(n):,} examples" for i, n in enumerate(steps))
+            f"worker {i}: {n:,} batches, {self.schedule.examples(n):,} examples" for i, n in enumerate(steps)
+        )
 
     def noting_checkpoint(self, error):
         """error's sentence, ending with where the chief's last checkpoint is."""
         if not self.task.is_chief:
             return error
-        kept = (f"the last checkpoint (step {self.trainer.saved_step}) is kept"
-                if self.trainer.saved_step is not None else "no checkpoint had been saved yet")
+        kept = (
+            f"the last checkpoint (step {self.trainer.saved_step}) is kept"
+            if self.trainer.saved_step is not None
+            else "no checkpoint had been saved yet"
+        )
         return type(error)(f"{error}; {kept} in {self.run_dir}")
 
     def stopped_message(self, stop):
         if not self.task.is_chief:
             return f"{self.task.name} stopped by {stop.name} at step {self.step}"
-        return (f"stopped by {stop.name} at step {self.step} after saving its checkpoint; continue with: "
-                f"python run.py cluster --resume {self.run_dir}")
+        return (
+            f"stopped by {stop.name} at step {self.step} after saving its checkpoint; continue with: "
+            f"python run.py cluster --resume {self.run_dir}"
+        )
 
     def diverged(self, loss, step):
         if self.task.is_chief:
             return self.trainer.diverged(f"the loss became {loss}", step)
-        return TrainingDiverged(f"the loss became {loss} at step {step} on {self.task.name}; the chief keeps the "
-                                f"last good checkpoint", step)
+        return TrainingDiverged(
+            f"the loss became {loss} at step {step} on {self.task.name}; the chief keeps the last good checkpoint", step
+        )

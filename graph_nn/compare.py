@@ -1,4 +1,5 @@
 """`compare`: the graph model and its Keras twin trained on the same data with the same hyper-parameters."""
+
 import dataclasses
 import math
 import sys
@@ -52,9 +53,13 @@ class Comparison:
 
 
 def mean_side(runs):
-    return Side(runs[0].parameters, *(float(np.mean([getattr(r, f) for r in runs]))
-                                      for f in ("test_accuracy", "test_loss", "seconds_per_epoch",
-                                                "steps_per_second")))
+    return Side(
+        runs[0].parameters,
+        *(
+            float(np.mean([getattr(r, f) for r in runs]))
+            for f in ("test_accuracy", "test_loss", "seconds_per_epoch", "steps_per_second")
+        ),
+    )
 
 
 def train_graph(config, dataset, logdir, out):
@@ -65,15 +70,25 @@ def train_graph(config, dataset, logdir, out):
     trainer = Trainer(config, dataset, out)
     result = trainer.run(new_run_dir(logdir, config.model))
     seconds = result.history[-1]["seconds"]
-    return Side(parameter_count(trainer.model), result.test_accuracy, result.test_loss,
-                seconds / config.epochs, result.global_step / seconds), result.run_dir
+    return Side(
+        parameter_count(trainer.model),
+        result.test_accuracy,
+        result.test_loss,
+        seconds / config.epochs,
+        result.global_step / seconds,
+    ), result.run_dir
 
 
 def train_keras(recipe, config, dataset, verbose):
     fitted = keras_baselines.fit(recipe, config, dataset, verbose=verbose)
     seconds = sum(fitted.epoch_seconds)
-    return Side(fitted.parameters, fitted.test_accuracy, fitted.test_loss,
-                seconds / config.epochs, fitted.steps_per_epoch * config.epochs / seconds)
+    return Side(
+        fitted.parameters,
+        fitted.test_accuracy,
+        fitted.test_loss,
+        seconds / config.epochs,
+        fitted.steps_per_epoch * config.epochs / seconds,
+    )
 
 
 def compare(config, dataset, recipe_name=None, logdir="logs", out=None, keras_verbose=2, repeats=1):
@@ -85,22 +100,32 @@ def compare(config, dataset, recipe_name=None, logdir="logs", out=None, keras_ve
     if repeats < 1:
         raise GraphNNError(f"--repeats must be positive, got {repeats}.")
     if config.validation_split or config.early_stop:
-        raise GraphNNError("compare trains both sides on the whole training set for whole epochs, as the articles' "
-                           "fit does; give no --validation-split or --early-stop.")
+        raise GraphNNError(
+            "compare trains both sides on the whole training set for whole epochs, as the articles' "
+            "fit does; give no --validation-split or --early-stop."
+        )
     recipe_name = recipe_name_for(config, recipe_name)
     recipe = RECIPES[recipe_name]
     comparison = Comparison(config, recipe_name, [], [], [])
     for seed in range(config.seed, config.seed + repeats):
         seeded = dataclasses.replace(config, seed=seed)
-        print(f"== graph mode: {config.model}, {config.optimizer} ({config.semantics} semantics), seed {seed}",
-              file=out, flush=True)
+        print(
+            f"== graph mode: {config.model}, {config.optimizer} ({config.semantics} semantics), seed {seed}",
+            file=out,
+            flush=True,
+        )
         graph, run_dir = train_graph(seeded, dataset, logdir, out)
-        print(f"== Keras: baseline '{recipe_name}' (article {recipe.article}, {recipe.api}, {recipe.labels} labels, "
-              f"{recipe.loss}, {recipe.pipeline}), seed {seed}", file=out, flush=True)
+        print(
+            f"== Keras: baseline '{recipe_name}' (article {recipe.article}, {recipe.api}, {recipe.labels} labels, "
+            f"{recipe.loss}, {recipe.pipeline}), seed {seed}",
+            file=out,
+            flush=True,
+        )
         keras = train_keras(recipe, seeded, dataset, keras_verbose)
         if graph.parameters != keras.parameters:
-            raise GraphNNError(f"the graph {config.model} has {graph.parameters:,} parameters, "
-                               f"its Keras twin {keras.parameters:,}.")
+            raise GraphNNError(
+                f"the graph {config.model} has {graph.parameters:,} parameters, its Keras twin {keras.parameters:,}."
+            )
         comparison.graph_runs.append(graph)
         comparison.keras_runs.append(keras)
         comparison.run_dirs.append(run_dir)
@@ -117,10 +142,16 @@ def format_table(comparison):
 
     rows = [
         ("parameters", f"{g.parameters:,}", f"{k.parameters:,}"),
-        ("test accuracy", f"{g.test_accuracy:.4f}" + spread(comparison.graph_runs, "test_accuracy"),
-         f"{k.test_accuracy:.4f}" + spread(comparison.keras_runs, "test_accuracy")),
-        ("test loss", f"{g.test_loss:.4f}" + spread(comparison.graph_runs, "test_loss"),
-         f"{k.test_loss:.4f}" + spread(comparison.keras_runs, "test_loss")),
+        (
+            "test accuracy",
+            f"{g.test_accuracy:.4f}" + spread(comparison.graph_runs, "test_accuracy"),
+            f"{k.test_accuracy:.4f}" + spread(comparison.keras_runs, "test_accuracy"),
+        ),
+        (
+            "test loss",
+            f"{g.test_loss:.4f}" + spread(comparison.graph_runs, "test_loss"),
+            f"{k.test_loss:.4f}" + spread(comparison.keras_runs, "test_loss"),
+        ),
         ("seconds/epoch", f"{g.seconds_per_epoch:.1f}", f"{k.seconds_per_epoch:.1f}"),
         ("steps/s", f"{g.steps_per_second:.0f}", f"{k.steps_per_second:.0f}"),
     ]

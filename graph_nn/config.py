@@ -1,4 +1,5 @@
 """What one training run is: a TrainConfig, the article presets, and the checks on user-given values."""
+
 import dataclasses
 import json
 
@@ -17,12 +18,19 @@ CONTROL_FLOWS = ("v1", "v2")  # TF1's while_loop frame, or TF2's functional Whil
 # Grappler's passes as its meta-optimizer log names them, and the RewriterConfig field that switches each off
 # (graph_nn/sessions.py sets it); --rewrite-off takes the names.  "meta_optimizer" is all of them at once.
 GRAPPLER_PASSES = {
-    "model_pruner": "disable_model_pruning", "implementation_selector": "implementation_selector",
-    "function_optimizer": "function_optimization", "common_subgraph_elimination": "common_subgraph_elimination",
-    "constant_folding": "constant_folding", "shape_optimizer": "shape_optimization",
-    "arithmetic_optimizer": "arithmetic_optimization", "layout": "layout_optimizer", "remapper": "remapping",
-    "loop_optimizer": "loop_optimization", "dependency_optimizer": "dependency_optimization",
-    "memory_optimizer": "memory_optimization", "tfg_optimizer": "disable_tfg_optimizer",
+    "model_pruner": "disable_model_pruning",
+    "implementation_selector": "implementation_selector",
+    "function_optimizer": "function_optimization",
+    "common_subgraph_elimination": "common_subgraph_elimination",
+    "constant_folding": "constant_folding",
+    "shape_optimizer": "shape_optimization",
+    "arithmetic_optimizer": "arithmetic_optimization",
+    "layout": "layout_optimizer",
+    "remapper": "remapping",
+    "loop_optimizer": "loop_optimization",
+    "dependency_optimizer": "dependency_optimization",
+    "memory_optimizer": "memory_optimization",
+    "tfg_optimizer": "disable_tfg_optimizer",
     "meta_optimizer": "disable_meta_optimizer",
 }
 
@@ -92,8 +100,17 @@ class TrainConfig:
 PRESETS = {
     # Article 003 (TF1): 784-64-10, random_normal(stddev=1) weights and biases, SGD 0.1, batch 100,
     # 2000 steps over the slices x[(i*100) % 59900 : ... + 100], loss printed every 100 steps.
-    "tf1": dict(model="mlp64", init="random_normal", optimizer="sgd", learning_rate=0.1,
-                batch_size=100, steps=2000, batching="sequential", print_every=100, eval_every=500),
+    "tf1": dict(
+        model="mlp64",
+        init="random_normal",
+        optimizer="sgd",
+        learning_rate=0.1,
+        batch_size=100,
+        steps=2000,
+        batching="sequential",
+        print_every=100,
+        eval_every=500,
+    ),
     # Articles 000/002 (Deep Learning with Python, chapter 2): Dense 512 relu + Dense 10, RMSprop, batch 128, 5 epochs.
     "chapter2": dict(model="mlp512", optimizer="rmsprop", learning_rate=1e-3, batch_size=128, epochs=5),
     # Article 001: Dense 256-128-64-32-10, Adam lr 0.01, batch 128, 5 epochs.
@@ -178,10 +195,13 @@ def validate(config):
             raise GraphNNError(f"--{field.replace('_', '-')} must be positive, got {getattr(config, field)}.")
     if any(not step > 0 for step in config.trace_steps):
         raise GraphNNError(f"--trace-steps must be positive step numbers, got {list(config.trace_steps)}.")
-    if config.profile_steps and not (len(config.profile_steps) == 2 and 0 < config.profile_steps[0]
-                                     <= config.profile_steps[1]):
-        raise GraphNNError(f"--profile-steps takes the first and the last step of a range, e.g. 10,20, "
-                           f"got {','.join(map(str, config.profile_steps))}.")
+    if config.profile_steps and not (
+        len(config.profile_steps) == 2 and 0 < config.profile_steps[0] <= config.profile_steps[1]
+    ):
+        raise GraphNNError(
+            f"--profile-steps takes the first and the last step of a range, e.g. 10,20, "
+            f"got {','.join(map(str, config.profile_steps))}."
+        )
     for name in config.rewrites_off:
         if name not in GRAPPLER_PASSES:
             raise GraphNNError(f"unknown Grappler pass '{name}'; choose from {', '.join(GRAPPLER_PASSES)}.")

@@ -8,6 +8,7 @@ TensorArrays are TensorArrayV3 resources.  TF2 builds one functional While node 
 and a condition function in the GraphDef's library; its TensorArrays are TensorLists.  A Session lowers a
 While node into TF1's frame before it runs it, so both execute as frames.
 """
+
 import collections
 import pathlib
 import textwrap
@@ -49,8 +50,7 @@ def executed_loop(config, dataset, model, loop, init):
     with deterministic_ops(), v1.Session(graph=model.graph, config=session_config(config.rewrites_off)) as sess:
         sess.run(init)
         loop.load(sess, dataset.train)
-        (losses, _), executed = tracing.executed_run(sess, loop.fetches,
-                                                     loop.feed(schedule, 1, config.steps_per_run))
+        (losses, _), executed = tracing.executed_run(sess, loop.fetches, loop.feed(schedule, 1, config.steps_per_run))
     return executed, losses
 
 
@@ -58,29 +58,53 @@ def report(config, dataset, control_flow, logdir, out):
     model, loop, init = build(config, dataset, control_flow)
     graph_def = model.graph.as_graph_def()
     name = {"v1": "TF1's control flow (v1)", "v2": "TF2's control flow (v2)"}[control_flow]
-    print(f"The --steps-per-run while_loop of {config.model} in {name}: {len(graph_def.node)} ops in the graph",
-          file=out)
+    print(
+        f"The --steps-per-run while_loop of {config.model} in {name}: {len(graph_def.node)} ops in the graph", file=out
+    )
     print(f"  loop ops: {ops_line(loop_ops(graph_def))}", file=out)
     for node in graph_def.node:
         if node.op == "While":
-            print(f"  {node.name}: While, body {node.attr['body'].func.name}, cond {node.attr['cond'].func.name}, "
-                  f"parallel_iterations {node.attr['parallel_iterations'].i}", file=out)
+            print(
+                f"  {node.name}: While, body {node.attr['body'].func.name}, cond {node.attr['cond'].func.name}, "
+                f"parallel_iterations {node.attr['parallel_iterations'].i}",
+                file=out,
+            )
     if graph_def.library.function:
         print("  functions in the GraphDef's library (ops, and their most common types):", file=out)
-        print_table([(function.signature.name, len(function.node_def),
-                      ops_line(dict(collections.Counter(n.op for n in function.node_def).most_common(6))))
-                     for function in graph_def.library.function], out)
-    frame = collections.Counter(node.op for node in graph_def.node
-                                if node.op in FRAME_OPS and node.name.startswith("train_loop/"))
+        print_table(
+            [
+                (
+                    function.signature.name,
+                    len(function.node_def),
+                    ops_line(dict(collections.Counter(n.op for n in function.node_def).most_common(6))),
+                )
+                for function in graph_def.library.function
+            ],
+            out,
+        )
+    frame = collections.Counter(
+        node.op for node in graph_def.node if node.op in FRAME_OPS and node.name.startswith("train_loop/")
+    )
     if frame:
-        entered = sorted(node.name.removeprefix("train_loop/steps/") for node in graph_def.node
-                         if node.op == "Enter" and node.name.startswith("train_loop/"))
-        print(textwrap.fill(f"the frame's {frame['Enter']} Enter nodes: {', '.join(entered)}", width=116,
-                            initial_indent="  ", subsequent_indent="    "), file=out)
+        entered = sorted(
+            node.name.removeprefix("train_loop/steps/")
+            for node in graph_def.node
+            if node.op == "Enter" and node.name.startswith("train_loop/")
+        )
+        print(
+            textwrap.fill(
+                f"the frame's {frame['Enter']} Enter nodes: {', '.join(entered)}",
+                width=116,
+                initial_indent="  ",
+                subsequent_indent="    ",
+            ),
+            file=out,
+        )
     executed, losses = executed_loop(config, dataset, model, loop, init)
     steps = f"{config.steps_per_run} step{'s' if config.steps_per_run > 1 else ''}"
-    print(f"\nOne run of {steps} executed {len(executed.node)} nodes; loop ops: "
-          f"{ops_line(loop_ops(executed))}", file=out)
+    print(
+        f"\nOne run of {steps} executed {len(executed.node)} nodes; loop ops: {ops_line(loop_ops(executed))}", file=out
+    )
     print(f"  its losses: {', '.join(f'{loss:.6f}' for loss in losses)}", file=out)
     directory = new_run_dir(pathlib.Path(logdir) / "inspect", f"{config.model}-control-flow-{control_flow}")
     write_graph(directory, graph=model.graph)

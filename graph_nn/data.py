@@ -4,6 +4,7 @@ Preprocessing follows the articles: images flattened to 784 floats in [0, 1], la
 integers and one-hot encoded for softmax_cross_entropy_with_logits.  A data set's classes are named by a
 classes.txt beside its files (Fashion-MNIST's "T-shirt/top", "Trouser", ...); without one they are digits.
 """
+
 import dataclasses
 import hashlib
 import pathlib
@@ -66,8 +67,9 @@ def hold_out(dataset, n):
     if not n:
         return dataset
     if n >= len(dataset.train):
-        raise GraphNNError(f"--validation-split {n} leaves no training examples: the training set has "
-                           f"{len(dataset.train):,}.")
+        raise GraphNNError(
+            f"--validation-split {n} leaves no training examples: the training set has {len(dataset.train):,}."
+        )
     return dataclasses.replace(dataset, train=dataset.train[:-n], held_out=dataset.train[-n:])
 
 
@@ -150,15 +152,16 @@ def read_classes(path):
     while lines and not lines[-1].strip():
         lines.pop()
     if len(lines) != NUM_CLASSES:
-        raise GraphNNError(f"{path}: expected {NUM_CLASSES} class names, one per line in label order, "
-                           f"found {len(lines)} lines.")
+        raise GraphNNError(
+            f"{path}: expected {NUM_CLASSES} class names, one per line in label order, found {len(lines)} lines."
+        )
     names = [line.strip() for line in lines]
     for number, name in enumerate(names, start=1):
         if not name:
             raise GraphNNError(f"{path}: line {number} is empty; every label needs a name.")
         if "\t" in name:  # the projector's metadata.tsv is tab-separated
             raise GraphNNError(f"{path}: line {number} holds a tab, which a class name cannot.")
-        if name in names[:number - 1]:
+        if name in names[: number - 1]:
             raise GraphNNError(f"{path}: line {number} repeats the name '{name}' of line {names.index(name) + 1}.")
     return tuple(names)
 

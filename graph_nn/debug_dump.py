@@ -7,6 +7,7 @@ are -inf, +inf, NaN, negative, zero, positive), and the graph's ops, their Pytho
 files go to the dump.  So the Trainer must build its graph inside the recording, and throw it away after:
 an instrumented graph run with the recording off may crash the process.
 """
+
 import contextlib
 
 import tensorflow as tf
@@ -26,9 +27,12 @@ def recording(dump_dir):
     The recording is process-wide (it would instrument a Keras model built meanwhile too), so it ends with
     the block, however the block ends: a diverged run's last steps are what the dump is for.
     """
-    writer = tf.debugging.experimental.enable_dump_debug_info(str(dump_dir), tensor_debug_mode=TENSOR_DEBUG_MODE,
-                                                              circular_buffer_size=CIRCULAR_BUFFER_SIZE,
-                                                              op_regex=RECORDED_OPS)
+    writer = tf.debugging.experimental.enable_dump_debug_info(
+        str(dump_dir),
+        tensor_debug_mode=TENSOR_DEBUG_MODE,
+        circular_buffer_size=CIRCULAR_BUFFER_SIZE,
+        op_regex=RECORDED_OPS,
+    )
     try:
         yield
     finally:

@@ -3,6 +3,7 @@
 On CPU the graphs here gave identical results run to run even without it, but only TensorFlow's op
 determinism is a promise: among others it puts oneDNN (matmul, convolutions) in its deterministic mode.
 """
+
 import contextlib
 
 import tensorflow as tf

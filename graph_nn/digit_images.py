@@ -6,6 +6,7 @@ centre. A scan is dark ink on light paper, any size, anywhere on the page; fed a
 MNIST sees nothing it knows. prepare() goes: grayscale -> polarity to light-on-dark -> paper removed ->
 crop to the ink -> fit 20x20 -> centre of mass at (14, 14) of 28x28 -> floats in [0, 1], as data.py gives them.
 """
+
 import numpy as np
 
 from graph_nn.data import IMAGE_SIZE
@@ -92,7 +93,7 @@ def ink_strength(gray, path):
 def crop_to_ink(ink):
     rows, columns = np.nonzero(ink >= INK_THRESHOLD)
     ink = np.where(ink >= INK_THRESHOLD / 2, ink, 0)  # keep anti-aliased edges, drop the paper's grain
-    return ink[rows.min():rows.max() + 1, columns.min():columns.max() + 1]
+    return ink[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
 
 
 def fit_box(ink, box=BOX):
@@ -114,7 +115,7 @@ def place_by_centre_of_mass(digit, size=IMAGE_SIZE, centre=CENTRE):
     left = int(round(centre - (columns * digit).sum() / mass))
     top, left = min(max(top, 0), size - height), min(max(left, 0), size - width)
     field = np.zeros((size, size), dtype=np.float32)
-    field[top:top + height, left:left + width] = digit
+    field[top : top + height, left : left + width] = digit
     return field
 
 

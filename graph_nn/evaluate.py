@@ -1,5 +1,6 @@
 """A trained run, restored (its graph rebuilt from config.json in a fresh tf.Graph, its final checkpoint loaded)
 and reported on: the test-set report, its pictures, and what TensorBoard shows of a finished run."""
+
 import contextlib
 import sys
 
@@ -56,11 +57,12 @@ def save_pictures(run_dir, split, evaluation, classes):
     from graph_nn import plots
 
     curves = history.curves(run_dir)
-    pictures = {"accuracy": plots.accuracy_curves(*curves["accuracy"]),
-                "loss": plots.loss_curves(*curves["loss"]),
-                "misclassified": plots.misclassified_grid(split.images, split.labels, evaluation.probabilities,
-                                                          classes),
-                "confusion_matrix": plots.confusion_matrix(evaluation.confusion_matrix(), classes)}
+    pictures = {
+        "accuracy": plots.accuracy_curves(*curves["accuracy"]),
+        "loss": plots.loss_curves(*curves["loss"]),
+        "misclassified": plots.misclassified_grid(split.images, split.labels, evaluation.probabilities, classes),
+        "confusion_matrix": plots.confusion_matrix(evaluation.confusion_matrix(), classes),
+    }
     for name, png in pictures.items():
         RunDir(run_dir).picture(name).write_bytes(png)
     return pictures
@@ -84,8 +86,15 @@ def publish(run_dir, step, dataset, evaluation, pictures, embedding_name, embedd
     finally:
         writer.close()
     shown = slice(0, len(embedding))
-    dashboards.write_projector(run_dir, embedding_name, embedding, dataset.test.images[shown],
-                               dataset.test.labels[shown], evaluation.predictions[shown], classes)
+    dashboards.write_projector(
+        run_dir,
+        embedding_name,
+        embedding,
+        dataset.test.images[shown],
+        dataset.test.labels[shown],
+        evaluation.predictions[shown],
+        classes,
+    )
 
 
 def checkpoint_line(config, which, step):
@@ -111,7 +120,7 @@ def report_run(run_dir, dataset, out=None, tensorboard=False, which=None):
         step = int(sess.run(model.global_step))
         if tensorboard:
             embedding_name = f"{model.layers[-2].name}/activations"
-            embedding = last_hidden_activations(sess, model, dataset.test.images[:dashboards.PROJECTOR_DIGITS])
+            embedding = last_hidden_activations(sess, model, dataset.test.images[: dashboards.PROJECTOR_DIGITS])
     classes = run_classes(run_dir)
     out = out or sys.stdout
     print(checkpoint_line(config, which or config.final_checkpoint, step), file=out)

@@ -5,6 +5,7 @@ run_dir/export/frozen_graph.pb   convert_variables_to_constants: the variables' 
 run_dir/export/saved_model/      the graph, the model's weights and a serving_default signature:
                                  x [None, 784] -> probabilities [None, 10], class [None]
 """
+
 import dataclasses
 import pathlib
 import shutil
@@ -44,11 +45,17 @@ def freeze(sess, model):
 def write_saved_model(sess, model, path):
     builder = v1.saved_model.Builder(str(path))
     signature = v1.saved_model.predict_signature_def(
-        inputs={"x": model.x}, outputs={"probabilities": model.probabilities, "class": model.predictions})
+        inputs={"x": model.x}, outputs={"probabilities": model.probabilities, "class": model.predictions}
+    )
     with model.graph.as_default():
         saver = v1.train.Saver(model.graph.get_collection(v1.GraphKeys.TRAINABLE_VARIABLES))
-        builder.add_meta_graph_and_variables(sess, [v1.saved_model.SERVING], signature_def_map={SIGNATURE: signature},
-                                             saver=saver, strip_default_attrs=True)
+        builder.add_meta_graph_and_variables(
+            sess,
+            [v1.saved_model.SERVING],
+            signature_def_map={SIGNATURE: signature},
+            saver=saver,
+            strip_default_attrs=True,
+        )
     builder.save()
 
 
@@ -67,15 +74,23 @@ def export_run(run_dir, which=None):
             write_saved_model(sess, model, run_dir.saved_model)
         except OSError as e:
             raise GraphNNError(f"{run_dir.export}: cannot write the export ({e.strerror or e}).") from None
-    return Exported(run_dir.frozen_graph, len(frozen.node), run_dir.frozen_graph.stat().st_size, restored_nodes,
-                    run_dir.saved_model, step)
+    return Exported(
+        run_dir.frozen_graph,
+        len(frozen.node),
+        run_dir.frozen_graph.stat().st_size,
+        restored_nodes,
+        run_dir.saved_model,
+        step,
+    )
 
 
 def format_export(exported):
-    return (f"Exported the checkpoint of step {exported.step:,}\n"
-            f"Frozen GraphDef: {exported.frozen_path} - {exported.frozen_nodes} nodes, {exported.frozen_bytes:,} "
-            f"bytes (the restored inference graph, with its Saver: {exported.restored_nodes} nodes)\n"
-            f"SavedModel:      {exported.saved_model_dir} - signature {SIGNATURE}: x -> probabilities, class")
+    return (
+        f"Exported the checkpoint of step {exported.step:,}\n"
+        f"Frozen GraphDef: {exported.frozen_path} - {exported.frozen_nodes} nodes, {exported.frozen_bytes:,} "
+        f"bytes (the restored inference graph, with its Saver: {exported.restored_nodes} nodes)\n"
+        f"SavedModel:      {exported.saved_model_dir} - signature {SIGNATURE}: x -> probabilities, class"
+    )
 
 
 def frozen_session_config():
@@ -115,11 +130,15 @@ def check_export(run_dir, dataset, which=None):
     run_dir = RunDir(run_dir)
     images = dataset.test.images
     expected = checkpoint_probabilities(run_dir, images, which)
-    reloaded = {"frozen GraphDef": frozen_predictions(run_dir.frozen_graph, images),
-                "SavedModel": saved_model_predictions(run_dir.saved_model, images)}
+    reloaded = {
+        "frozen GraphDef": frozen_predictions(run_dir.frozen_graph, images),
+        "SavedModel": saved_model_predictions(run_dir.saved_model, images),
+    }
     return {name: float(np.abs(probabilities - expected).max()) for name, (probabilities, _) in reloaded.items()}
 
 
 def format_check(differences):
-    return "\n".join(f"{name} reloaded: max |probability difference| vs the checkpoint on the test images: {diff:.2e}"
-                     for name, diff in differences.items())
+    return "\n".join(
+        f"{name} reloaded: max |probability difference| vs the checkpoint on the test images: {diff:.2e}"
+        for name, diff in differences.items()
+    )

@@ -12,6 +12,7 @@
   - with passes switched off, the same step against Grappler's defaults: nodes, step time and whether the
     numbers (losses, weights, logits) stay the same bit for bit.
 """
+
 import collections
 import dataclasses
 import os
@@ -36,8 +37,10 @@ from graph_nn.sessions import session_config
 v1 = tf.compat.v1
 COMPARED_STEPS = 50
 CHILD_SECONDS = 120
-PASS_LINE = re.compile(r"meta_optimizer\.cc:\d+\] (?P<name>\w+)\S*: Graph size after: (?P<nodes>\d+) nodes "
-                       r"\((?P<change>[-+]?\d+)\), (?P<edges>\d+) edges \([-+]?\d+\), time = (?P<ms>[\d.]+)ms")
+PASS_LINE = re.compile(
+    r"meta_optimizer\.cc:\d+\] (?P<name>\w+)\S*: Graph size after: (?P<nodes>\d+) nodes "
+    r"\((?P<change>[-+]?\d+)\), (?P<edges>\d+) edges \([-+]?\d+\), time = (?P<ms>[\d.]+)ms"
+)
 STEP_MARKER = "graph_nn: the training step"
 
 
@@ -71,15 +74,23 @@ class StepGraphs:
     def kernels(self):
         """Counter of "WrittenType -> Kernel" for the ops that ran under their own name as another op type."""
         written = {node.name: node.op for node in self.written.node}
-        return collections.Counter(f"{written[node.name]} -> {node.op}" for node in self.executed.node
-                                   if node.name in written and written[node.name] != node.op
-                                   and "fused_ops" not in node.attr and node.op != "Const")
+        return collections.Counter(
+            f"{written[node.name]} -> {node.op}"
+            for node in self.executed.node
+            if node.name in written
+            and written[node.name] != node.op
+            and "fused_ops" not in node.attr
+            and node.op != "Const"
+        )
 
     def folded(self):
         """(name, written type) of the ops that became constants under their own name."""
         written = {node.name: node.op for node in self.written.node}
-        return [(node.name, written[node.name]) for node in self.executed.node
-                if node.op == "Const" and written.get(node.name, "Const") != "Const"]
+        return [
+            (node.name, written[node.name])
+            for node in self.executed.node
+            if node.op == "Const" and written.get(node.name, "Const") != "Const"
+        ]
 
     def removed(self):
         executed = {node.name for node in self.executed.node}
@@ -92,8 +103,10 @@ class StepGraphs:
 
 def zero_feed(model, config):
     """A batch of zeros: what Grappler does to a step depends on the graph and the feeds' shapes, not values."""
-    return {model.x: np.zeros([config.batch_size, model.x.shape[1]], np.float32),
-            model.y: np.zeros([config.batch_size, model.y.shape[1]], np.float32)}
+    return {
+        model.x: np.zeros([config.batch_size, model.x.shape[1]], np.float32),
+        model.y: np.zeros([config.batch_size, model.y.shape[1]], np.float32),
+    }
 
 
 def step_graphs(config, dataset):
@@ -102,8 +115,9 @@ def step_graphs(config, dataset):
     with model.graph.as_default():
         init = v1.global_variables_initializer()
     fetches = train_fetches(model)
-    written = v1.graph_util.extract_sub_graph(model.graph.as_graph_def(),
-                                              [model.train_op.name] + [t.op.name for t in fetches[1:]])
+    written = v1.graph_util.extract_sub_graph(
+        model.graph.as_graph_def(), [model.train_op.name] + [t.op.name for t in fetches[1:]]
+    )
     feed = BatchSchedule(config, len(dataset.train)).feed(model, dataset.train, 1)
     with deterministic_ops(), v1.Session(graph=model.graph, config=session_config(config.rewrites_off)) as sess:
         sess.run(init)
@@ -121,11 +135,21 @@ class PassReport:
 
 def pass_reports(config):
     """Grappler's meta-optimizer log for config's training step, from a child process (see the docstring)."""
-    env = dict(os.environ, TF_CPP_VMODULE="meta_optimizer=1", TF_CPP_MIN_LOG_LEVEL="0",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(pathlib.Path(__file__).parent.parent),
-                                                        os.environ.get("PYTHONPATH")])))
-    child = subprocess.run([sys.executable, "-m", "graph_nn.grappler", config.to_json()], env=env,
-                           capture_output=True, text=True, timeout=CHILD_SECONDS)
+    env = dict(
+        os.environ,
+        TF_CPP_VMODULE="meta_optimizer=1",
+        TF_CPP_MIN_LOG_LEVEL="0",
+        PYTHONPATH=os.pathsep.join(
+            filter(None, [str(pathlib.Path(__file__).parent.parent), os.environ.get("PYTHONPATH")])
+        ),
+    )
+    child = subprocess.run(
+        [sys.executable, "-m", "graph_nn.grappler", config.to_json()],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=CHILD_SECONDS,
+    )
     if child.returncode:
         raise RuntimeError(f"the child process failed: {child.stderr.strip().splitlines()[-1:]}")
     # The init run is optimized first; the training step's items come after the marker.
@@ -185,10 +209,13 @@ def compare_with_defaults(config, dataset, steps=COMPARED_STEPS):
         finally:
             for sess in sessions:
                 sess.close()
-    return Comparison(tuple(executed), tuple(1000 * statistics.median(t) for t in times),
-                      np.array_equal(*losses),
-                      max(float(np.max(np.abs(a - b))) for a, b in zip(*trained)),
-                      float(np.max(np.abs(logits[0] - logits[1]))))
+    return Comparison(
+        tuple(executed),
+        tuple(1000 * statistics.median(t) for t in times),
+        np.array_equal(*losses),
+        max(float(np.max(np.abs(a - b))) for a, b in zip(*trained)),
+        float(np.max(np.abs(logits[0] - logits[1]))),
+    )
 
 
 def counter_line(counter):
@@ -198,9 +225,12 @@ def counter_line(counter):
 def report(config, dataset, out):
     off = f"with {', '.join(config.rewrites_off)} off" if config.rewrites_off else "with Grappler's defaults"
     graphs = step_graphs(config, dataset)
-    print(f"One training step of {config.model} ({config.optimizer}, batch {config.batch_size}), {off}: the "
-          f"fetches need {len(graphs.written.node)} ops as written; the executor ran {len(graphs.executed.node)} "
-          f"nodes", file=out)
+    print(
+        f"One training step of {config.model} ({config.optimizer}, batch {config.batch_size}), {off}: the "
+        f"fetches need {len(graphs.written.node)} ops as written; the executor ran {len(graphs.executed.node)} "
+        f"nodes",
+        file=out,
+    )
     print("\nOp types, as written -> as executed:", file=out)
     written, executed = graphs.types(graphs.written), graphs.types(graphs.executed)
     types = sorted(written | executed, key=lambda op: (-written[op], -executed[op]))
@@ -208,12 +238,15 @@ def report(config, dataset, out):
     fusions = graphs.fusions()
     print("\nFused by the remapper (the node keeps the name of the pattern's last op):", file=out)
     if fusions:
-        print_table([(f.node, f.kernel, "= " + " + ".join(f"{name} ({op})" for name, op in f.ops)) for f in fusions],
-                    out)
+        print_table(
+            [(f.node, f.kernel, "= " + " + ".join(f"{name} ({op})" for name, op in f.ops)) for f in fusions], out
+        )
     else:
         print("  nothing", file=out)
-    print(f"Kernels under the written names (oneDNN's layout pass, after Grappler): {counter_line(graphs.kernels())}",
-          file=out)
+    print(
+        f"Kernels under the written names (oneDNN's layout pass, after Grappler): {counter_line(graphs.kernels())}",
+        file=out,
+    )
     folded = graphs.folded()
     print(f"Folded into constants: {', '.join(f'{name} ({op})' for name, op in folded) or 'none'}", file=out)
     print(f"Removed (pruned, merged, folded or fused away): {counter_line(graphs.removed())}", file=out)
@@ -223,20 +256,31 @@ def report(config, dataset, out):
     except (OSError, RuntimeError, subprocess.TimeoutExpired) as e:
         print(f"\nGrappler's per-pass log is not available ({e}).", file=out)
     else:
-        print("\nGrappler's passes over the step, in order (its meta-optimizer's log; the list runs twice):",
-              file=out)
+        print("\nGrappler's passes over the step, in order (its meta-optimizer's log; the list runs twice):", file=out)
         print_table([(p.name, f"{p.nodes} nodes", f"{p.change:+d}", f"{p.milliseconds:.2f} ms") for p in passes], out)
-        print("Then the session's own graph optimizer (OptimizerOptions.opt_level L1: common subexpressions, "
-              "constant folding) works on Grappler's output, and a _Retval node per fetched tensor is added.", file=out)
+        print(
+            "Then the session's own graph optimizer (OptimizerOptions.opt_level L1: common subexpressions, "
+            "constant folding) works on Grappler's output, and a _Retval node per fetched tensor is added.",
+            file=out,
+        )
     if config.rewrites_off:
         print_comparison(compare_with_defaults(config, dataset), off.removeprefix("with "), len(dataset.test), out)
 
 
 def print_comparison(result, name, test_images, out):
-    print(f"\nAgainst a session with TensorFlow's defaults (same initial weights, {COMPARED_STEPS} training steps "
-          f"each, op determinism on):", file=out)
-    print_table([("", "defaults", name), ("nodes executed", *result.executed),
-                 ("ms per step (median)", *(f"{ms:.2f}" for ms in result.step_ms))], out)
+    print(
+        f"\nAgainst a session with TensorFlow's defaults (same initial weights, {COMPARED_STEPS} training steps "
+        f"each, op determinism on):",
+        file=out,
+    )
+    print_table(
+        [
+            ("", "defaults", name),
+            ("nodes executed", *result.executed),
+            ("ms per step (median)", *(f"{ms:.2f}" for ms in result.step_ms)),
+        ],
+        out,
+    )
     print(f"  training losses: {'identical, bit for bit' if result.losses_identical else 'different'}", file=out)
     print(f"  weights after the steps: {difference(result.weights_difference)}", file=out)
     print(f"  logits on the {test_images:,} test images: {difference(result.logits_difference)}", file=out)

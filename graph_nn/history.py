@@ -1,6 +1,7 @@
 """A run's scalars read back from its event files, as TensorBoard reads them: every session of a resumed run,
 without the steps a killed session wrote past its last checkpoint (TensorBoard drops those at the next
 session's SessionLog(START)).  The training loop's own history knows only the session it ran in."""
+
 from tensorboard.backend.event_processing import event_accumulator
 
 from graph_nn.runs import RunDir

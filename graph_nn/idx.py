@@ -3,6 +3,7 @@
 An IDX file is: two zero bytes, a dtype code, the number of dimensions, one big-endian
 uint32 per dimension, then the payload in big-endian order.  See http://yann.lecun.com/exdb/mnist/.
 """
+
 import gzip
 import struct
 import zlib
@@ -53,9 +54,7 @@ def parse_idx(content, name="IDX data"):
     payload = len(content) - header_size
     if payload != expected:
         dims = "x".join(map(str, shape))
-        raise GraphNNError(
-            f"{name}: payload is {payload} bytes but the header ({dims} {dtype.name}) needs {expected}."
-        )
+        raise GraphNNError(f"{name}: payload is {payload} bytes but the header ({dims} {dtype.name}) needs {expected}.")
     array = np.frombuffer(content, dtype=dtype, offset=header_size).reshape(shape)
     return array.astype(dtype.newbyteorder("="), copy=False)
 

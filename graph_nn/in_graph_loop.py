@@ -16,6 +16,7 @@ Built with TensorFlow 2's control flow (the default) the loop is one functional 
 condition are functions in the GraphDef's library; control_flow="v1" builds TF1's frame of Enter, Merge,
 Switch, LoopCond, NextIteration and Exit nodes instead, for that one graph.
 """
+
 import contextlib
 import dataclasses
 
@@ -81,7 +82,7 @@ def add_in_graph_loop(model, config, split, control_flow="v2"):
         offsets = tf.concat([[0], tf.cumsum(sizes)], axis=0, name="offsets")
 
         def train_one_step(i, losses, accuracies, finite):
-            batch = indices[offsets[i]:offsets[i + 1]]
+            batch = indices[offsets[i] : offsets[i + 1]]
             x, y = tf.gather(images_variable, batch), tf.gather(labels_variable, batch)
             with v1.variable_scope(v1.get_variable_scope(), reuse=True):
                 logits = inference(x, config.model, config.init)[-1].activations
@@ -91,18 +92,31 @@ def add_in_graph_loop(model, config, split, control_flow="v2"):
             # Everything the next iteration receives waits for this update: the next batch's forward pass
             # must read the weights this step wrote.
             with tf.control_dependencies([update]):
-                return (i + 1, losses.write(i, batch_loss), accuracies.write(i, batch_accuracy),
-                        tf.math.is_finite(batch_loss))
+                return (
+                    i + 1,
+                    losses.write(i, batch_loss),
+                    accuracies.write(i, batch_accuracy),
+                    tf.math.is_finite(batch_loss),
+                )
 
         def more_steps(i, losses, accuracies, finite):
             # A non-finite loss ends the run at its step, so the NaN guard reports that exact step.
             return tf.logical_and(i < tf.size(sizes), finite)
 
-        start = (tf.constant(0), tf.TensorArray(tf.float32, size=0, dynamic_size=True),
-                 tf.TensorArray(tf.float32, size=0, dynamic_size=True), tf.constant(True))
+        start = (
+            tf.constant(0),
+            tf.TensorArray(tf.float32, size=0, dynamic_size=True),
+            tf.TensorArray(tf.float32, size=0, dynamic_size=True),
+            tf.constant(True),
+        )
         # Steps are sequential by nature: nothing of iteration i + 1 may start before iteration i's update.
-        _, losses, accuracies, _ = v1.while_loop(more_steps, train_one_step, start, parallel_iterations=1,
-                                                 name="steps")
-        return InGraphLoop(images, labels, tf.group(images_variable.initializer, labels_variable.initializer,
-                                                    name="load_data"),
-                           indices, sizes, losses.stack(name="losses"), accuracies.stack(name="accuracies"))
+        _, losses, accuracies, _ = v1.while_loop(more_steps, train_one_step, start, parallel_iterations=1, name="steps")
+        return InGraphLoop(
+            images,
+            labels,
+            tf.group(images_variable.initializer, labels_variable.initializer, name="load_data"),
+            indices,
+            sizes,
+            losses.stack(name="losses"),
+            accuracies.stack(name="accuracies"),
+        )

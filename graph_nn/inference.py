@@ -1,4 +1,5 @@
 """Running a built graph over whole arrays in a Session, in batches that keep memory flat."""
+
 import numpy as np
 
 EVAL_BATCH_SIZE = 2000
@@ -13,8 +14,9 @@ def loss_and_accuracy(sess, model, split, batch_size=EVAL_BATCH_SIZE):
     """Mean loss and accuracy over every example of `split` (weighted by batch size)."""
     total_loss = total_correct = 0.0
     for s in batches(len(split), batch_size):
-        loss, accuracy = sess.run([model.loss, model.accuracy],
-                                  feed_dict={model.x: split.images[s], model.y: split.onehot[s]})
+        loss, accuracy = sess.run(
+            [model.loss, model.accuracy], feed_dict={model.x: split.images[s], model.y: split.onehot[s]}
+        )
         n = s.stop - s.start
         total_loss += float(loss) * n
         total_correct += float(accuracy) * n

@@ -7,6 +7,7 @@ adds, and one traced sync step: the partition graphs TensorFlow cut worker 0's s
 into (RunOptions(output_partition_graphs=True)), the _Send/_Recv pairs it inserted between the tasks and the
 bytes each pair carries.
 """
+
 import collections
 import contextlib
 import dataclasses
@@ -21,9 +22,17 @@ from graph_nn.inspect_graph import print_counter, print_table
 from graph_nn.sessions import session_config
 
 v1 = tf.compat.v1
-SYNC_OP_TYPES = ("ResourceConditionalAccumulator", "ResourceAccumulatorApplyGradient",
-                 "ResourceAccumulatorTakeGradient", "ResourceAccumulatorSetGlobalStep", "FIFOQueueV2",
-                 "QueueDequeueV2", "QueueEnqueueV2", "QueueEnqueueManyV2", "QueueCloseV2")
+SYNC_OP_TYPES = (
+    "ResourceConditionalAccumulator",
+    "ResourceAccumulatorApplyGradient",
+    "ResourceAccumulatorTakeGradient",
+    "ResourceAccumulatorSetGlobalStep",
+    "FIFOQueueV2",
+    "QueueDequeueV2",
+    "QueueEnqueueV2",
+    "QueueEnqueueManyV2",
+    "QueueCloseV2",
+)
 
 
 @dataclasses.dataclass
@@ -39,7 +48,7 @@ class Transfer:
 
 
 def task_of(device):
-    """"ps 0" for "/job:ps/replica:0/task:0/device:CPU:0"."""
+    """ "ps 0" for "/job:ps/replica:0/task:0/device:CPU:0"."""
     match = re.search(r"/job:(\w+)(?:/replica:\d+)?/task:(\d+)", device)
     return f"{match[1]} {match[2]}" if match else device or "(placed at run time)"
 
@@ -59,15 +68,21 @@ def placement(graph):
 def sync_additions(graph):
     """[(op type, name, task)] of the ops that synchronize the workers: SyncReplicasOptimizer's accumulators,
     token queue and local step, and this project's queues (under cluster/)."""
-    return [(op.type, op.name, task_of(op.device)) for op in graph.get_operations()
-            if op.type in SYNC_OP_TYPES or op.name.endswith("sync_rep_local_step")]
+    return [
+        (op.type, op.name, task_of(op.device))
+        for op in graph.get_operations()
+        if op.type in SYNC_OP_TYPES or op.name.endswith("sync_rep_local_step")
+    ]
 
 
 def transfers(metadata, graph):
     """The tensors sent between tasks in one traced run, from its partition graphs: every _Send whose
     _Recv is on another task.  Shapes come from the run's own step stats, else from the graph's static shapes."""
-    traced = {(stats.device, node.node_name): node.output for stats in metadata.step_stats.dev_stats
-              for node in stats.node_stats}
+    traced = {
+        (stats.device, node.node_name): node.output
+        for stats in metadata.step_stats.dev_stats
+        for node in stats.node_stats
+    }
     found = []
     for partition in metadata.partition_graphs:
         for node in partition.node:
@@ -90,8 +105,14 @@ def transfers(metadata, graph):
 
 def partitions(metadata):
     """[(task, node count, {op type: count})] of the partition graphs of one traced run."""
-    return [(task_of(partition.node[0].device), len(partition.node),
-             collections.Counter(node.op for node in partition.node)) for partition in metadata.partition_graphs]
+    return [
+        (
+            task_of(partition.node[0].device),
+            len(partition.node),
+            collections.Counter(node.op for node in partition.node),
+        )
+        for partition in metadata.partition_graphs
+    ]
 
 
 @dataclasses.dataclass
@@ -105,12 +126,16 @@ def traced_sync_step(config, dataset):
     """Worker 0's graph, and the RunMetadata of its second training step and of that step's update, traced with
     the partition graphs, while worker 1 sends its gradient in a thread."""
     tasks = local_tasks()
-    servers = [v1.train.Server(replicas.cluster_spec(task), job_name=task.job, task_index=task.index)
-               for task in tasks]
+    servers = [v1.train.Server(replicas.cluster_spec(task), job_name=task.job, task_index=task.index) for task in tasks]
     workers = [replicas.worker_graph(config, dataset, task, Replication("sync")) for task in tasks[1:]]
-    sessions = [v1.Session(servers[1 + i].target, graph=worker.trainer.model.graph,
-                           config=session_config(device_filters=["/job:ps", f"/job:worker/task:{i}"]))
-                for i, worker in enumerate(workers)]
+    sessions = [
+        v1.Session(
+            servers[1 + i].target,
+            graph=worker.trainer.model.graph,
+            config=session_config(device_filters=["/job:ps", f"/job:worker/task:{i}"]),
+        )
+        for i, worker in enumerate(workers)
+    ]
     chief, other = workers
     with contextlib.ExitStack() as stack:
         for sess in sessions:
@@ -127,8 +152,10 @@ def traced_sync_step(config, dataset):
                 feed = worker.trainer.schedule.feed(worker.trainer.model, dataset.train, step)
                 sessions[i].run(worker.fetches, feed, options=traced if metadata else None, run_metadata=metadata)
 
-            threads = [threading.Thread(target=train, args=(0, step_metadata)),
-                       threading.Thread(target=train, args=(1,))]
+            threads = [
+                threading.Thread(target=train, args=(0, step_metadata)),
+                threading.Thread(target=train, args=(1,)),
+            ]
             for thread in threads:
                 thread.start()
             sessions[0].run(chief.sync.update, options=traced, run_metadata=update_metadata)
@@ -148,27 +175,38 @@ def bytes_between_tasks(found):
 def report(config, dataset, out):
     traced = traced_sync_step(config, dataset)
     graph = traced.graph
-    print(f"Worker 0's graph of {config.model} with {config.optimizer}, sync training on 1 ps + 2 workers "
-          f"(127.0.0.1): {len(graph.get_operations())} ops", file=out)
+    print(
+        f"Worker 0's graph of {config.model} with {config.optimizer}, sync training on 1 ps + 2 workers "
+        f"(127.0.0.1): {len(graph.get_operations())} ops",
+        file=out,
+    )
     variables, ops = placement(graph)
     print("\nVariables, placed by replica_device_setter:", file=out)
     print_table(variables, out)
     print("\nOps per task (the others are placed at run time, mostly next to the variables they read):", file=out)
     print_counter(ops, out)
-    print("\nThe ops that synchronize the workers (SyncReplicasOptimizer's, and this project's under cluster/):",
-          file=out)
+    print(
+        "\nThe ops that synchronize the workers (SyncReplicasOptimizer's, and this project's under cluster/):", file=out
+    )
     print_table(sync_additions(graph), out)
     for title, metadata in (("worker 0's training step", traced.step), ("the chief's update", traced.update)):
         print(f"\nPartition graphs of {title} (traced, the second step):", file=out)
         for task, nodes, types in partitions(metadata):
-            print(f"  {task}: {nodes} nodes, " + ", ".join(f"{t} {n}" for t, n in types.most_common(6)) + ", ...",
-                  file=out)
+            print(
+                f"  {task}: {nodes} nodes, " + ", ".join(f"{t} {n}" for t, n in types.most_common(6)) + ", ...",
+                file=out,
+            )
         found = transfers(metadata, graph)
         if not found:
             print("  nothing crosses between tasks", file=out)
             continue
         print(f"  {len(found)} tensors cross between tasks (_Send -> _Recv):", file=out)
-        print_table([(f"{t.sender} -> {t.receiver}", t.source, t.dtype, t.shape, f"{t.bytes:,} bytes")
-                     for t in sorted(found, key=lambda t: (t.sender, -t.bytes))], out)
+        print_table(
+            [
+                (f"{t.sender} -> {t.receiver}", t.source, t.dtype, t.shape, f"{t.bytes:,} bytes")
+                for t in sorted(found, key=lambda t: (t.sender, -t.bytes))
+            ],
+            out,
+        )
         for direction, count in bytes_between_tasks(found).items():
             print(f"  {direction}: {count:,} bytes per step", file=out)

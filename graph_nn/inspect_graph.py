@@ -5,6 +5,7 @@ trainability and initializer; the optimizer's slot variables; op counts per top-
 the ops compute_gradients added under train/gradients/; what one training sess.run fetches, feeds and runs;
 the FLOPs of a forward pass and of a training step; and with --trace the ten most expensive ops of a step.
 """
+
 import collections
 import dataclasses
 import pathlib
@@ -56,31 +57,45 @@ class Flops:
 
 def placeholders(graph):
     """(name, shape, dtype) of every placeholder: the graph's inputs, filled by feed_dict."""
-    return [(op.name, op.outputs[0].shape.as_list(), op.outputs[0].dtype.name)
-            for op in graph.get_operations() if op.type == "Placeholder"]
+    return [
+        (op.name, op.outputs[0].shape.as_list(), op.outputs[0].dtype.name)
+        for op in graph.get_operations()
+        if op.type == "Placeholder"
+    ]
 
 
 def variables(model):
     """Every global variable in creation order: the model's weights, global_step, the optimizer's state."""
     with model.graph.as_default():  # initial_value is a graph tensor, readable only in its graph
-        return [VariableInfo(v.op.name, v.shape.as_list(), v.dtype.base_dtype.name, v.trainable,
-                             v.initial_value.op.name[len(v.op.name) + 1:])
-                for v in model.graph.get_collection(v1.GraphKeys.GLOBAL_VARIABLES)]
+        return [
+            VariableInfo(
+                v.op.name,
+                v.shape.as_list(),
+                v.dtype.base_dtype.name,
+                v.trainable,
+                v.initial_value.op.name[len(v.op.name) + 1 :],
+            )
+            for v in model.graph.get_collection(v1.GraphKeys.GLOBAL_VARIABLES)
+        ]
 
 
 def slot_variables(model):
     """{slot name: {variable name: slot variable name}}: the per-weight state the optimizer keeps."""
     optimizer = model.optimizer
     trainable = model.graph.get_collection(v1.GraphKeys.TRAINABLE_VARIABLES)
-    return {slot: {v.op.name: optimizer.get_slot(v, slot).op.name for v in trainable}
-            for slot in optimizer.get_slot_names()}
+    return {
+        slot: {v.op.name: optimizer.get_slot(v, slot).op.name for v in trainable} for slot in optimizer.get_slot_names()
+    }
 
 
 def other_optimizer_variables(model):
     """Optimizer variables that belong to no single weight, e.g. Adam's beta1_power and beta2_power."""
     slots = {name for per_variable in slot_variables(model).values() for name in per_variable.values()}
-    return [v.op.name for v in model.graph.get_collection(v1.GraphKeys.GLOBAL_VARIABLES)
-            if not v.trainable and v.op.name not in slots and v is not model.global_step]
+    return [
+        v.op.name
+        for v in model.graph.get_collection(v1.GraphKeys.GLOBAL_VARIABLES)
+        if not v.trainable and v.op.name not in slots and v is not model.global_step
+    ]
 
 
 def top_level_scope(name):
@@ -98,8 +113,11 @@ def ops_by_type(graph):
 def gradient_ops(graph):
     """{scope under train/gradients/: op count}: what compute_gradients added, mirroring the forward scopes."""
     prefix = GRADIENTS_SCOPE + "/"
-    return collections.Counter(f"{prefix}{top_level_scope(op.name[len(prefix):])}"
-                               for op in graph.get_operations() if op.name.startswith(prefix))
+    return collections.Counter(
+        f"{prefix}{top_level_scope(op.name[len(prefix) :])}"
+        for op in graph.get_operations()
+        if op.name.startswith(prefix)
+    )
 
 
 def pruned_graph_def(graph, fetches):
@@ -111,11 +129,15 @@ def pruned_graph_def(graph, fetches):
 def training_call(model):
     fetches = train_fetches(model)
     needed = {node.name for node in pruned_graph_def(model.graph, fetches).node}
-    return TrainingCall(fetches=[fetch.name for fetch in fetches],
-                       feeds=[(t.name, t.shape.as_list()) for t in (model.x, model.y)],
-                       graph_ops=len(model.graph.get_operations()), pruned_ops=len(needed),
-                       left_out=collections.Counter(top_level_scope(op.name) for op in model.graph.get_operations()
-                                                    if op.name not in needed))
+    return TrainingCall(
+        fetches=[fetch.name for fetch in fetches],
+        feeds=[(t.name, t.shape.as_list()) for t in (model.x, model.y)],
+        graph_ops=len(model.graph.get_operations()),
+        pruned_ops=len(needed),
+        left_out=collections.Counter(
+            top_level_scope(op.name) for op in model.graph.get_operations() if op.name not in needed
+        ),
+    )
 
 
 def executed_graph_def(graph, fetches):
@@ -131,8 +153,9 @@ def executed_graph_def(graph, fetches):
         tf.import_graph_def(pruned_graph_def(graph, fetches), name="")
         meta_graph = v1.train.export_meta_graph(graph=pruned)
     names = [fetch.op.name if isinstance(fetch, tf.Tensor) else fetch.name for fetch in fetches]
-    meta_graph.collection_def["train_op"].CopyFrom(meta_graph_pb2.CollectionDef(
-        node_list=meta_graph_pb2.CollectionDef.NodeList(value=names)))
+    meta_graph.collection_def["train_op"].CopyFrom(
+        meta_graph_pb2.CollectionDef(node_list=meta_graph_pb2.CollectionDef.NodeList(value=names))
+    )
     config = config_pb2.ConfigProto()
     # This pass alone: the others fuse ops (MatMul + BiasAdd + Relu) into kernels the profiler cannot count.
     config.graph_options.rewrite_options.optimizers.append("dependency")
@@ -173,6 +196,7 @@ def flops(config, batch_size=None):
 class LayerProduct:
     """A layer's product for one example: `positions` output positions (1 for a dense layer), each of
     `fan_in` x `fan_out` multiply-accumulates (a 3x3 convolution's fan_in is 9 x its input channels)."""
+
     layer: str  # the layer's scope
     op_type: str  # MatMul or Conv2D
     input_positions: int
@@ -190,8 +214,7 @@ def layer_products(model_name):
     if model_name == "cnn":
         products, size, channels = [], IMAGE_SIZE, 1
         for i, filters in enumerate(CNN_FILTERS):
-            products.append(LayerProduct(f"conv{i + 1}", "Conv2D", size * size, (size - 2) ** 2, 9 * channels,
-                                         filters))
+            products.append(LayerProduct(f"conv{i + 1}", "Conv2D", size * size, (size - 2) ** 2, 9 * channels, filters))
             size, channels = size - 2, filters  # a VALID 3x3 convolution
             if i < 2:
                 size //= 2  # a 2x2 max-pool
@@ -228,8 +251,10 @@ def logged_graph(run_dir):
 def checkpoint_contents(run_dir):
     """(checkpoint prefix, [(variable name, shape)], {file name: bytes}) of the run's latest checkpoint."""
     prefix = checkpoints.latest(run_dir)
-    files = {path.name: path.stat().st_size for path in sorted(pathlib.Path(prefix).parent.glob(
-        pathlib.Path(prefix).name + ".*"))}
+    files = {
+        path.name: path.stat().st_size
+        for path in sorted(pathlib.Path(prefix).parent.glob(pathlib.Path(prefix).name + ".*"))
+    }
     return prefix, tf.train.list_variables(prefix), files
 
 
@@ -241,10 +266,17 @@ def run_report(run_dir, out):
     print(f"Traced steps (run-metadata tags): {', '.join(traced) if traced else 'none'}", file=out)
     trace = profiling.newest_trace(run_dir)
     if trace:
-        print(f"Profiled steps: {trace}; the ops with the most self-time (the Profile tab's framework op stats):",
-              file=out)
-        print_table([(f"{micros:>9,.0f} us", f"{count}x", kernel, name)
-                     for kernel, name, count, micros in profiling.op_stats(trace)], out)
+        print(
+            f"Profiled steps: {trace}; the ops with the most self-time (the Profile tab's framework op stats):",
+            file=out,
+        )
+        print_table(
+            [
+                (f"{micros:>9,.0f} us", f"{count}x", kernel, name)
+                for kernel, name, count, micros in profiling.op_stats(trace)
+            ],
+            out,
+        )
     prefix, contents, files = checkpoint_contents(run_dir)
     print(f"\nCheckpoint {prefix}: {len(contents)} tensors", file=out)
     print_table([(name, shape) for name, shape in contents], out)
@@ -290,19 +322,32 @@ def report(config, out, pbtxt=None, dataset=None):
     """Prints everything above about config's graph; with a dataset, also traces a training step."""
     model = build_graph(config)
     graph = model.graph
-    print(f"Graph of {config.model} with {config.optimizer} (batch {config.batch_size}): "
-          f"{len(graph.get_operations())} ops", file=out)
+    print(
+        f"Graph of {config.model} with {config.optimizer} (batch {config.batch_size}): "
+        f"{len(graph.get_operations())} ops",
+        file=out,
+    )
     print("\nPlaceholders (fed by feed_dict):", file=out)
     print_table([(name, shape, dtype) for name, shape, dtype in placeholders(graph)], out)
     print("\nVariables (name, shape, dtype, trainable, initializer op):", file=out)
-    print_table([(v.name, v.shape, v.dtype, "trainable" if v.trainable else "-", v.initializer)
-                 for v in variables(model)], out)
+    print_table(
+        [(v.name, v.shape, v.dtype, "trainable" if v.trainable else "-", v.initializer) for v in variables(model)], out
+    )
     slots = slot_variables(model)
-    print(f"\nOptimizer slots of {type(model.optimizer).__name__}: "
-          + (", ".join(slots) if slots else "none (plain gradient descent keeps no state)"), file=out)
+    print(
+        f"\nOptimizer slots of {type(model.optimizer).__name__}: "
+        + (", ".join(slots) if slots else "none (plain gradient descent keeps no state)"),
+        file=out,
+    )
     if slots:
-        print_table([(f"{slot}:", variable, "->", slot_variable) for slot, per_variable in slots.items()
-                     for variable, slot_variable in per_variable.items()], out)
+        print_table(
+            [
+                (f"{slot}:", variable, "->", slot_variable)
+                for slot, per_variable in slots.items()
+                for variable, slot_variable in per_variable.items()
+            ],
+            out,
+        )
     others = other_optimizer_variables(model)
     if others:
         print(f"Other optimizer variables: {', '.join(others)}", file=out)
@@ -317,12 +362,16 @@ def report(config, out, pbtxt=None, dataset=None):
     print("\nOne training sess.run:", file=out)
     print(f"  fetches {', '.join(call.fetches)}", file=out)
     print(f"  feeds   {', '.join(f'{name} {shape}' for name, shape in call.feeds)}", file=out)
-    print(f"  depends on {call.pruned_ops} of the graph's {call.graph_ops} ops; Session.run prunes the others:",
-          file=out)
+    print(
+        f"  depends on {call.pruned_ops} of the graph's {call.graph_ops} ops; Session.run prunes the others:", file=out
+    )
     print("  " + ", ".join(f"{scope} {count}" for scope, count in call.left_out.most_common()), file=out)
     counted = flops(config)
-    print(f"\nFLOPs (tf.compat.v1.profiler, static batch {counted.batch_size}, initializers and unread "
-          f"gradients excluded):", file=out)
+    print(
+        f"\nFLOPs (tf.compat.v1.profiler, static batch {counted.batch_size}, initializers and unread "
+        f"gradients excluded):",
+        file=out,
+    )
     print(f"  forward pass, per example: {counted.forward_per_example:,}", file=out)
     print(f"  training step, per batch:  {counted.train_per_step:,}", file=out)
     print_table([(op_type, f"{count:,}") for op_type, count in counted.train_by_type.items()], out)
@@ -331,6 +380,9 @@ def report(config, out, pbtxt=None, dataset=None):
         print(f"\nGraphDef written as text to {pbtxt}", file=out)
     if dataset is not None:
         costs, executed = trace_step(config, dataset)
-        print(f"\nTraced training step (FULL_TRACE, the second step): the executor ran {executed} nodes; "
-              f"the ten most expensive:", file=out)
+        print(
+            f"\nTraced training step (FULL_TRACE, the second step): the executor ran {executed} nodes; "
+            f"the ten most expensive:",
+            file=out,
+        )
         print_table([(f"{cost.micros:>6} us", cost.type, cost.name) for cost in costs], out)

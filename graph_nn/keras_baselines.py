@@ -10,6 +10,7 @@ fits its model (labels, loss, pipeline) is its Recipe, in graph_nn/config.py.
     article 004  Conv2D 32/64/128 3x3 relu with two 2x2 max-pools, Flatten, Dense 10 softmax, "rmsprop",
                  batch 64; built with Sequential and with the functional API, with integer and one-hot labels
 """
+
 import dataclasses
 import time
 
@@ -26,8 +27,9 @@ def dense_sequential(hidden_units):
     from keras import Sequential
     from keras.layers import Dense
 
-    model = Sequential([Dense(units, activation="relu") for units in hidden_units]
-                       + [Dense(NUM_CLASSES, activation="softmax")])
+    model = Sequential(
+        [Dense(units, activation="relu") for units in hidden_units] + [Dense(NUM_CLASSES, activation="softmax")]
+    )
     model.build(input_shape=(None, INPUT_SIZE))
     return model
 
@@ -36,15 +38,17 @@ def cnn_sequential():
     """Article 004, Sequential."""
     from keras import Sequential, layers
 
-    model = Sequential([
-        layers.Conv2D(filters=CNN_FILTERS[0], kernel_size=3, activation="relu"),
-        layers.MaxPooling2D(pool_size=2),
-        layers.Conv2D(filters=CNN_FILTERS[1], kernel_size=3, activation="relu"),
-        layers.MaxPooling2D(pool_size=2),
-        layers.Conv2D(filters=CNN_FILTERS[2], kernel_size=3, activation="relu"),
-        layers.Flatten(),
-        layers.Dense(NUM_CLASSES, activation="softmax"),
-    ])
+    model = Sequential(
+        [
+            layers.Conv2D(filters=CNN_FILTERS[0], kernel_size=3, activation="relu"),
+            layers.MaxPooling2D(pool_size=2),
+            layers.Conv2D(filters=CNN_FILTERS[1], kernel_size=3, activation="relu"),
+            layers.MaxPooling2D(pool_size=2),
+            layers.Conv2D(filters=CNN_FILTERS[2], kernel_size=3, activation="relu"),
+            layers.Flatten(),
+            layers.Dense(NUM_CLASSES, activation="softmax"),
+        ]
+    )
     model.build(input_shape=(None, IMAGE_SIZE, IMAGE_SIZE, 1))
     return model
 
@@ -170,13 +174,21 @@ def fit(recipe, config, dataset, verbose=2):
         db = article_dataset(x_train, dataset.train.labels, config, shuffle=True)
         ds_val = article_dataset(x_test, dataset.test.labels, config, shuffle=False)
         # shuffle=False only tells fit that the dataset shuffles itself (else Keras warns on every run).
-        model.fit(db, epochs=config.epochs, validation_data=ds_val, validation_freq=1, shuffle=False,
-                  callbacks=[timer], verbose=verbose)
+        model.fit(
+            db,
+            epochs=config.epochs,
+            validation_data=ds_val,
+            validation_freq=1,
+            shuffle=False,
+            callbacks=[timer],
+            verbose=verbose,
+        )
         test_loss, test_accuracy = model.evaluate(ds_val, verbose=0)
     else:
         y_train, y_test = labels_for(recipe, dataset.train), labels_for(recipe, dataset.test)
-        model.fit(x_train, y_train, epochs=config.epochs, batch_size=config.batch_size,
-                  callbacks=[timer], verbose=verbose)
+        model.fit(
+            x_train, y_train, epochs=config.epochs, batch_size=config.batch_size, callbacks=[timer], verbose=verbose
+        )
         test_loss, test_accuracy = model.evaluate(x_test, y_test, verbose=0)
     steps_per_epoch = int(np.ceil(len(x_train) / config.batch_size))
     return FitResult(model.count_params(), float(test_loss), float(test_accuracy), timer.seconds, steps_per_epoch)

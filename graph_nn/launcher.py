@@ -8,6 +8,7 @@ workers get WORKER_GRACE_S to end and the parameter servers PS_GRACE_S after the
 terminated.  A task whose launcher dies gets SIGTERM from the kernel (Linux), so nothing is left running.
 No TensorFlow here.
 """
+
 import contextlib
 import ctypes
 import os
@@ -31,8 +32,11 @@ PR_SET_PDEATHSIG = 1
 def child_environment():
     """The environment of a task: this very graph_nn importable, installed or not (as the sweep's runs have it),
     output unbuffered, and no TF_CONFIG: the flags give the cluster, and both together are refused."""
-    environment = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=os.pathsep.join(
-        filter(None, [PACKAGE_PARENT, os.environ.get("PYTHONPATH")])))
+    environment = dict(
+        os.environ,
+        PYTHONUNBUFFERED="1",
+        PYTHONPATH=os.pathsep.join(filter(None, [PACKAGE_PARENT, os.environ.get("PYTHONPATH")])),
+    )
     environment.pop("TF_CONFIG", None)
     return environment
 
@@ -40,9 +44,20 @@ def child_environment():
 def task_commands(jobs, worker_args, ps_args):
     """{task name: argv} of every task: `python -m graph_nn train --job-name ...` with the cluster's hosts."""
     hosts = ["--ps-hosts", ",".join(jobs["ps"]), "--worker-hosts", ",".join(jobs["worker"])]
-    return {f"{job} {index}": [*CLI, "train", "--job-name", job, "--task-index", str(index),
-                               *hosts, *(ps_args if job == "ps" else worker_args)]
-            for job in ("ps", "worker") for index in range(len(jobs[job]))}
+    return {
+        f"{job} {index}": [
+            *CLI,
+            "train",
+            "--job-name",
+            job,
+            "--task-index",
+            str(index),
+            *hosts,
+            *(ps_args if job == "ps" else worker_args),
+        ]
+        for job in ("ps", "worker")
+        for index in range(len(jobs[job]))
+    }
 
 
 def die_with_parent():
@@ -56,11 +71,20 @@ class Task:
 
     def __init__(self, name, argv, out, err, lock):
         self.name = name
-        self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                        errors="backslashreplace", env=child_environment(), start_new_session=True,
-                                        preexec_fn=die_with_parent if sys.platform == "linux" else None)
-        self.readers = [threading.Thread(target=self.forward, args=(pipe, sink, lock), daemon=True)
-                        for pipe, sink in ((self.process.stdout, out), (self.process.stderr, err))]
+        self.process = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="backslashreplace",
+            env=child_environment(),
+            start_new_session=True,
+            preexec_fn=die_with_parent if sys.platform == "linux" else None,
+        )
+        self.readers = [
+            threading.Thread(target=self.forward, args=(pipe, sink, lock), daemon=True)
+            for pipe, sink in ((self.process.stdout, out), (self.process.stderr, err))
+        ]
         for reader in self.readers:
             reader.start()
         self.ended_at = None
@@ -150,8 +174,11 @@ class Cluster:
 
     def failed(self):
         """The tasks that ended badly: a non-zero exit, not counting a ps the launcher had to end."""
-        return [task for task in self.tasks.values() if task.process.returncode != 0 and
-                not (task.terminated and task in self.parameter_servers)]
+        return [
+            task
+            for task in self.tasks.values()
+            if task.process.returncode != 0 and not (task.terminated and task in self.parameter_servers)
+        ]
 
 
 def run_cluster(jobs, worker_args, ps_args, run_dir, out=None):
@@ -159,15 +186,21 @@ def run_cluster(jobs, worker_args, ps_args, run_dir, out=None):
     docstring), and says in one sentence which failed."""
     commands = task_commands(jobs, worker_args, ps_args)
     out = out or sys.stdout
-    print(f"cluster: ps {', '.join(jobs['ps'])}; workers {', '.join(jobs['worker'])}; each task runs "
-          f"python {' '.join(commands['worker 0'][1:])} (with its own --job-name and --task-index)",
-          file=out, flush=True)
+    print(
+        f"cluster: ps {', '.join(jobs['ps'])}; workers {', '.join(jobs['worker'])}; each task runs "
+        f"python {' '.join(commands['worker 0'][1:])} (with its own --job-name and --task-index)",
+        file=out,
+        flush=True,
+    )
     cluster = Cluster(commands, out)
     cluster.wait()
     if cluster.stop_signal is not None:
         killed = "; every task was killed" if cluster.killing else ""
-        raise Interrupted(f"stopped by {signal.Signals(cluster.stop_signal).name}{killed}; continue with: "
-                          f"python run.py cluster --resume {run_dir}", 128 + cluster.stop_signal)
+        raise Interrupted(
+            f"stopped by {signal.Signals(cluster.stop_signal).name}{killed}; continue with: "
+            f"python run.py cluster --resume {run_dir}",
+            128 + cluster.stop_signal,
+        )
     failed = cluster.failed()
     if failed:
         error = ClusterFailed("; ".join(task.describe_end() for task in failed) + ".")
@@ -180,5 +213,7 @@ def run_cluster(jobs, worker_args, ps_args, run_dir, out=None):
 def local_jobs(num_ps, num_workers):
     """Addresses on free ports of 127.0.0.1 for num_ps parameter servers and num_workers workers."""
     ports = free_ports(num_ps + num_workers)
-    return {"ps": [f"{LOOPBACK}:{port}" for port in ports[:num_ps]],
-            "worker": [f"{LOOPBACK}:{port}" for port in ports[num_ps:]]}
+    return {
+        "ps": [f"{LOOPBACK}:{port}" for port in ports[:num_ps]],
+        "worker": [f"{LOOPBACK}:{port}" for port in ports[num_ps:]],
+    }

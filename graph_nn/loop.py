@@ -5,6 +5,7 @@ With --steps-per-run K, one Session.run trains up to K steps in a while_loop ins
 (graph_nn/in_graph_loop.py) on the same batches; a run ends early wherever the loop has something to do
 between two steps, so summaries, evaluations and checkpoints come at the same steps as with K = 1.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -97,8 +98,9 @@ class Trainer:
         self.out = out or sys.stdout
         self.schedule = BatchSchedule(config, len(self.dataset.train), task=task)
         self.model = model or build_graph(config)
-        self.in_graph_loop = (add_in_graph_loop(self.model, config, self.dataset.train) if config.steps_per_run > 1
-                              else None)
+        self.in_graph_loop = (
+            add_in_graph_loop(self.model, config, self.dataset.train) if config.steps_per_run > 1 else None
+        )
         self.histograms = build_histograms(self.model)
         self.fetches = train_fetches(self.model)
         # The epoch's means feed the progress bar and the history; the log's, the train scalars.
@@ -130,8 +132,12 @@ class Trainer:
                 recovery.check_data_source(self.run_dir, self.dataset.source)
             else:
                 self.create_run_files()
-            with deterministic_ops(), stop_requested_by_signals() as stop, self.session() as sess, \
-                    contextlib.closing(self.profiler):
+            with (
+                deterministic_ops(),
+                stop_requested_by_signals() as stop,
+                self.session() as sess,
+                contextlib.closing(self.profiler),
+            ):
                 first_step = self.restore(sess) if resume else self.initialize(sess)
                 with contextlib.closing(Writers(self.run_dir, self.model.graph)) as writers:
                     self.mark_session_start(writers, first_step, resume)
@@ -157,14 +163,21 @@ class Trainer:
                 self.save(sess, writers, step)
             if evaluating and self.early_stop_due():  # the run ends here, whatever a signal asks
                 reporter.stopped()
-                print(f"Early stop at step {step}: no lower validation loss in {config.early_stop} evaluations; "
-                      f"the lowest, {self.best.loss:.4f}, was at step {self.best.step}.", file=self.out, flush=True)
+                print(
+                    f"Early stop at step {step}: no lower validation loss in {config.early_stop} evaluations; "
+                    f"the lowest, {self.best.loss:.4f}, was at step {self.best.step}.",
+                    file=self.out,
+                    flush=True,
+                )
                 self.status = EARLY_STOPPED
                 break
             if stop and step < schedule.total_steps:  # on the last step, the run just ends
                 reporter.stopped()
-                raise Interrupted(f"stopped by {stop.name} at step {step} after saving its checkpoint; "
-                                  f"continue with: python run.py --resume {self.run_dir}", stop.exit_code)
+                raise Interrupted(
+                    f"stopped by {stop.name} at step {step} after saving its checkpoint; "
+                    f"continue with: python run.py --resume {self.run_dir}",
+                    stop.exit_code,
+                )
 
     def runs(self, first_step):
         """(first, last) step of each Session.run after first_step: --steps-per-run steps, fewer where a run
@@ -181,11 +194,16 @@ class Trainer:
         evaluation, the end of an epoch or a checkpoint?  (Train scalars come from the run's per-step values.)"""
         config, schedule = self.config, self.schedule
         profile_first, profile_last = config.profile_steps or (None, None)
-        return ((step + 1) % config.histogram_every == 0
-                or step in config.trace_steps or step + 1 in config.trace_steps
-                or step + 1 == profile_first or step == profile_last
-                or schedule.is_eval_point(step) or schedule.is_epoch_end(step)
-                or bool(config.checkpoint_every and step % config.checkpoint_every == 0))
+        return (
+            (step + 1) % config.histogram_every == 0
+            or step in config.trace_steps
+            or step + 1 in config.trace_steps
+            or step + 1 == profile_first
+            or step == profile_last
+            or schedule.is_eval_point(step)
+            or schedule.is_epoch_end(step)
+            or bool(config.checkpoint_every and step % config.checkpoint_every == 0)
+        )
 
     def train_steps(self, sess, first: int, last: int, writers: Writers):
         """Steps first..last in one Session.run: one step fed by feed_dict, or the in-graph loop's steps.
@@ -260,8 +278,12 @@ class Trainer:
             raise GraphNNError(f"{self.run_dir} {done}; test it with: python run.py evaluate --run {self.run_dir}")
         self.saved_step = step
         epoch, position = divmod(step, self.schedule.steps_per_epoch)
-        print(f"Resuming {self.run_dir} at step {step}/{total} (epoch {epoch + 1}, {position} of its "
-              f"{self.schedule.steps_per_epoch} steps done)", file=self.out, flush=True)
+        print(
+            f"Resuming {self.run_dir} at step {step}/{total} (epoch {epoch + 1}, {position} of its "
+            f"{self.schedule.steps_per_epoch} steps done)",
+            file=self.out,
+            flush=True,
+        )
         return step
 
     def mark_session_start(self, writers, first_step, resume):
@@ -288,11 +310,17 @@ class Trainer:
         return bool(self.config.early_stop) and self.best.evaluations_since >= self.config.early_stop
 
     def diverged(self, what, step):
-        kept = (f"the last good checkpoint (step {self.saved_step}) is kept" if self.saved_step is not None
-                else "no checkpoint had been saved yet")
-        return TrainingDiverged(f"{what} at step {step}, most likely because the learning rate "
-                                f"{self.config.learning_rate} is too high for {self.config.optimizer}; "
-                                f"{kept} in {self.run_dir}.", step)
+        kept = (
+            f"the last good checkpoint (step {self.saved_step}) is kept"
+            if self.saved_step is not None
+            else "no checkpoint had been saved yet"
+        )
+        return TrainingDiverged(
+            f"{what} at step {step}, most likely because the learning rate "
+            f"{self.config.learning_rate} is too high for {self.config.optimizer}; "
+            f"{kept} in {self.run_dir}.",
+            step,
+        )
 
     def save(self, sess, writers, step):
         """A checkpoint of step, only of finite weights, with the events up to it flushed first; at an evaluation
@@ -313,6 +341,8 @@ class Trainer:
             self.saver.save(sess, str(self.run_dir.checkpoint_prefix), global_step=step)
         except (tf.errors.OpError, OSError) as e:
             message = str(e).strip().splitlines()[0]
-            raise GraphNNError(f"cannot write the checkpoint of step {step} ({message}); "
-                               f"the earlier checkpoints in {self.run_dir} are kept.") from None
+            raise GraphNNError(
+                f"cannot write the checkpoint of step {step} ({message}); "
+                f"the earlier checkpoints in {self.run_dir} are kept."
+            ) from None
         self.saved_step = step

@@ -12,6 +12,7 @@ and returns what it made, and build_graph composes them in a new tf.Graph.
 Every stage works on the default graph, so a caller can put its own scopes around one (tf.compat.v1.device for
 a cluster, a while_loop body, a tf.data iterator instead of the placeholders).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -55,6 +56,7 @@ class ModelGraph:
 
 
 # ---- the stages ------------------------------------------------------------------------------------------
+
 
 def placeholders(batch_size: int | None = None) -> tuple[tf.Tensor, tf.Tensor]:
     """input/x (flat images) and input/y (one-hot labels); batch_size None accepts any batch."""
@@ -105,15 +107,18 @@ def training(loss: tf.Tensor, optimizer: v1.train.Optimizer) -> Training:
         # minimize() split in two so the gradients can be histogrammed; compute_gradients keeps
         # minimize's gating (GATE_OP), which bare tf.gradients + apply_gradients would lose.
         grads_and_vars = optimizer.compute_gradients(loss)
-        train_op = optimizer.apply_gradients(grads_and_vars, global_step=v1.train.get_or_create_global_step(),
-                                             name="step")
+        train_op = optimizer.apply_gradients(
+            grads_and_vars, global_step=v1.train.get_or_create_global_step(), name="step"
+        )
     return Training(grads_and_vars, train_op)
 
 
 # ---- the graphs ------------------------------------------------------------------------------------------
 
-def add_model(config: TrainConfig, x: tf.Tensor, y: tf.Tensor,
-              optimizer: v1.train.Optimizer | None = None, train: bool = True) -> ModelGraph:
+
+def add_model(
+    config: TrainConfig, x: tf.Tensor, y: tf.Tensor, optimizer: v1.train.Optimizer | None = None, train: bool = True
+) -> ModelGraph:
     """Every stage, into the default graph, on the given inputs; train=False stops before the gradients.
 
     Either way the graph has global_step: a restored inference graph knows which step its weights are from.
@@ -122,8 +127,18 @@ def add_model(config: TrainConfig, x: tf.Tensor, y: tf.Tensor,
     layers = inference(x, config.model, config.init)
     logits = layers[-1].activations
     probabilities, predictions = outputs(logits)
-    model = ModelGraph(v1.get_default_graph(), x, y, layers, logits, probabilities, predictions,
-                       loss(logits, y), evaluation(predictions, y), v1.train.get_or_create_global_step())
+    model = ModelGraph(
+        graph=v1.get_default_graph(),
+        x=x,
+        y=y,
+        layers=layers,
+        logits=logits,
+        probabilities=probabilities,
+        predictions=predictions,
+        loss=loss(logits, y),
+        accuracy=evaluation(predictions, y),
+        global_step=v1.train.get_or_create_global_step(),
+    )
     if train:
         model.optimizer = optimizer or make_optimizer(config)
         parts = training(model.loss, model.optimizer)
@@ -131,8 +146,9 @@ def add_model(config: TrainConfig, x: tf.Tensor, y: tf.Tensor,
     return model
 
 
-def build_graph(config: TrainConfig, optimizer: v1.train.Optimizer | None = None,
-                batch_size: int | None = None) -> ModelGraph:
+def build_graph(
+    config: TrainConfig, optimizer: v1.train.Optimizer | None = None, batch_size: int | None = None
+) -> ModelGraph:
     """A new tf.Graph holding config's model, loss, accuracy and train op, fed through placeholders.
 
     `optimizer` replaces config's (the parity checks train with deliberately wrong formulas); batch_size
@@ -159,6 +175,7 @@ def parameter_count(model: ModelGraph) -> int:
 
 
 # ---- layers ----------------------------------------------------------------------------------------------
+
 
 def initializers(init):
     """(kernel, bias) initializers: Keras's defaults, or the TF1 article's N(0, 1) for both."""

@@ -1,4 +1,5 @@
 """A Keras-like `model.summary()` of a graph: one row per layer scope, its output shape and parameter count."""
+
 import dataclasses
 
 # Parameter-free ops that change the tensor's shape, as Keras lists them (MaxPooling2D, Flatten, Reshape).
@@ -47,8 +48,7 @@ def format_shape(shape):
 
 def format_summary(model, title):
     rows = summary_rows(model)
-    lines = [f'Model: "{title}"', "=" * 65,
-             f"{'Layer (type)':<28}{'Output Shape':<24}{'Param #':>13}", "-" * 65]
+    lines = [f'Model: "{title}"', "=" * 65, f"{'Layer (type)':<28}{'Output Shape':<24}{'Param #':>13}", "-" * 65]
     for row in rows:
         lines.append(f"{row.name + ' (' + row.kind + ')':<28}{format_shape(row.shape):<24}{row.parameters:>13,}")
     lines += ["=" * 65, f"Total params: {sum(row.parameters for row in rows):,}", "-" * 65]

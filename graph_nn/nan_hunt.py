@@ -11,6 +11,7 @@ DebugDumpDir.find(has_inf_or_nan) returns the first non-finite one by time.  Tha
 remapper (and XLA) off, so that every op runs under its own name rather than inside a fused kernel or a
 cluster named after something else.
 """
+
 import contextlib
 import dataclasses
 import shutil
@@ -96,12 +97,14 @@ def hunt(config, dataset, run_dir, step):
         with v1.Session(graph=model.graph, config=unfused) as sess:
             saver.restore(sess, before)
             watch_floats = tf_debug.WatchOptions(debug_ops=["DebugIdentity"], tensor_dtype_regex_allowlist="float.*")
-            dumping = tf_debug.DumpingDebugWrapperSession(sess, str(run_dir.nan_dump),
-                                                          watch_fn=lambda fetches, feeds: watch_floats)
+            dumping = tf_debug.DumpingDebugWrapperSession(
+                sess, str(run_dir.nan_dump), watch_fn=lambda fetches, feeds: watch_floats
+            )
             dumping.run([model.train_op, model.loss], feed)
     (dump_dir,) = run_dir.nan_dump.iterdir()
-    return first_non_finite(debug_data.DebugDumpDir(str(dump_dir)), model.graph, feed,
-                            Birth(born, restored, str(dump_dir)))
+    return first_non_finite(
+        debug_data.DebugDumpDir(str(dump_dir)), model.graph, feed, Birth(born, restored, str(dump_dir))
+    )
 
 
 class Replay:
@@ -142,12 +145,17 @@ def first_non_finite(dump, graph, feed, birth):
     datum = bad[0]
     op = graph.get_operation_by_name(datum.node_name)
     value = datum.get_tensor()
-    kinds = " and ".join(kind for kind, count in (("inf", np.isinf(value).sum()), ("nan", np.isnan(value).sum()))
-                         if count)
+    kinds = " and ".join(
+        kind for kind, count in (("inf", np.isinf(value).sum()), ("nan", np.isnan(value).sum())) if count
+    )
     count = int((~np.isfinite(value)).sum())
-    return dataclasses.replace(birth, op=op.name, op_type=op.type,
-                               bad_values=f"{kinds} in {count:,} of its {value.size:,} values",
-                               inputs=[input_range(dump, tensor, feed) for tensor in op.inputs])
+    return dataclasses.replace(
+        birth,
+        op=op.name,
+        op_type=op.type,
+        bad_values=f"{kinds} in {count:,} of its {value.size:,} values",
+        inputs=[input_range(dump, tensor, feed) for tensor in op.inputs],
+    )
 
 
 def input_range(dump, tensor, feed):
@@ -167,14 +175,20 @@ def input_range(dump, tensor, feed):
 
 def describe(birth):
     if birth is None:
-        return ("The replay computed only finite values: the run's own session computed differently "
-                "(XLA, or the remapper's fused kernels).")
+        return (
+            "The replay computed only finite values: the run's own session computed differently "
+            "(XLA, or the remapper's fused kernels)."
+        )
     if birth.op is None:
-        found = (f"At step {birth.step} every tensor was finite, but the update made the weights non-finite "
-                 f"(an update overflows in place, and has no output to dump).")
+        found = (
+            f"At step {birth.step} every tensor was finite, but the update made the weights non-finite "
+            f"(an update overflows in place, and has no output to dump)."
+        )
     else:
         inputs = ", ".join(f"{name} {span}" for name, span in birth.inputs)
-        found = (f"At step {birth.step} the first non-finite value came from {birth.op} ({birth.op_type}): "
-                 f"{birth.bad_values}" + (f"; its inputs ranged: {inputs}." if inputs else "."))
+        found = (
+            f"At step {birth.step} the first non-finite value came from {birth.op} ({birth.op_type}): "
+            f"{birth.bad_values}" + (f"; its inputs ranged: {inputs}." if inputs else ".")
+        )
     origin = f"the checkpoint of step {birth.replayed_from}" if birth.replayed_from else "the initial weights"
     return f"{found}\ntfdbg's dump of that step, replayed from {origin}: {birth.dump_dir}"

@@ -8,6 +8,7 @@ global_step work as for TF1's own; in TensorBoard their update ops show as
 `train/step/update_LAYER/kernel/KerasAdam/...` (TF1's as one fused ResourceApplyAdam op), with slots named
 `LAYER/kernel/KerasAdam/momentum` and `.../velocity` (Keras's slot names).
 """
+
 import tensorflow as tf
 
 v1 = tf.compat.v1

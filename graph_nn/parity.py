@@ -6,6 +6,7 @@ compute logits for the same images.  Training parity: from the Keras twin's init
 batches (schedule.BatchSchedule), the graph's train op and a Keras GradientTape loop each take `steps` steps;
 their per-step training losses are compared.
 """
+
 import dataclasses
 import sys
 
@@ -75,8 +76,9 @@ def load_weights(sess, model, loader, weights):
     for layer, (kernel, bias) in zip(model.layers, weights):
         for variable, value in ((layer.kernel, kernel), (layer.bias, bias)):
             if list(value.shape) != variable.shape.as_list():
-                raise ValueError(f"{variable.op.name}: shape {variable.shape.as_list()}, "
-                                 f"Keras gives {list(value.shape)}")
+                raise ValueError(
+                    f"{variable.op.name}: shape {variable.shape.as_list()}, Keras gives {list(value.shape)}"
+                )
             feed[placeholders[variable.op.name]] = value
     sess.run(load, feed)
 
@@ -115,9 +117,13 @@ def trained_twin(model_name, dataset, train_steps=FORWARD_TRAIN_STEPS, api="sequ
         recipe, config = RECIPES["chapter2"], make_config("chapter2")
         n = train_steps * config.batch_size
         keras_baselines.compile_model(keras_model, recipe, config)
-        keras_model.fit(keras_baselines.images_for(model_name, dataset.train.images[:n]),
-                        keras_baselines.labels_for(recipe, dataset.train.take(n)),
-                        batch_size=config.batch_size, epochs=1, verbose=0)
+        keras_model.fit(
+            keras_baselines.images_for(model_name, dataset.train.images[:n]),
+            keras_baselines.labels_for(recipe, dataset.train.take(n)),
+            batch_size=config.batch_size,
+            epochs=1,
+            verbose=0,
+        )
     return keras_model
 
 
@@ -210,8 +216,9 @@ def training_checks(model_name, dataset, steps=100, seed=0):
     results = []
     for optimizer, learning_rate in TRAINING_CHECKS.items():
         for semantics in ("keras", "tf1"):
-            config = make_config(model=model_name, optimizer=optimizer, learning_rate=learning_rate,
-                                 semantics=semantics, seed=seed)
+            config = make_config(
+                model=model_name, optimizer=optimizer, learning_rate=learning_rate, semantics=semantics, seed=seed
+            )
             results.append((semantics, training_parity(config, dataset, steps)))
     return results
 
@@ -223,10 +230,13 @@ def print_forward_checks(models, dataset, images, keras_steps, api, out=None):
     holds = True
     for model in models:
         result = forward_parity(model, dataset, images, keras_steps, api)
-        print(f"  {model:7} max |logit difference| {result.max_abs_difference:.1e} "
-              f"(tolerance {FORWARD_TOLERANCE:.0e}), different predictions "
-              f"{result.different_predictions}/{result.images} - {'holds' if result.holds else 'FAILS'}",
-              file=out, flush=True)
+        print(
+            f"  {model:7} max |logit difference| {result.max_abs_difference:.1e} "
+            f"(tolerance {FORWARD_TOLERANCE:.0e}), different predictions "
+            f"{result.different_predictions}/{result.images} - {'holds' if result.holds else 'FAILS'}",
+            file=out,
+            flush=True,
+        )
         holds = holds and result.holds
     return holds
 
@@ -240,13 +250,19 @@ def keras_semantics_hold(checks):
 def print_training_checks(model, dataset, steps, out=None):
     """Prints training parity for every optimizer under both semantics; returns keras_semantics_hold's verdict."""
     out = out or sys.stdout
-    print(f"training parity: per-step training loss, graph vs Keras, {steps} steps from equal weights",
-          file=out, flush=True)
+    print(
+        f"training parity: per-step training loss, graph vs Keras, {steps} steps from equal weights",
+        file=out,
+        flush=True,
+    )
     checks = []
     for semantics, result in training_checks(model, dataset, steps):
         verdict = "holds" if result.holds else f"differs from step {result.first_failing_step}"
-        print(f"  {result.optimizer:8} {semantics:6} semantics: max relative difference "
-              f"{result.max_relative_difference:.1e} (tolerance {result.tolerance:.0e}) - {verdict}",
-              file=out, flush=True)
+        print(
+            f"  {result.optimizer:8} {semantics:6} semantics: max relative difference "
+            f"{result.max_relative_difference:.1e} (tolerance {result.tolerance:.0e}) - {verdict}",
+            file=out,
+            flush=True,
+        )
         checks.append((semantics, result))
     return keras_semantics_hold(checks)

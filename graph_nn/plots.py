@@ -2,6 +2,7 @@
 
 Figures are drawn on matplotlib's Agg canvas directly (no pyplot), so nothing opens a window or keeps global state.
 """
+
 import io
 
 import numpy as np
@@ -54,22 +55,25 @@ def misclassified_grid(images, labels, probabilities, classes=DIGITS):
     the end-of-run report.
     """
     predictions = probabilities.argmax(axis=1)
-    errors = np.flatnonzero(predictions != labels)[:MISCLASSIFIED_COLUMNS * MISCLASSIFIED_ROWS]
+    errors = np.flatnonzero(predictions != labels)[: MISCLASSIFIED_COLUMNS * MISCLASSIFIED_ROWS]
     # Names longer than a digit go on a line each, in a smaller font, to fit the narrow columns.
     separator, size, lines = (" / ", 9, 1) if classes == DIGITS else ("\n", 7, 3)
     title_height = 10 * lines  # pixels of each cell above its image
     cell_width, cell_height = IMAGE_SIZE + 8, IMAGE_SIZE + title_height + 4
     mosaic = np.zeros((MISCLASSIFIED_ROWS * cell_height, MISCLASSIFIED_COLUMNS * cell_width))
     fig = figure(1.3 * MISCLASSIFIED_COLUMNS, (1.2 + 0.3 * lines) * MISCLASSIFIED_ROWS, layout=None)
-    fig.suptitle(f"Misclassified test {'digits' if classes == DIGITS else 'images'} "
-                 f"(first {len(errors)} of {np.sum(predictions != labels)}): pred / true / p=max_prob")
+    fig.suptitle(
+        f"Misclassified test {'digits' if classes == DIGITS else 'images'} "
+        f"(first {len(errors)} of {np.sum(predictions != labels)}): pred / true / p=max_prob"
+    )
     axes = fig.add_axes((0, 0, 1, 0.93))
     for position, index in enumerate(errors):
         row, column = divmod(position, MISCLASSIFIED_COLUMNS)
         top, left = row * cell_height + title_height, column * cell_width + 4
-        mosaic[top:top + IMAGE_SIZE, left:left + IMAGE_SIZE] = images[index].reshape(IMAGE_SIZE, IMAGE_SIZE)
-        title = separator.join([classes[predictions[index]], classes[labels[index]],
-                                f"p={probabilities[index].max():.2f}"])
+        mosaic[top : top + IMAGE_SIZE, left : left + IMAGE_SIZE] = images[index].reshape(IMAGE_SIZE, IMAGE_SIZE)
+        title = separator.join(
+            [classes[predictions[index]], classes[labels[index]], f"p={probabilities[index].max():.2f}"]
+        )
         axes.text(left + IMAGE_SIZE / 2, top - 2, title, fontsize=size, ha="center", va="bottom")
     axes.imshow(mosaic, cmap="binary", vmin=0, vmax=1)
     axes.set_axis_off()
@@ -85,8 +89,15 @@ def confusion_matrix(matrix, classes=DIGITS):
         for predicted in range(NUM_CLASSES):
             count = matrix[true, predicted]
             if count:
-                axes.text(predicted, true, str(count), ha="center", va="center", fontsize=8,
-                          color="white" if shown.norm(np.log1p(count)) > 0.5 else "black")
+                axes.text(
+                    predicted,
+                    true,
+                    str(count),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if shown.norm(np.log1p(count)) > 0.5 else "black",
+                )
     named = classes != DIGITS
     axes.set_xticks(range(NUM_CLASSES), classes, **(dict(rotation=45, ha="right") if named else {}))
     axes.set_yticks(range(NUM_CLASSES), classes)

@@ -1,4 +1,5 @@
 """Digits (or the classes of another data set) in the user's own image files, predicted by a trained run."""
+
 import dataclasses
 
 import numpy as np
@@ -44,5 +45,6 @@ def predict_files(run_dir, paths, which=None):
 
 def format_prediction(prediction):
     p, names = prediction.probabilities, prediction.classes
-    return (f"{prediction.path}: {names[prediction.digit]} (p={p[prediction.digit]:.4f})  "
-            + "  ".join(f"{name}:{value:.3f}" for name, value in zip(names, p)))
+    return f"{prediction.path}: {names[prediction.digit]} (p={p[prediction.digit]:.4f})  " + "  ".join(
+        f"{name}:{value:.3f}" for name, value in zip(names, p)
+    )

@@ -4,6 +4,7 @@ The profiler writes RUN/train/plugins/profile/<time>/<host>.xplane.pb, where the
 tensorboard-plugin-profile package) looks for it, as Keras's TensorBoard callback does with profile_batch.
 TensorFlow converts the same file into the tab's tables itself, so op_stats() reads it without the plugin.
 """
+
 import contextlib
 import json
 
@@ -63,5 +64,7 @@ def op_stats(trace, count=10):
     columns = [column["id"] for column in table["cols"]]
     rows = [dict(zip(columns, (cell.get("v") for cell in row["c"]))) for row in table["rows"]]
     ops = [row for row in rows if row["type"] != "IDLE"]
-    return [(row["type"], row["operation"], int(row["occurrences"]), row["total_self_time"])
-            for row in sorted(ops, key=lambda row: -row["total_self_time"])[:count]]
+    return [
+        (row["type"], row["operation"], int(row["occurrences"]), row["total_self_time"])
+        for row in sorted(ops, key=lambda row: -row["total_self_time"])[:count]
+    ]

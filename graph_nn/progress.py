@@ -4,6 +4,7 @@ Both are reporters with the same four calls, so the loop says what happened and 
 step() after every training step, evaluation() after every evaluation, epoch_end() at the end of every epoch,
 stopped() when a signal ends the run early.
 """
+
 import math
 import sys
 import time
@@ -36,8 +37,11 @@ class StepLines:
     def step(self, step, loss, accuracy, epoch_means):
         if step % self.every == 0:
             rate = (step - self.first_step) / (time.perf_counter() - self.start)
-            print(f"step {step}/{self.total_steps} - loss: {loss:.4f} - accuracy: {accuracy:.4f} - "
-                  f"{rate:.0f} steps/s", file=self.out, flush=True)
+            print(
+                f"step {step}/{self.total_steps} - loss: {loss:.4f} - accuracy: {accuracy:.4f} - {rate:.0f} steps/s",
+                file=self.out,
+                flush=True,
+            )
 
     def evaluation(self, step, metrics):
         print(f"step {step} evaluation - {format_metrics(metrics)}", file=self.out, flush=True)
@@ -68,8 +72,9 @@ class EpochBars:
     def step(self, step, loss, accuracy, epoch_means):
         if self.bar is None:
             epoch = self.schedule.epoch_of(step)
-            steps_in_epoch = min(self.schedule.steps_per_epoch,
-                                 self.schedule.total_steps - epoch * self.schedule.steps_per_epoch)
+            steps_in_epoch = min(
+                self.schedule.steps_per_epoch, self.schedule.total_steps - epoch * self.schedule.steps_per_epoch
+            )
             epochs = math.ceil(self.schedule.total_steps / self.schedule.steps_per_epoch)
             self.bar = Bar(epoch + 1, epochs, steps_in_epoch, self.out, done=self.position(step) - 1)
         self.bar.update(self.position(step), epoch_means)
@@ -127,5 +132,6 @@ class Bar:
         filled = BAR_WIDTH * done // self.steps
         bar = "=" * filled + (">" if filled < BAR_WIDTH else "") + "." * (BAR_WIDTH - filled - 1)
         per_step = 1000 * elapsed / max(done - self.done_before, 1)
-        return (f"{done}/{self.steps} [{bar[:BAR_WIDTH]}] {elapsed:.0f}s {per_step:.1f}ms/step - "
-                f"{format_metrics(metrics)}")
+        return (
+            f"{done}/{self.steps} [{bar[:BAR_WIDTH]}] {elapsed:.0f}s {per_step:.1f}ms/step - {format_metrics(metrics)}"
+        )

@@ -4,6 +4,7 @@ final checkpoint; the test figures once the report has them) and its row in Tens
 Written when training ends, however it ends (finished, stopped early, stopped by a signal, diverged), so that
 every run can be compared, the unfinished ones too.  The sweep's table reads result.json.
 """
+
 import json
 
 from graph_nn import dashboards, history
@@ -14,8 +15,14 @@ def record_end(run_dir, config, status, step, train_examples, best_step=0, messa
     """result.json and the HParams row of a run whose training ended with `status` at `step`."""
     run_dir = RunDir(run_dir)
     final_step = best_step if config.final_checkpoint == "best" else step
-    result = dict(status=status, step=step, final_checkpoint=config.final_checkpoint, final_step=final_step,
-                  validation=config.validation, **history.validation_at(run_dir, final_step))
+    result = dict(
+        status=status,
+        step=step,
+        final_checkpoint=config.final_checkpoint,
+        final_step=final_step,
+        validation=config.validation,
+        **history.validation_at(run_dir, final_step),
+    )
     if message:
         result["message"] = message
     run_dir.result.write_text(json.dumps(result, indent=2) + "\n")

@@ -1,6 +1,7 @@
 """What it takes to continue a run exactly where it stopped: checkpoints that hold the loop's own state,
 only finite weights in them, and the same data (one process per run directory: runs.exclusive).
 """
+
 import pathlib
 
 import tensorflow as tf
@@ -23,19 +24,29 @@ class LoopState:
     def __init__(self, graph, meters, best):
         self.meters, self.best = meters, best
         with graph.as_default(), v1.variable_scope("loop_state"):
-            self.variable = v1.get_variable("meters", [len(meters), 3], tf.float64,
-                                            initializer=v1.zeros_initializer(), trainable=False)
-            self.best_variable = v1.get_variable("best", [3], tf.float64, initializer=v1.zeros_initializer(),
-                                                 trainable=False)
+            self.variable = v1.get_variable(
+                "meters", [len(meters), 3], tf.float64, initializer=v1.zeros_initializer(), trainable=False
+            )
+            self.best_variable = v1.get_variable(
+                "best", [3], tf.float64, initializer=v1.zeros_initializer(), trainable=False
+            )
             self.value = v1.placeholder(tf.float64, [len(meters), 3], name="value")
             self.best_value = v1.placeholder(tf.float64, [3], name="best_value")
-            self.assign = tf.group(self.variable.assign(self.value, read_value=False),
-                                   self.best_variable.assign(self.best_value, read_value=False), name="assign")
+            self.assign = tf.group(
+                self.variable.assign(self.value, read_value=False),
+                self.best_variable.assign(self.best_value, read_value=False),
+                name="assign",
+            )
 
     def store(self, sess):
         best = self.best
-        sess.run(self.assign, {self.value: [[m.count, m.loss, m.accuracy] for m in self.meters],
-                               self.best_value: [best.step, best.loss, best.evaluations_since]})
+        sess.run(
+            self.assign,
+            {
+                self.value: [[m.count, m.loss, m.accuracy] for m in self.meters],
+                self.best_value: [best.step, best.loss, best.evaluations_since],
+            },
+        )
 
     def load(self, sess):
         meters, (step, loss, evaluations_since) = sess.run([self.variable, self.best_variable])
@@ -66,5 +77,6 @@ def check_data_source(run_dir, source):
         return
     recorded = path.read_text().strip()
     if recorded != str(pathlib.Path(source).resolve()):
-        raise GraphNNError(f"{run_dir} was trained on the data in {recorded}, not {source}; "
-                           f"resume it with --data-dir {recorded}.")
+        raise GraphNNError(
+            f"{run_dir} was trained on the data in {recorded}, not {source}; resume it with --data-dir {recorded}."
+        )

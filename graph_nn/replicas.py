@@ -12,6 +12,7 @@ in the queue.  The token's value is the new global step, which is what the train
 not per worker; how a worker keeps to one gradient per update, through the queue handle token_queue() makes,
 is graph_nn/cluster_tasks.py's (Worker.next_token).
 """
+
 import dataclasses
 
 import tensorflow as tf
@@ -32,8 +33,9 @@ def done_queue(ps_index):
     it can end (server.join() never returns).  ps and workers make it with the same arguments, and its
     shared_name makes theirs one queue."""
     with v1.device(f"/job:ps/task:{ps_index}"):
-        return v1.FIFOQueue(-1, tf.int32, shapes=[], shared_name=f"done_queue_{ps_index}",
-                            name=f"done_queue_{ps_index}")
+        return v1.FIFOQueue(
+            -1, tf.int32, shapes=[], shared_name=f"done_queue_{ps_index}", name=f"done_queue_{ps_index}"
+        )
 
 
 @dataclasses.dataclass
@@ -70,8 +72,9 @@ class SyncOps:
 def token_queue(global_step):
     """The optimizer's token queue, reached by its shared_name (SyncReplicasOptimizer keeps its own private)."""
     with v1.device(global_step.device):
-        return v1.FIFOQueue(-1, global_step.dtype.base_dtype, shapes=[], shared_name="sync_token_q",
-                            name="sync_token_q_shared")
+        return v1.FIFOQueue(
+            -1, global_step.dtype.base_dtype, shapes=[], shared_name="sync_token_q", name="sync_token_q_shared"
+        )
 
 
 @dataclasses.dataclass
@@ -95,13 +98,14 @@ def worker_graph(config, dataset, task, replication, out=None):
         # Created first, so the round-robin puts it on ps 0, where the ps tasks look for it.
         global_step = v1.train.get_or_create_global_step()
         with v1.variable_scope("cluster"):
-            worker_steps = v1.get_variable("worker_steps", [workers], tf.int64, initializer=v1.zeros_initializer(),
-                                           trainable=False)
+            worker_steps = v1.get_variable(
+                "worker_steps", [workers], tf.int64, initializer=v1.zeros_initializer(), trainable=False
+            )
         optimizer = make_optimizer(config)
         if replication.mode == "sync":
             optimizer = v1.train.SyncReplicasOptimizer(
-                optimizer, replicas_to_aggregate=replication.replicas_to_aggregate(workers),
-                total_num_replicas=workers)
+                optimizer, replicas_to_aggregate=replication.replicas_to_aggregate(workers), total_num_replicas=workers
+            )
         model = add_model(config, *placeholders(), optimizer=optimizer)
         with v1.name_scope("cluster/"):  # the variable scope's name, re-entered
             count_step = v1.scatter_add(worker_steps, [task.index], tf.constant([1], tf.int64))
@@ -119,8 +123,15 @@ def worker_graph(config, dataset, task, replication, out=None):
                 # complete check); marked as used to silence TensorFlow's warning about an unused tensor.
                 optimizer.ready_for_local_init_op.mark_used()
                 tokens, token = token_queue(global_step), v1.placeholder(tf.int64, [], name="token")
-                sync = SyncOps(optimizer.chief_init_op, optimizer.get_chief_queue_runner().enqueue_ops[0],
-                               optimizer.local_step_init_op, tokens.dequeue(), tokens.enqueue(token), token)
+                sync = SyncOps(
+                    optimizer.chief_init_op,
+                    optimizer.get_chief_queue_runner().enqueue_ops[0],
+                    optimizer.local_step_init_op,
+                    tokens.dequeue(),
+                    tokens.enqueue(token),
+                    token,
+                )
         trainer = Trainer(config, dataset, out, model=model, task=task.index)
-    return WorkerGraph(trainer, [step_after, model.loss, model.accuracy, count_step], worker_steps, uninitialized,
-                       done, sync)
+    return WorkerGraph(
+        trainer, [step_after, model.loss, model.accuracy, count_step], worker_steps, uninitialized, done, sync
+    )

@@ -1,4 +1,5 @@
 """How a trained network does on the test set, as numbers: the report printed at the end of a run and by `evaluate`."""
+
 import dataclasses
 
 import numpy as np
@@ -62,8 +63,10 @@ def first_digits_lines(evaluation, classes, count=FIRST_DIGITS):
         p = evaluation.probabilities[i]
         predicted = int(p.argmax())
         mark = "" if predicted == evaluation.labels[i] else "  <- wrong"
-        lines.append(f"  [{i}] {format_probabilities(p)}  predicted {classes[predicted]} (p={p[predicted]:.7f}) "
-                     f"label {classes[evaluation.labels[i]]}{mark}")
+        lines.append(
+            f"  [{i}] {format_probabilities(p)}  predicted {classes[predicted]} (p={p[predicted]:.7f}) "
+            f"label {classes[evaluation.labels[i]]}{mark}"
+        )
     return lines
 
 
@@ -83,8 +86,10 @@ def confusion_matrix_lines(evaluation, classes):
     # Columns are numbered: names would make them as wide as the longest.
     columns = f"predicted {kind}" if classes == DIGITS else f"predicted {kind}, numbered in the rows' order"
     corner = "true\\pred"
-    lines = [f"Confusion matrix (rows: true {kind}, columns: {columns})",
-             f"{corner:<{width}}" + "".join(f"{label:>6}" for label in range(NUM_CLASSES))]
+    lines = [
+        f"Confusion matrix (rows: true {kind}, columns: {columns})",
+        f"{corner:<{width}}" + "".join(f"{label:>6}" for label in range(NUM_CLASSES)),
+    ]
     for label, name in enumerate(classes):
         lines.append(f"{name:>{width}}" + "".join(f"{count:>6}" for count in matrix[label]))
     return lines
@@ -92,8 +97,7 @@ def confusion_matrix_lines(evaluation, classes):
 
 def format_report(evaluation, classes=DIGITS):
     n, examples = len(evaluation.labels), words(classes)[1]
-    lines = [f"Test accuracy: {evaluation.accuracy:.4f} - test loss: {evaluation.loss:.4f} ({n:,} test {examples})",
-             ""]
+    lines = [f"Test accuracy: {evaluation.accuracy:.4f} - test loss: {evaluation.loss:.4f} ({n:,} test {examples})", ""]
     lines += first_digits_lines(evaluation, classes) + [""]
     lines += [f"Errors: {evaluation.errors:,} of {n:,} test {examples} ({100 * evaluation.errors / n:.2f}%)", ""]
     lines += precision_recall_lines(evaluation, classes) + [""]

@@ -23,6 +23,7 @@
 
 No TensorFlow here: the command line names runs before it imports anything heavy.
 """
+
 import contextlib
 import itertools
 import json
@@ -40,8 +41,12 @@ except ImportError:  # Windows: no flock, so run directories go unlocked there
 CHECKPOINT_NAME = "model.ckpt"
 CHECKPOINT_STATE = "checkpoint"  # the file tf.train.Saver keeps next to its checkpoints
 BEST_CHECKPOINT = "best"  # a prefix beside the rolling checkpoints: the Saver's max_to_keep never sees it
-PROJECTOR_FILES = {"checkpoint": "embedding.ckpt", "metadata": "metadata.tsv", "sprite": "sprite.png",
-                   "config": "projector_config.pbtxt"}
+PROJECTOR_FILES = {
+    "checkpoint": "embedding.ckpt",
+    "metadata": "metadata.tsv",
+    "sprite": "sprite.png",
+    "config": "projector_config.pbtxt",
+}
 # How a run ended (result.json, and a hyper-parameter in the HParams tab).  A run FINISHED, EARLY_STOPPED or
 # DIVERGED is done: continuing it would change nothing.  A STOPPED one can be resumed.
 FINISHED, EARLY_STOPPED, STOPPED, DIVERGED = "finished", "early-stopped", "stopped", "diverged"
@@ -148,8 +153,9 @@ def newest_run(logdir):
     states = [RunDir(path).checkpoint_state for path in pathlib.Path(logdir).glob("*")]
     states = [state for state in states if state.is_file()]
     if not states:
-        raise GraphNNError(f"{logdir}: no trained run with a checkpoint there; train one with `python run.py` "
-                           f"or pass --run RUN_DIR.")
+        raise GraphNNError(
+            f"{logdir}: no trained run with a checkpoint there; train one with `python run.py` or pass --run RUN_DIR."
+        )
     return RunDir(max(states, key=lambda state: state.stat().st_mtime).parent.parent)
 
 

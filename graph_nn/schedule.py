@@ -4,6 +4,7 @@ Steps are counted as global_step counts them: step k is the k-th update, the one
 A cluster's worker counts its own batches instead (its local steps): its k-th batch is a pure function of
 (seed, task, k).
 """
+
 import math
 
 import numpy as np
@@ -25,8 +26,10 @@ class BatchSchedule:
         if config.batch_size > num_examples:
             raise GraphNNError(f"--batch-size {config.batch_size} is larger than the {num_examples} training examples.")
         if task is not None and config.batching == "sequential":
-            raise GraphNNError("sequential batching walks the training set in one order for one process; a "
-                               "cluster's workers draw shuffled batches (--batching shuffle).")
+            raise GraphNNError(
+                "sequential batching walks the training set in one order for one process; a "
+                "cluster's workers draw shuffled batches (--batching shuffle)."
+            )
         self.config = config
         self.task = task
         self.n = num_examples
@@ -47,7 +50,7 @@ class BatchSchedule:
         epoch, position = divmod(step - 1, self.steps_per_epoch)
         if epoch != self._epoch:
             self._epoch, self._permutation = epoch, self.permutation(epoch)
-        return self._permutation[position * b:(position + 1) * b]
+        return self._permutation[position * b : (position + 1) * b]
 
     def feed(self, model, split, step):
         """The feed_dict of step k's batch of `split` for the placeholders of `model`."""

@@ -1,4 +1,5 @@
 """The ConfigProto behind every Session the project opens, so that what a session runs is decided in one place."""
+
 import os
 
 import tensorflow as tf
@@ -33,7 +34,9 @@ def session_config(rewrites_off=(), xla=False, device_filters=()):
         # On a CPU, global_jit_level alone clusters nothing: XLA also reads this flag, once, when the
         # process's first Session runs.  graph_nn.startup.enable_xla_on_cpu() sets it for the command line.
         if XLA_CPU_FLAG not in os.environ.get("TF_XLA_FLAGS", "") and not tf.config.list_physical_devices("GPU"):
-            raise GraphNNError(f"XLA on a CPU needs TF_XLA_FLAGS={XLA_CPU_FLAG} in the environment before the "
-                               f"process's first TensorFlow session; python run.py --xla sets it.")
+            raise GraphNNError(
+                f"XLA on a CPU needs TF_XLA_FLAGS={XLA_CPU_FLAG} in the environment before the "
+                f"process's first TensorFlow session; python run.py --xla sets it."
+            )
         config.graph_options.optimizer_options.global_jit_level = v1.OptimizerOptions.ON_1
     return config

@@ -2,6 +2,7 @@
 
 Raising from the handler could interrupt a checkpoint or an event file half-written; a flag cannot.
 """
+
 import contextlib
 import signal
 import threading

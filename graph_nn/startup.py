@@ -9,6 +9,7 @@ drops absl's INFO and WARNING lines (and the lines continuing them) and the cuIn
 other line through; Python's own sys.stderr is re-opened on the terminal, so tracebacks and this tool's
 messages never wait on the reader.
 """
+
 import atexit
 import contextlib
 import os

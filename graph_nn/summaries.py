@@ -1,4 +1,5 @@
 """What a run writes for TensorBoard: the graph, scalar and histogram summaries in train/ and validation/."""
+
 import time
 
 import tensorflow as tf
@@ -26,9 +27,11 @@ def build_histograms(model):
     with model.graph.as_default(), v1.name_scope("summaries"):
         ops = []
         for layer in model.layers:
-            ops += [histogram(f"{layer.name}/kernel", layer.kernel),
-                    histogram(f"{layer.name}/bias", layer.bias),
-                    histogram(f"{layer.name}/preactivations", layer.preactivations[:HISTOGRAM_EXAMPLES])]
+            ops += [
+                histogram(f"{layer.name}/kernel", layer.kernel),
+                histogram(f"{layer.name}/bias", layer.bias),
+                histogram(f"{layer.name}/preactivations", layer.preactivations[:HISTOGRAM_EXAMPLES]),
+            ]
             if layer.activations is not layer.preactivations:
                 ops.append(histogram(f"{layer.name}/activations", layer.activations[:HISTOGRAM_EXAMPLES]))
         for gradient, variable in model.grads_and_vars:
@@ -38,8 +41,9 @@ def build_histograms(model):
 
 def scalars(step_values):
     """A Summary proto of simple scalars, e.g. {"loss": 0.3, "accuracy": 0.9}."""
-    return v1.Summary(value=[v1.Summary.Value(tag=tag, simple_value=float(value))
-                             for tag, value in step_values.items()])
+    return v1.Summary(
+        value=[v1.Summary.Value(tag=tag, simple_value=float(value)) for tag, value in step_values.items()]
+    )
 
 
 def event_writer(directory, graph=None):

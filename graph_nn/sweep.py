@@ -13,6 +13,7 @@ again would give the same), resumes a stopped or killed run from its latest chec
 that had saved none (its directory, with no checkpoint in it, stays).
 No TensorFlow here: this process only starts the runs, waits for them and reads their result.json.
 """
+
 import collections
 import dataclasses
 import itertools
@@ -74,6 +75,7 @@ class Sweep:
 
 # ---- the plan ------------------------------------------------------------------------------------------------
 
+
 def plan(values, repeats):
     """A Run for every combination of `values` ({TrainConfig field: [value, ...]}) and repeat, each configuration
     checked, so that a mistake is answered before anything trains."""
@@ -101,8 +103,10 @@ def create(logdir, values, repeats, data_dir=None, classes=None):
     """A new sweep directory under logdir holding the plan of its runs; returns its path."""
     runs = plan(values, repeats)
     directory = new_run_dir(logdir, "sweep").path
-    absolute = {name: str(pathlib.Path(path).resolve()) if path else None
-                for name, path in (("data_dir", data_dir), ("classes", classes))}
+    absolute = {
+        name: str(pathlib.Path(path).resolve()) if path else None
+        for name, path in (("data_dir", data_dir), ("classes", classes))
+    }
     content = dict(repeats=repeats, **absolute, runs=[dataclasses.asdict(run) for run in runs])
     (directory / PLAN).write_text(json.dumps(content, indent=2) + "\n")
     return directory
@@ -114,8 +118,13 @@ def load(directory):
         raise GraphNNError(f"--resume {directory}: no such sweep directory.")
     try:
         content = json.loads((directory / PLAN).read_text())
-        return Sweep(directory, [Run(**run) for run in content["runs"]], content["repeats"], content["data_dir"],
-                     content["classes"])
+        return Sweep(
+            directory,
+            [Run(**run) for run in content["runs"]],
+            content["repeats"],
+            content["data_dir"],
+            content["classes"],
+        )
     except FileNotFoundError:
         raise GraphNNError(f"{directory}: not a sweep directory (no {PLAN}).") from None
     except (OSError, ValueError, TypeError, KeyError) as e:
@@ -123,6 +132,7 @@ def load(directory):
 
 
 # ---- the runs' processes ---------------------------------------------------------------------------------------
+
 
 def command(sweep, run):
     """The train process of a run: a fresh run in the run's directory, or a resume of its latest checkpoint."""
@@ -150,10 +160,18 @@ class Child:
             log.flush()
             # The children import this very graph_nn, installed or not.  A session of their own, so that a Ctrl-C
             # at the terminal reaches the sweep alone, which then stops each run the same way.
-            environment = dict(os.environ, PYTHONPATH=os.pathsep.join(
-                filter(None, [str(PACKAGE_PARENT), os.environ.get("PYTHONPATH")])))
-            self.process = subprocess.Popen(command_line, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, env=environment, start_new_session=True)
+            environment = dict(
+                os.environ,
+                PYTHONPATH=os.pathsep.join(filter(None, [str(PACKAGE_PARENT), os.environ.get("PYTHONPATH")])),
+            )
+            self.process = subprocess.Popen(
+                command_line,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=environment,
+                start_new_session=True,
+            )
         self.started = time.monotonic()
         self.asked_to_stop = None  # when a signal asked it to stop
         self.timed_out = False
@@ -173,18 +191,23 @@ class Child:
 
     def error(self):
         """The sentence the run ended with, or its exit code."""
-        lines = [line for line in self.output.read_text(errors="replace").splitlines()
-                 if line.startswith("graph-nn: ")]
-        return (lines[-1].removeprefix("graph-nn: ").removeprefix("error: ") if lines
-                else f"exit code {self.process.returncode}")
+        lines = [line for line in self.output.read_text(errors="replace").splitlines() if line.startswith("graph-nn: ")]
+        return (
+            lines[-1].removeprefix("graph-nn: ").removeprefix("error: ")
+            if lines
+            else f"exit code {self.process.returncode}"
+        )
 
 
 def outcome(sweep, child):
     seconds = f"{time.monotonic() - child.started:.0f} s"
     result = sweep.result(child.run)
     if result:
-        figures = [f"{name.replace('_', ' ')} {result[name]:.4f}" for name in ("validation_accuracy", "test_accuracy")
-                   if name in result]
+        figures = [
+            f"{name.replace('_', ' ')} {result[name]:.4f}"
+            for name in ("validation_accuracy", "test_accuracy")
+            if name in result
+        ]
         return f"{result['status']} in {seconds}" + (f" - {', '.join(figures)}" if figures else "")
     latest = (sweep.results(child.run) or [{}])[-1]
     if child.process.returncode in EXIT_CODES.values() and latest.get("status") == STOPPED:
@@ -206,8 +229,7 @@ def train_all(sweep, todo, jobs, timeout, out):
                 print(f"[{position}/{len(todo)}] {run.name}: {verb}", file=out, flush=True)
             for child in [child for child in running if child.process.poll() is not None]:
                 running.remove(child)
-                print(f"[{child.position}/{len(todo)}] {child.run.name}: {outcome(sweep, child)}", file=out,
-                      flush=True)
+                print(f"[{child.position}/{len(todo)}] {child.run.name}: {outcome(sweep, child)}", file=out, flush=True)
             for child in running:
                 child.check_deadlines(timeout)
             time.sleep(POLL_SECONDS)
@@ -230,23 +252,32 @@ def run(directory, jobs=1, timeout=24 * 3600, out=None):
     with exclusive(sweep.directory, "swept"):
         todo = [run for run in sweep.runs if sweep.result(run) is None]
         plans = f"; training {len(todo)}, {jobs} at a time (each run's output goes to its {OUTPUT})" if todo else ""
-        print(f"Sweep {sweep.directory}: {len(sweep.runs)} runs, {len(sweep.runs) - len(todo)} of them done{plans}",
-              file=out, flush=True)
+        print(
+            f"Sweep {sweep.directory}: {len(sweep.runs)} runs, {len(sweep.runs) - len(todo)} of them done{plans}",
+            file=out,
+            flush=True,
+        )
         stopped = train_all(sweep, todo, jobs, timeout, out)
         print(file=out)
         print(format_table(sweep), file=out, flush=True)
     if stopped:
-        raise Interrupted(f"sweep stopped by {stopped.name}, its runs at their checkpoints; continue with: "
-                          f"python run.py sweep --resume {sweep.directory}", stopped.exit_code)
+        raise Interrupted(
+            f"sweep stopped by {stopped.name}, its runs at their checkpoints; continue with: "
+            f"python run.py sweep --resume {sweep.directory}",
+            stopped.exit_code,
+        )
     left = sum(sweep.result(run) is None for run in sweep.runs)
     if left:
-        raise GraphNNError(f"{left} of the {len(sweep.runs)} runs did not finish (their {OUTPUT} says why); "
-                           f"continue with: python run.py sweep --resume {sweep.directory}")
+        raise GraphNNError(
+            f"{left} of the {len(sweep.runs)} runs did not finish (their {OUTPUT} says why); "
+            f"continue with: python run.py sweep --resume {sweep.directory}"
+        )
     print(f"Look at them in TensorBoard's HParams tab:  tensorboard --logdir {sweep.directory}", file=out)
     return 0
 
 
 # ---- the table -------------------------------------------------------------------------------------------------
+
 
 def mean_and_spread(values):
     if not values:
@@ -264,20 +295,36 @@ def format_table(sweep):
     rows = []
     for setting, results in groups.values():
         done = [result for result in results if result]
-        figures = {name: [r[name] for r in done if name in r]
-                   for name in ("validation_accuracy", "validation_loss", "test_accuracy")}
+        figures = {
+            name: [r[name] for r in done if name in r]
+            for name in ("validation_accuracy", "validation_loss", "test_accuracy")
+        }
         statuses = collections.Counter(result["status"] if result else "not done" for result in results)
         status = next(iter(statuses)) if len(statuses) == 1 else ", ".join(f"{n} {s}" for s, n in statuses.items())
         order = statistics.mean(figures["validation_accuracy"]) if figures["validation_accuracy"] else -1
-        rows.append((order, [*map(text, setting.values()), f"{len(done)}/{len(results)}",
-                             *map(mean_and_spread, figures.values()), status]))
-    header = [*next(iter(groups.values()))[0], "runs", "validation accuracy", "validation loss", "test accuracy",
-              "status"]
+        rows.append(
+            (
+                order,
+                [
+                    *map(text, setting.values()),
+                    f"{len(done)}/{len(results)}",
+                    *map(mean_and_spread, figures.values()),
+                    status,
+                ],
+            )
+        )
+    header = [
+        *next(iter(groups.values()))[0],
+        "runs",
+        "validation accuracy",
+        "validation loss",
+        "test accuracy",
+        "status",
+    ]
     table = [header] + [cells for _, cells in sorted(rows, key=lambda row: -row[0])]
     widths = [max(len(row[column]) for row in table) for column in range(len(header))]
     validations = sorted({run.validation for run in sweep.runs})
     repeats = f", mean ± standard deviation over {sweep.repeats} seeds" if sweep.repeats > 1 else ""
-    lines = [f"Sweep {sweep.directory}: validated on {' / '.join(validations)}; sorted by validation accuracy"
-             f"{repeats}"]
+    lines = [f"Sweep {sweep.directory}: validated on {' / '.join(validations)}; sorted by validation accuracy{repeats}"]
     lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in table]
     return "\n".join(lines)

@@ -5,6 +5,7 @@ A traced run fills a RunMetadata proto with the step stats (per device, per op: 
 add_run_metadata stores it in the train/ event file, where the Graph tab offers it as a tag of the run
 and colours nodes by compute time and memory; timeline turns it into a Chrome trace JSON.
 """
+
 import collections
 import dataclasses
 
@@ -31,8 +32,9 @@ def run_metadata_tag(step):
 def traced_run(sess, fetches, feed_dict):
     """sess.run with FULL_TRACE: (the fetched values, the RunMetadata)."""
     metadata = v1.RunMetadata()
-    values = sess.run(fetches, feed_dict, options=v1.RunOptions(trace_level=v1.RunOptions.FULL_TRACE),
-                      run_metadata=metadata)
+    values = sess.run(
+        fetches, feed_dict, options=v1.RunOptions(trace_level=v1.RunOptions.FULL_TRACE), run_metadata=metadata
+    )
     return values, metadata
 
 
@@ -44,8 +46,7 @@ def executed_run(sess, fetches, feed_dict):
     as _Retval nodes.
     """
     metadata = v1.RunMetadata()
-    values = sess.run(fetches, feed_dict, options=v1.RunOptions(output_partition_graphs=True),
-                      run_metadata=metadata)
+    values = sess.run(fetches, feed_dict, options=v1.RunOptions(output_partition_graphs=True), run_metadata=metadata)
     executed = v1.GraphDef()
     for partition in metadata.partition_graphs:
         executed.node.extend(partition.node)
@@ -90,5 +91,9 @@ def most_expensive_ops(metadata, count=10):
 
 def executed_nodes(metadata):
     """The names of the nodes the executor ran in the traced step."""
-    return {node.node_name for device in metadata.step_stats.dev_stats for node in device.node_stats
-            if not node.node_name.startswith("_")}
+    return {
+        node.node_name
+        for device in metadata.step_stats.dev_stats
+        for node in device.node_stats
+        if not node.node_name.startswith("_")
+    }

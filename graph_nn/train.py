@@ -9,6 +9,7 @@ prints the model and its hyper-parameters, trains in a new run directory under l
 records how training ended (graph_nn/records.py) and ends the run: the test-set report, its pictures and
 TensorBoard's extras (graph_nn/evaluate.py).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -51,8 +52,12 @@ def resume(run_dir, dataset: Dataset, out=None) -> TrainingResult:
     """
     out = out or sys.stdout
     config = load_config(run_dir)
-    print(f"graph_nn: resuming a {config.model} run - {config.optimizer} lr {config.learning_rate}, "
-          f"batch {config.batch_size}, seed {config.seed}", file=out, flush=True)
+    print(
+        f"graph_nn: resuming a {config.model} run - {config.optimizer} lr {config.learning_rate}, "
+        f"batch {config.batch_size}, seed {config.seed}",
+        file=out,
+        flush=True,
+    )
     with nan_hunt.on_divergence(config, dataset, run_dir, out), instrumented(config, run_dir):
         result = run_and_record(Trainer(config, dataset, out), run_dir, resume=True)
     finish(result, dataset, RunDir(run_dir).path.parent, out)
@@ -69,8 +74,15 @@ def run_and_record(trainer, run_dir, resume=False):
         # A record that cannot be written (a full disk) must not replace the sentence that says what happened.
         with contextlib.suppress(GraphNNError, OSError):
             status = STOPPED if isinstance(e, Interrupted) else DIVERGED
-            records.record_end(run_dir, trainer.config, status, trainer.saved_step or 0, train_examples,
-                               trainer.best.step, message=str(e))
+            records.record_end(
+                run_dir,
+                trainer.config,
+                status,
+                trainer.saved_step or 0,
+                train_examples,
+                trainer.best.step,
+                message=str(e),
+            )
         raise
     records.record_end(run_dir, trainer.config, result.status, result.global_step, train_examples, result.best_step)
     return result
@@ -89,11 +101,13 @@ def describe(config, trainer):
     session = [f"{config.steps_per_run} steps per Session.run"] if config.steps_per_run > 1 else []
     session += [f"{', '.join(config.rewrites_off)} off"] if config.rewrites_off else []
     session += ["XLA"] if config.xla else []
-    return (f"graph_nn: {config.preset} preset - {config.model} ({parameter_count(trainer.model):,} parameters), "
-            f"{config.optimizer} ({config.semantics} semantics) lr {config.learning_rate}, "
-            f"batch {config.batch_size}, {length}, {config.init} init, seed {config.seed}"
-            + "".join(f", {part}" for part in session)
-            + f"; validation on {config.validation}{early_stop}")
+    return (
+        f"graph_nn: {config.preset} preset - {config.model} ({parameter_count(trainer.model):,} parameters), "
+        f"{config.optimizer} ({config.semantics} semantics) lr {config.learning_rate}, "
+        f"batch {config.batch_size}, {length}, {config.init} init, seed {config.seed}"
+        + "".join(f", {part}" for part in session)
+        + f"; validation on {config.validation}{early_stop}"
+    )
 
 
 def finish(result, dataset, logdir, out):
@@ -105,7 +119,7 @@ def finish(result, dataset, logdir, out):
     print(f"Look at it in TensorBoard:  tensorboard --logdir {logdir}", file=out)
     run_dir = RunDir(result.run_dir)
     if run_dir.profile.is_dir():
-        print(f"Profiled steps: {run_dir.profile} (Profile tab, after pip install -e \".[profile]\")", file=out)
+        print(f'Profiled steps: {run_dir.profile} (Profile tab, after pip install -e ".[profile]")', file=out)
     for dump in sorted(run_dir.path.glob("debugger_v2*")):
         print(f"Debugger V2 tab (its dump):  tensorboard --logdir {dump}", file=out)
     out.flush()

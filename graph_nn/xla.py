@@ -8,6 +8,7 @@ its first run.  With --tf_xla_clustering_debug the pass also writes the graph it
 carrying an `_XlaCluster` attribute, where TF_DUMP_GRAPH_PREFIX points; logged as a GraphDef, it is what
 TensorBoard's Graph tab colours by "XLA cluster".
 """
+
 import collections
 import contextlib
 import os
@@ -53,20 +54,29 @@ def clustered_step(config, dataset):
     with model.graph.as_default():
         init = v1.global_variables_initializer()
     feed = BatchSchedule(config, len(dataset.train)).feed(model, dataset.train, 1)
-    with tempfile.TemporaryDirectory() as dumps, graph_dumps_in(dumps), deterministic_ops(), \
-            v1.Session(graph=model.graph, config=session_config(config.rewrites_off, xla=True)) as sess:
+    with (
+        tempfile.TemporaryDirectory() as dumps,
+        graph_dumps_in(dumps),
+        deterministic_ops(),
+        v1.Session(graph=model.graph, config=session_config(config.rewrites_off, xla=True)) as sess,
+    ):
         sess.run(init)
         start = time.perf_counter()
         _, executed = tracing.executed_run(sess, train_fetches(model), feed)
         seconds = time.perf_counter() - start
         # The pass dumps the init run's graph too; the training step's is the one that clusters train/ ops.
         dumped = map(read_graph_def, pathlib.Path(dumps).glob("mark_for_compilation*.pbtxt"))
-        marked = [graph_def for graph_def in dumped
-                  if any(CLUSTER_ATTRIBUTE in node.attr and node.name.startswith("train/") for node in graph_def.node)]
+        marked = [
+            graph_def
+            for graph_def in dumped
+            if any(CLUSTER_ATTRIBUTE in node.attr and node.name.startswith("train/") for node in graph_def.node)
+        ]
     if not marked:
-        raise GraphNNError("XLA clustered nothing: on a CPU, TF_XLA_FLAGS must hold --tf_xla_cpu_global_jit and "
-                           "--tf_xla_clustering_debug before the process's first session (python run.py inspect "
-                           "--xla sets them).")
+        raise GraphNNError(
+            "XLA clustered nothing: on a CPU, TF_XLA_FLAGS must hold --tf_xla_cpu_global_jit and "
+            "--tf_xla_clustering_debug before the process's first session (python run.py inspect "
+            "--xla sets them)."
+        )
     return marked[0], executed, seconds
 
 
@@ -88,9 +98,11 @@ def clusters(marked):
 def report(config, dataset, logdir, out):
     marked, executed, seconds = clustered_step(config, dataset)
     found, left = clusters(marked)
-    print(f"XLA auto-clustering of one {config.model} training step ({config.optimizer}, batch "
-          f"{config.batch_size}; global_jit_level ON_1, TF_XLA_FLAGS={os.environ.get('TF_XLA_FLAGS', '')}):",
-          file=out)
+    print(
+        f"XLA auto-clustering of one {config.model} training step ({config.optimizer}, batch "
+        f"{config.batch_size}; global_jit_level ON_1, TF_XLA_FLAGS={os.environ.get('TF_XLA_FLAGS', '')}):",
+        file=out,
+    )
     for name, ops in found.items():
         print(f"  {name}: {sum(ops.values())} ops: {counter_line(ops)}", file=out)
     print(f"  left to TensorFlow: {counter_line(left)}", file=out)

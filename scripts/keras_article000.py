@@ -3,6 +3,7 @@
 Deep Learning with Python's chapter 2 network (Dense 512 relu, Dense 10 softmax, RMSprop, batch 128, 5 epochs),
 fit then evaluate, on the MNIST files this package ships (keras.datasets would download them).
 """
+
 import gzip
 import pathlib
 

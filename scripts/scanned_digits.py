@@ -9,6 +9,7 @@ graph_nn/digit_images.py) and of a plain resize of the page to 28x28:
     python scripts/scanned_digits.py --count 1000 RUN_DIR [RUN_DIR ...]
     python scripts/scanned_digits.py --count 1000 --distortion all RUN_DIR
 """
+
 import argparse
 import pathlib
 import sys
@@ -78,8 +79,9 @@ def scan(image, rng, distortion=None):
     width, height = PAGE
     page = PAPER + rng.normal(0, 4, (height, width))
     top, left = rng.integers(0, height - ink_height), rng.integers(0, width - ink_width)
-    page[top:top + ink_height, left:left + ink_width] = np.minimum(
-        page[top:top + ink_height, left:left + ink_width], ink)
+    page[top : top + ink_height, left : left + ink_width] = np.minimum(
+        page[top : top + ink_height, left : left + ink_width], ink
+    )
     if distortion in PAGE_DISTORTIONS:
         page = PAGE_DISTORTIONS[distortion](page, rng)
     return Image.fromarray(np.clip(page, 0, 255).astype(np.uint8))
@@ -123,8 +125,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR")
     parser.add_argument("--count", type=int, default=1000)
-    parser.add_argument("--distortion", choices=("none", "all", *DISTORTIONS), default="none",
-                        help="scans that differ from MNIST in more than size and polarity (default none)")
+    parser.add_argument(
+        "--distortion",
+        choices=("none", "all", *DISTORTIONS),
+        default="none",
+        help="scans that differ from MNIST in more than size and polarity (default none)",
+    )
     parser.add_argument("--keep", help="write the scans into this directory instead of a temporary one")
     args = parser.parse_args()
     split = load_dataset().test
@@ -137,8 +143,9 @@ def main():
             paths, labels = write_scans(split, args.count, directory, distortion=distortion)
             for run_dir in args.runs:
                 prepared, plain = accuracies(run_dir, paths, labels)
-                print(f"{run_dir}: {name}: predict {prepared:.4f} - plain 28x28 resize {plain:.4f} "
-                      f"({args.count} scans)")
+                print(
+                    f"{run_dir}: {name}: predict {prepared:.4f} - plain 28x28 resize {plain:.4f} ({args.count} scans)"
+                )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ debugging tabs: one that diverges under --debug-dump (Debugger V2, on the run's 
 --profile-steps (Profile, served by a TensorBoard that has the profile plugin: a virtualenv with
 `pip install -e ".[profile]"`; without --profile-python that screenshot is skipped).
 """
+
 import argparse
 import contextlib
 import gzip
@@ -28,8 +29,15 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 RUNS = (["--preset", "chapter2"], ["--preset", "five-layer"])
 RUN_FLAGS = ["--epochs", "2", "--eval-every", "94", "--log-every", "20", "--histogram-every", "47"]
 # Dashboard -> the part of TensorBoard's URL after '#'. Smoothing off, so the scalar lines are the logged values.
-DASHBOARDS = {"scalars": "scalars&_smoothingWeight=0", "graphs": "graphs", "histograms": "histograms",
-              "images": "images", "pr_curves": "pr_curves", "hparams": "hparams", "projector": "projector"}
+DASHBOARDS = {
+    "scalars": "scalars&_smoothingWeight=0",
+    "graphs": "graphs",
+    "histograms": "histograms",
+    "images": "images",
+    "pr_curves": "pr_curves",
+    "hparams": "hparams",
+    "projector": "projector",
+}
 DIVERGING_RUN = ["--model", "mlp64", "--optimizer", "sgd", "--lr", "1e8", "--steps", "50", "--debug-dump"]
 PROFILED_RUN = ["--preset", "chapter2", "--steps", "120", "--eval-every", "120", "--profile-steps", "100,110"]
 WINDOW = "1400,1000"
@@ -44,8 +52,11 @@ def free_port():
 
 def train(logdir):
     for preset in RUNS:
-        subprocess.run([sys.executable, str(ROOT / "run.py"), *preset, *RUN_FLAGS, "--logdir", str(logdir)],
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, str(ROOT / "run.py"), *preset, *RUN_FLAGS, "--logdir", str(logdir)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
 
 
 def wait_until_loaded(port, route="/data/runs", minimum_runs=4, seconds=120):
@@ -68,8 +79,11 @@ def wait_until_loaded(port, route="/data/runs", minimum_runs=4, seconds=120):
 def tensorboard(command, logdir, route="/data/runs", minimum_runs=4):
     """A TensorBoard on a free port, once `route` lists minimum_runs runs; stopped on leaving."""
     port = free_port()
-    server = subprocess.Popen([*command, "--logdir", str(logdir), "--host", "127.0.0.1", "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [*command, "--logdir", str(logdir), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_until_loaded(port, route, minimum_runs)
         yield port
@@ -79,13 +93,30 @@ def tensorboard(command, logdir, route="/data/runs", minimum_runs=4):
 
 
 def screenshot(chromium, url, path, profile):
-    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    # The projector draws with WebGL: without a GPU, Chromium needs SwiftShader allowed.
-                    "--enable-unsafe-swiftshader", "--hide-scrollbars", f"--user-data-dir={profile}",
-                    f"--window-size={WINDOW}",
-                    f"--virtual-time-budget={RENDER_MILLISECONDS}", f"--screenshot={path}", url],
-                   check=True, capture_output=True, timeout=180)
+    subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            # The projector draws with WebGL: without a GPU, Chromium needs SwiftShader allowed.
+            "--enable-unsafe-swiftshader",
+            "--hide-scrollbars",
+            f"--user-data-dir={profile}",
+            f"--window-size={WINDOW}",
+            f"--virtual-time-budget={RENDER_MILLISECONDS}",
+            f"--screenshot={path}",
+            url,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=180,
+    )
 
 
 def main():
@@ -103,8 +134,12 @@ def main():
 
         def take(name, port, fragment):
             path = out / f"tensorboard-{name}.png"
-            screenshot(chromium, f"http://127.0.0.1:{port}/#{fragment}", path,
-                       tempfile.mkdtemp(prefix="chromium-", dir=scratch))
+            screenshot(
+                chromium,
+                f"http://127.0.0.1:{port}/#{fragment}",
+                path,
+                tempfile.mkdtemp(prefix="chromium-", dir=scratch),
+            )
             print(f"{path}")
 
         logdir = pathlib.Path(args.logdir or pathlib.Path(scratch) / "logs")
@@ -115,17 +150,24 @@ def main():
                 take(name, port, fragment)
         debugging = pathlib.Path(scratch) / "debugging"
         # This run diverges on purpose (exit code 3): the dump shows where its NaN appeared.
-        subprocess.run([sys.executable, str(ROOT / "run.py"), *DIVERGING_RUN, "--logdir", str(debugging)],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, str(ROOT / "run.py"), *DIVERGING_RUN, "--logdir", str(debugging)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         (dump,) = debugging.glob("*/debugger_v2")
         with tensorboard([sys.executable, "-m", "tensorboard.main"], dump, "/data/plugin/debugger-v2/runs", 1) as port:
             take("debugger_v2", port, "debugger-v2")
         if args.profile_python:
             profiled = pathlib.Path(scratch) / "profiled"
-            subprocess.run([sys.executable, str(ROOT / "run.py"), *PROFILED_RUN, "--logdir", str(profiled)],
-                           check=True, stdout=subprocess.DEVNULL)
-            with tensorboard([args.profile_python, "-m", "tensorboard.main"], profiled, "/data/plugin/profile/runs",
-                             1) as port:
+            subprocess.run(
+                [sys.executable, str(ROOT / "run.py"), *PROFILED_RUN, "--logdir", str(profiled)],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+            with tensorboard(
+                [args.profile_python, "-m", "tensorboard.main"], profiled, "/data/plugin/profile/runs", 1
+            ) as port:
                 take("profile", port, "profile")
 
 

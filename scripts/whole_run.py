@@ -7,6 +7,7 @@ extras included) and `python scripts/keras_article000.py` (article 000: the same
 one after the other, taking turns so that a busy machine slows both alike, and prints the median wall times
 and their ratio.
 """
+
 import argparse
 import pathlib
 import statistics
@@ -21,8 +22,7 @@ LIMIT = 600  # seconds a single process may take
 
 def wall_seconds(command):
     start = time.perf_counter()
-    subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   timeout=LIMIT)
+    subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=LIMIT)
     return time.perf_counter() - start
 
 
@@ -32,16 +32,23 @@ def main():
     args = parser.parse_args()
     times = {"graph": [], "keras": []}
     with tempfile.TemporaryDirectory() as logdir:
-        commands = {"graph": [sys.executable, "run.py", "--logdir", logdir],
-                    "keras": [sys.executable, "scripts/keras_article000.py"]}
+        commands = {
+            "graph": [sys.executable, "run.py", "--logdir", logdir],
+            "keras": [sys.executable, "scripts/keras_article000.py"],
+        }
         for repeat in range(1, args.repeats + 1):
             for name, command in commands.items():
                 times[name].append(wall_seconds(command))
-            print(f"repeat {repeat}: python run.py {times['graph'][-1]:.1f} s, "
-                  f"keras_article000.py {times['keras'][-1]:.1f} s", flush=True)
+            print(
+                f"repeat {repeat}: python run.py {times['graph'][-1]:.1f} s, "
+                f"keras_article000.py {times['keras'][-1]:.1f} s",
+                flush=True,
+            )
     graph, keras = statistics.median(times["graph"]), statistics.median(times["keras"])
-    print(f"median wall time: python run.py {graph:.1f} s, Keras script {keras:.1f} s: "
-          f"graph mode is {keras / graph:.2f}x as fast")
+    print(
+        f"median wall time: python run.py {graph:.1f} s, Keras script {keras:.1f} s: "
+        f"graph mode is {keras / graph:.2f}x as fast"
+    )
 
 
 if __name__ == "__main__":

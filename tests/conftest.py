@@ -44,8 +44,13 @@ IMPORTED_AFTER = textwrap.dedent("""
 
 def run_cli(*args, cwd=None, timeout=300):
     """`python run.py ARGS` in a child process, as a user types it."""
-    return subprocess.run([sys.executable, os.path.join(ROOT, "run.py"), *map(str, args)],
-                          cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, "run.py"), *map(str, args)],
+        cwd=cwd or ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 """Every mistake a user can make, typed into the real CLI: one sentence, a non-zero exit, no traceback,
 and the run already in --logdir (or the run given to --resume) left exactly as it was."""
+
 import fcntl
 import io
 import os
@@ -48,8 +49,10 @@ def paths(mnist, tmp_path_factory):
     empty_test = root / "empty-test"
     shutil.copytree(SHIPPED_DIR, empty_test)
     (empty_test / "SHA256SUMS").unlink()
-    for stem, header in ((FILES["test_images"], b"\x00\x00\x08\x03" + bytes(4) + (28).to_bytes(4, "big") * 2),
-                         (FILES["test_labels"], b"\x00\x00\x08\x01" + bytes(4))):
+    for stem, header in (
+        (FILES["test_images"], b"\x00\x00\x08\x03" + bytes(4) + (28).to_bytes(4, "big") * 2),
+        (FILES["test_labels"], b"\x00\x00\x08\x01" + bytes(4)),
+    ):
         (empty_test / (stem + ".gz")).unlink()
         (empty_test / stem).write_bytes(header)
     empty_file = root / "empty-file"
@@ -61,10 +64,22 @@ def paths(mnist, tmp_path_factory):
     bad_classes = root / "bad-classes"  # read before the IDX files, which it does not need
     bad_classes.mkdir()
     (bad_classes / "classes.txt").write_text("cat\ndog\nbird\n")
-    return dict(logdir=logdir, run=run, bare_run=bare_run, broken_config=broken_config, empty=empty,
-                corrupt=corrupt, copy=copy, shipped=SHIPPED_DIR.resolve(), file=a_file, bad_sums=bad_sums,
-                empty_test=empty_test, empty_file=empty_file, bad_classes=bad_classes,
-                nothing=root / "nothing-here")
+    return dict(
+        logdir=logdir,
+        run=run,
+        bare_run=bare_run,
+        broken_config=broken_config,
+        empty=empty,
+        corrupt=corrupt,
+        copy=copy,
+        shipped=SHIPPED_DIR.resolve(),
+        file=a_file,
+        bad_sums=bad_sums,
+        empty_test=empty_test,
+        empty_file=empty_file,
+        bad_classes=bad_classes,
+        nothing=root / "nothing-here",
+    )
 
 
 CASES = [  # (id, arguments, what the one sentence says, how the child is run: "flag" for a flag
@@ -88,80 +103,184 @@ CASES = [  # (id, arguments, what the one sentence says, how the child is run: "
     ("zero log interval", ["--log-every", "0"], "--log-every must be positive, got 0.", "flag"),
     ("zero histogram interval", ["--histogram-every", "0"], "--histogram-every must be positive, got 0.", "flag"),
     ("interval not a number", ["--eval-every", "ten"], "argument --eval-every: invalid int value: 'ten'.", "flag"),
-    ("learning rate not a number", ["--lr", "fast"], "argument --lr/--learning-rate: invalid float value: 'fast'.",
-     "flag"),
-    ("momentum out of range", ["--optimizer", "momentum", "--momentum", "1"], "--momentum must be in [0, 1), got 1.0.",
-     "flag"),
+    (
+        "learning rate not a number",
+        ["--lr", "fast"],
+        "argument --lr/--learning-rate: invalid float value: 'fast'.",
+        "flag",
+    ),
+    (
+        "momentum out of range",
+        ["--optimizer", "momentum", "--momentum", "1"],
+        "--momentum must be in [0, 1), got 1.0.",
+        "flag",
+    ),
     ("beta1 out of range", ["--optimizer", "adam", "--beta1", "1"], "--beta1 must be in [0, 1), got 1.0.", "flag"),
     ("beta2 out of range", ["--optimizer", "adam", "--beta2", "-0.1"], "--beta2 must be in [0, 1), got -0.1.", "flag"),
     ("decay rate not a number", ["--rho", "high"], "argument --rho: invalid float value: 'high'.", "flag"),
     ("zero epsilon", ["--epsilon", "0"], "--epsilon must be positive, got 0.0.", "flag"),
-    ("trace steps not numbers", ["--trace-steps", "100,x"],
-     "argument --trace-steps: expected step numbers separated by commas, got '100,x'.", "flag"),
-    ("trace step zero", ["--trace-steps", "0,100"], "--trace-steps must be positive step numbers, got [0, 100].",
-     "flag"),
-    ("malformed SHA256SUMS", ["--data-dir", "{bad_sums}"], "{bad_sums}/SHA256SUMS: line 1 is not 'DIGEST NAME'.",
-     None),
+    (
+        "trace steps not numbers",
+        ["--trace-steps", "100,x"],
+        "argument --trace-steps: expected step numbers separated by commas, got '100,x'.",
+        "flag",
+    ),
+    (
+        "trace step zero",
+        ["--trace-steps", "0,100"],
+        "--trace-steps must be positive step numbers, got [0, 100].",
+        "flag",
+    ),
+    ("malformed SHA256SUMS", ["--data-dir", "{bad_sums}"], "{bad_sums}/SHA256SUMS: line 1 is not 'DIGEST NAME'.", None),
     ("empty test set", ["--data-dir", "{empty_test}"], "t10k-images-idx3-ubyte: holds no images.", None),
     ("sequential batches without steps", ["--batching", "sequential"], "sequential batching", "flag"),
-    ("negative validation split", ["--validation-split", "-1"], "--validation-split must be zero or positive, got -1.",
-     "flag"),
-    ("validation split as large as the training set", ["--model", "mlp64", "--validation-split", "60000"],
-     "--validation-split 60000 leaves no training examples: the training set has 60,000.", "flag"),
+    (
+        "negative validation split",
+        ["--validation-split", "-1"],
+        "--validation-split must be zero or positive, got -1.",
+        "flag",
+    ),
+    (
+        "validation split as large as the training set",
+        ["--model", "mlp64", "--validation-split", "60000"],
+        "--validation-split 60000 leaves no training examples: the training set has 60,000.",
+        "flag",
+    ),
     ("zero early-stopping patience", ["--early-stop", "0"], "--early-stop must be positive, got 0.", "flag"),
-    ("malformed classes.txt", ["--data-dir", "{bad_classes}"],
-     "{bad_classes}/classes.txt: expected 10 class names, one per line in label order, found 3 lines.", None),
-    ("empty sweep list", ["sweep", "--lr", ","], "argument --lr/--learning-rate: expected comma-separated values, "
-                                                "got ','.", "flag"),
-    ("sweep value given twice", ["sweep", "--batch-size", "64,64"],
-     "argument --batch-size: '64,64' names a value twice.", "flag"),
-    ("bad value in a sweep list", ["sweep", "--model", "mlp64,resnet"],
-     "unknown model 'resnet'; choose one of mlp64, mlp512, mlp5, cnn.", "flag"),
-    ("resume a sweep that is none", ["sweep", "--resume", "{empty}"], "{empty}: not a sweep directory (no sweep.json).",
-     None),
-    ("resume a sweep with other values", ["sweep", "--resume", "{empty}", "--lr", "0.1"],
-     "--resume continues the sweep planned in its sweep.json; give only --jobs and --timeout with it, not "
-     "--learning-rate.", "flag"),
-    ("batch larger than the data", ["--model", "mlp64", "--batch-size", "60001"],
-     "--batch-size 60001 is larger than the 60000 training examples.", "flag"),
+    (
+        "malformed classes.txt",
+        ["--data-dir", "{bad_classes}"],
+        "{bad_classes}/classes.txt: expected 10 class names, one per line in label order, found 3 lines.",
+        None,
+    ),
+    (
+        "empty sweep list",
+        ["sweep", "--lr", ","],
+        "argument --lr/--learning-rate: expected comma-separated values, got ','.",
+        "flag",
+    ),
+    (
+        "sweep value given twice",
+        ["sweep", "--batch-size", "64,64"],
+        "argument --batch-size: '64,64' names a value twice.",
+        "flag",
+    ),
+    (
+        "bad value in a sweep list",
+        ["sweep", "--model", "mlp64,resnet"],
+        "unknown model 'resnet'; choose one of mlp64, mlp512, mlp5, cnn.",
+        "flag",
+    ),
+    (
+        "resume a sweep that is none",
+        ["sweep", "--resume", "{empty}"],
+        "{empty}: not a sweep directory (no sweep.json).",
+        None,
+    ),
+    (
+        "resume a sweep with other values",
+        ["sweep", "--resume", "{empty}", "--lr", "0.1"],
+        "--resume continues the sweep planned in its sweep.json; give only --jobs and --timeout with it, not "
+        "--learning-rate.",
+        "flag",
+    ),
+    (
+        "batch larger than the data",
+        ["--model", "mlp64", "--batch-size", "60001"],
+        "--batch-size 60001 is larger than the 60000 training examples.",
+        "flag",
+    ),
     ("data dir missing", ["--data-dir", "{nothing}"], "{nothing}: data directory not found.", None),
     ("data files missing", ["--data-dir", "{empty}"], "train-images-idx3-ubyte.gz: file not found", None),
-    ("empty data file", ["--data-dir", "{empty_file}"],
-     "{empty_file}/train-labels-idx1-ubyte.gz: too short to be an IDX file (0 bytes).", None),
-    ("corrupt IDX file", ["--data-dir", "{corrupt}"],
-     "t10k-labels-idx1-ubyte: payload is 9999 bytes but the header (10000 uint8) needs 10000.", None),
-    ("logdir under a file", ["--model", "mlp64", "--logdir", "{file}/logs"],
-     "{file}/logs: cannot create a run directory there (Not a directory).", None),
-    ("logdir is a device", ["--model", "mlp64", "--logdir", "/dev/full"], "--logdir /dev/full is not a directory.",
-     None),
-    ("disk full at the first checkpoint", ["--model", "mlp64", "--steps", "20", "--checkpoint-every", "10"],
-     "cannot write the checkpoint of step 10 (", "file-size-limit"),
+    (
+        "empty data file",
+        ["--data-dir", "{empty_file}"],
+        "{empty_file}/train-labels-idx1-ubyte.gz: too short to be an IDX file (0 bytes).",
+        None,
+    ),
+    (
+        "corrupt IDX file",
+        ["--data-dir", "{corrupt}"],
+        "t10k-labels-idx1-ubyte: payload is 9999 bytes but the header (10000 uint8) needs 10000.",
+        None,
+    ),
+    (
+        "logdir under a file",
+        ["--model", "mlp64", "--logdir", "{file}/logs"],
+        "{file}/logs: cannot create a run directory there (Not a directory).",
+        None,
+    ),
+    (
+        "logdir is a device",
+        ["--model", "mlp64", "--logdir", "/dev/full"],
+        "--logdir /dev/full is not a directory.",
+        None,
+    ),
+    (
+        "disk full at the first checkpoint",
+        ["--model", "mlp64", "--steps", "20", "--checkpoint-every", "10"],
+        "cannot write the checkpoint of step 10 (",
+        "file-size-limit",
+    ),
     ("resume nothing", ["--resume", "{nothing}"], "--resume {nothing}: no such run directory.", None),
-    ("resume a directory that is no run", ["--resume", "{empty}"],
-     "{empty}: not a graph_nn run directory (no config.json).", None),
+    (
+        "resume a directory that is no run",
+        ["--resume", "{empty}"],
+        "{empty}: not a graph_nn run directory (no config.json).",
+        None,
+    ),
     ("resume a run with a broken config", ["--resume", "{broken_config}"], "unreadable run configuration", None),
-    ("resume a run without checkpoint", ["--resume", "{bare_run}"],
-     "{bare_run}: the run has no checkpoint to restore.", None),
-    ("resume as another model", ["--resume", "{run}", "--model", "cnn"],
-     "{run} was trained with --model mlp64, not cnn; --resume continues a run with the configuration in its "
-     "config.json.", None),
-    ("resume with another learning rate", ["--resume", "{run}", "--lr", "0.5"],
-     "{run} was trained with --learning-rate 0.001, not 0.5;", None),
-    ("resume with other class names", ["--resume", "{run}", "--classes", "{file}"],
-     "--resume {run} keeps the class names the run was trained with; give no --classes.", None),
-    ("resume on other data", ["--resume", "{run}", "--data-dir", "{copy}"],
-     "{run} was trained on the data in {shipped}, not {copy}; resume it with --data-dir {shipped}.", None),
-    ("resume a finished run", ["--resume", "{run}"],
-     "{run} already finished its 20 steps; test it with: python run.py evaluate --run {run}", None),
-    ("resume a run another process trains", ["--resume", "{run}"],
-     "{run} is being trained by another process right now.", "locked"),
+    (
+        "resume a run without checkpoint",
+        ["--resume", "{bare_run}"],
+        "{bare_run}: the run has no checkpoint to restore.",
+        None,
+    ),
+    (
+        "resume as another model",
+        ["--resume", "{run}", "--model", "cnn"],
+        "{run} was trained with --model mlp64, not cnn; --resume continues a run with the configuration in its "
+        "config.json.",
+        None,
+    ),
+    (
+        "resume with another learning rate",
+        ["--resume", "{run}", "--lr", "0.5"],
+        "{run} was trained with --learning-rate 0.001, not 0.5;",
+        None,
+    ),
+    (
+        "resume with other class names",
+        ["--resume", "{run}", "--classes", "{file}"],
+        "--resume {run} keeps the class names the run was trained with; give no --classes.",
+        None,
+    ),
+    (
+        "resume on other data",
+        ["--resume", "{run}", "--data-dir", "{copy}"],
+        "{run} was trained on the data in {shipped}, not {copy}; resume it with --data-dir {shipped}.",
+        None,
+    ),
+    (
+        "resume a finished run",
+        ["--resume", "{run}"],
+        "{run} already finished its 20 steps; test it with: python run.py evaluate --run {run}",
+        None,
+    ),
+    (
+        "resume a run another process trains",
+        ["--resume", "{run}"],
+        "{run} is being trained by another process right now.",
+        "locked",
+    ),
 ]
 
 
 def snapshot(directory):
     """{relative path: bytes} of every file under directory."""
-    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(pathlib.Path(directory).rglob("*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(directory)): p.read_bytes() for p in sorted(pathlib.Path(directory).rglob("*")) if p.is_file()
+    }
 
 
 def limit_file_size():
@@ -173,8 +292,14 @@ def run_cli_as(how, args, paths):
     run_py = ["-c", IMPORTED_AFTER] if how == "flag" else [os.path.join(ROOT, "run.py")]
     command = [sys.executable, *run_py, *args]
     if how != "locked":
-        return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                              preexec_fn=limit_file_size if how == "file-size-limit" else None)
+        return subprocess.run(
+            command,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            preexec_fn=limit_file_size if how == "file-size-limit" else None,
+        )
     with open(paths["run"] / ".lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -1,4 +1,5 @@
 """The benchmark's arithmetic and its alternative input path; its timings are reported, never asserted."""
+
 import dataclasses
 import json
 
@@ -29,14 +30,25 @@ def test_the_tf_data_path_trains_on_the_same_batches_as_feed_dict(mnist):
 
 
 def test_bench_command_writes_every_figure(tmp_path):
-    result = run_cli("bench", "--models", "mlp512", "--steps", "5", "--repeats", "1", "--json", tmp_path / "b.json",
-                     timeout=600)
+    result = run_cli(
+        "bench", "--models", "mlp512", "--steps", "5", "--repeats", "1", "--json", tmp_path / "b.json", timeout=600
+    )
     assert result.returncode == 0, result.stderr
     assert "graph / Keras fit" in result.stdout and "in-graph loop K=50 / feed_dict" in result.stdout
     report = json.loads((tmp_path / "b.json").read_text())
     (row,) = report["models"]
-    for key in ("graph_feed_s", "graph_feed_no_summaries_s", "graph_dataset_s", "graph_loop_k10_s", "graph_loop_k50_s",
-                "graph_xla_s", "keras_fit_s", "matmul_floor_s", "graph_predict_10k_s", "keras_predict_10k_s"):
+    for key in (
+        "graph_feed_s",
+        "graph_feed_no_summaries_s",
+        "graph_dataset_s",
+        "graph_loop_k10_s",
+        "graph_loop_k50_s",
+        "graph_xla_s",
+        "keras_fit_s",
+        "matmul_floor_s",
+        "graph_predict_10k_s",
+        "keras_predict_10k_s",
+    ):
         assert 0 < row[key] < 10, key
     assert report["matmul_peak_flops"] > 1e9
     assert report["default_run_event_bytes"] > 100_000

@@ -1,5 +1,6 @@
 """The command line's first second: help and flag mistakes answered without loading TensorFlow, training without
 loading Keras, and a default run's stderr free of TensorFlow's start-up lines."""
+
 import re
 import subprocess
 import sys
@@ -9,17 +10,34 @@ import pytest
 from tests.conftest import IMPORTED_AFTER, ROOT, run_cli
 
 
-@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["cluster", "--help"], ["compare", "--help"],
-                                  ["sweep", "--help"],
-                                  ["--model", "resnet"], ["--lr", "fast"], ["--epochs", "0"], ["--resume", "/nowhere"],
-                                  ["--validation-split", "-1"], ["sweep", "--lr", "0.1,"],
-                                  ["sweep", "--optimizer", "sgd,lion"], ["sweep", "--resume", "/nowhere"],
-                                  ["bench", "--models", "resnet"], ["parity", "--images", "0"],
-                                  ["--rewrite-off", "remap"], ["--profile-steps", "9,3"], ["--steps-per-run", "0"],
-                                  ["inspect", "--xla", "--grappler"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["train", "--help"],
+        ["cluster", "--help"],
+        ["compare", "--help"],
+        ["sweep", "--help"],
+        ["--model", "resnet"],
+        ["--lr", "fast"],
+        ["--epochs", "0"],
+        ["--resume", "/nowhere"],
+        ["--validation-split", "-1"],
+        ["sweep", "--lr", "0.1,"],
+        ["sweep", "--optimizer", "sgd,lion"],
+        ["sweep", "--resume", "/nowhere"],
+        ["bench", "--models", "resnet"],
+        ["parity", "--images", "0"],
+        ["--rewrite-off", "remap"],
+        ["--profile-steps", "9,3"],
+        ["--steps-per-run", "0"],
+        ["inspect", "--xla", "--grappler"],
+    ],
+)
 def test_help_and_flag_mistakes_are_answered_before_tensorflow_is_imported(args):
-    child = subprocess.run([sys.executable, "-c", IMPORTED_AFTER, *args], cwd=ROOT, capture_output=True,
-                           text=True, timeout=60)
+    child = subprocess.run(
+        [sys.executable, "-c", IMPORTED_AFTER, *args], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     *message, verdict = child.stderr.strip().splitlines()
     code, imported = re.fullmatch(r"exit (\S+) imported (.+)", verdict).groups()
     assert imported == "nothing heavy"
@@ -30,8 +48,13 @@ def test_help_and_flag_mistakes_are_answered_before_tensorflow_is_imported(args)
 
 
 def test_training_loads_tensorflow_but_not_keras(tmp_path):
-    child = subprocess.run([sys.executable, "-c", IMPORTED_AFTER, "--model", "mlp64", "--steps", "5",
-                            "--logdir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    child = subprocess.run(
+        [sys.executable, "-c", IMPORTED_AFTER, "--model", "mlp64", "--steps", "5", "--logdir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert child.stderr.strip().splitlines()[-1] == "exit 0 imported tensorflow", child.stderr
 
 

@@ -3,6 +3,7 @@ private network namespace (`unshare -n`) where the machine allows one, so that n
 outside while a test runs; where it does not, the tasks listen on this machine's 127.0.0.1 (and, as TensorFlow's
 servers do, on its other interfaces).  Every wait has a timeout; every process a test starts is killed at its end.
 """
+
 import json
 import os
 import pathlib
@@ -26,8 +27,20 @@ from tests.conftest import IMPORTED_AFTER, ROOT
 
 RUN_PY = os.path.join(ROOT, "run.py")
 # mlp64 at batch 1000 (60 steps an epoch): a few milliseconds a step, so that a cluster's time is its start-up.
-FLAGS = ("--model", "mlp64", "--batch-size", "1000", "--eval-every", "100", "--log-every", "20",
-         "--histogram-every", "100", "--print-every", "10")
+FLAGS = (
+    "--model",
+    "mlp64",
+    "--batch-size",
+    "1000",
+    "--eval-every",
+    "100",
+    "--log-every",
+    "20",
+    "--histogram-every",
+    "100",
+    "--print-every",
+    "10",
+)
 WAIT_S = 240  # for anything a cluster does; generous, as the machine's two cores are shared
 
 
@@ -36,8 +49,13 @@ def netns():
     """The path of a new network namespace's handle with its loopback up, or None where none can be made."""
     ip = shutil.which("ip") or "/usr/sbin/ip"
     try:
-        holder = subprocess.Popen(["unshare", "-n", "sh", "-c", f"{ip} link set lo up && echo up && exec cat"],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        holder = subprocess.Popen(
+            ["unshare", "-n", "sh", "-c", f"{ip} link set lo up && echo up && exec cat"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
     except FileNotFoundError:
         yield None
         return
@@ -64,8 +82,9 @@ class Processes:
         environment = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         log = self.directory / f"{name}-{len(self.started)}.log"
         with open(log, "w") as out:
-            process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=environment,
-                                       start_new_session=True)
+            process = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=environment, start_new_session=True
+            )
         process.log = log
         self.started.append(process)
         return process
@@ -165,8 +184,11 @@ def task_flags(job, index, ps, workers):
 
 
 def tf_config(job, index, ps, workers):
-    return {"TF_CONFIG": json.dumps({"cluster": {"ps": ps.split(","), "worker": workers.split(",")},
-                                     "task": {"type": job, "index": index}})}
+    return {
+        "TF_CONFIG": json.dumps(
+            {"cluster": {"ps": ps.split(","), "worker": workers.split(",")}, "task": {"type": job, "index": index}}
+        )
+    }
 
 
 def test_sync_goes_on_with_a_backup_worker_waits_without_two_and_restarted_workers_rejoin(processes, tmp_path):
@@ -177,8 +199,9 @@ def test_sync_goes_on_with_a_backup_worker_waits_without_two_and_restarted_worke
     flags = [*FLAGS, "--steps", 400, "--run-dir", run_dir, "--backup-workers", 1, "--wait-limit", 120]
     ps_task = processes.start("ps", *task_flags("ps", 0, ps, workers), "--wait-limit", 120)
     chief = processes.start("chief", *task_flags("worker", 0, ps, workers), *flags)
-    others = {i: processes.start(f"worker{i}", "train", *flags, env=tf_config("worker", i, ps, workers))
-              for i in (1, 2)}
+    others = {
+        i: processes.start(f"worker{i}", "train", *flags, env=tf_config("worker", i, ps, workers)) for i in (1, 2)
+    }
     wait_for_step(chief, 50)
     others[2].send_signal(signal.SIGKILL)
     killed_at = steps_printed(chief)[-1]
@@ -188,8 +211,9 @@ def test_sync_goes_on_with_a_backup_worker_waits_without_two_and_restarted_worke
     waiting = wait_for(chief, r"^waiting for the other workers' gradients: global step (\d+) has not moved")
     stalled_at = int(waiting[1])
     assert steps_printed(chief)[-1] <= stalled_at
-    others = {i: processes.start(f"worker{i}-again", "train", *flags, env=tf_config("worker", i, ps, workers))
-              for i in (1, 2)}
+    others = {
+        i: processes.start(f"worker{i}-again", "train", *flags, env=tf_config("worker", i, ps, workers)) for i in (1, 2)
+    }
     wait_for(others[1], r"^step \d+/400")  # they rejoin: the cluster trains again
     for process in (chief, *others.values(), ps_task):
         assert ended(process) == 0, output(process)
@@ -210,8 +234,22 @@ def stopped_and_resumed(netns, tmp_path_factory):
     started = Processes(netns, directory)
     chief = "[worker 0] "
     try:
-        launcher = started.start("cluster", "cluster", "--workers", 2, "--async", *FLAGS, "--steps", 600,
-                                 "--optimizer", "adam", "--semantics", "keras", "--logdir", directory / "logs")
+        launcher = started.start(
+            "cluster",
+            "cluster",
+            "--workers",
+            2,
+            "--async",
+            *FLAGS,
+            "--steps",
+            600,
+            "--optimizer",
+            "adam",
+            "--semantics",
+            "keras",
+            "--logdir",
+            directory / "logs",
+        )
         ps_address = wait_for(launcher, r"^cluster: ps (\S+);")[1]
         wait_for(launcher, r"^\[worker 1\] step \d+/600")
         (worker_1,) = [pid for pid, command in still_running(ps_address).items() if "--task-index 1 " in command]
@@ -219,8 +257,13 @@ def stopped_and_resumed(netns, tmp_path_factory):
         killed_at = wait_for_step(launcher, 0, chief)
         went_on_to = wait_for_step(launcher, killed_at + 100, chief)
         launcher.send_signal(signal.SIGINT)
-        stopped = dict(code=ended(launcher), output=output(launcher), running=still_running(ps_address),
-                       killed_at=killed_at, went_on_to=went_on_to)
+        stopped = dict(
+            code=ended(launcher),
+            output=output(launcher),
+            running=still_running(ps_address),
+            killed_at=killed_at,
+            went_on_to=went_on_to,
+        )
         (run_dir,) = (directory / "logs").iterdir()
         stopped["checkpoints"], stopped["names"] = checkpoint_steps(run_dir), checkpoint_steps(run_dir, saved=False)
 
@@ -239,8 +282,14 @@ def stopped_and_resumed(netns, tmp_path_factory):
         resumed = started.start("resume-again", "cluster", "--resume", run_dir)
         code = ended(resumed)
         ps_address = re.search(r"^cluster: ps (\S+);", output(resumed), re.M)[1]
-        yield dict(stopped=stopped, orphans=orphans, run_dir=run_dir, code=code, output=output(resumed),
-                   running=still_running(ps_address))
+        yield dict(
+            stopped=stopped,
+            orphans=orphans,
+            run_dir=run_dir,
+            code=code,
+            output=output(resumed),
+            running=still_running(ps_address),
+        )
     finally:
         started.kill_all()
 
@@ -256,8 +305,14 @@ def test_ctrl_c_stops_every_task_after_the_chief_saved_a_checkpoint(stopped_and_
     assert stopped["code"] == 130, stopped["output"]
     last_line = stopped["output"].strip().splitlines()[-1]
     assert last_line == f"graph-nn: error: stopped by SIGINT; continue with: python run.py cluster --resume {run_dir}"
-    saved_at = int(re.search(r"^\[worker 0\] graph-nn: error: stopped by SIGINT at step (\d+) after saving its "
-                             r"checkpoint", stopped["output"], re.M)[1])
+    saved_at = int(
+        re.search(
+            r"^\[worker 0\] graph-nn: error: stopped by SIGINT at step (\d+) after saving its "
+            r"checkpoint",
+            stopped["output"],
+            re.M,
+        )[1]
+    )
     assert stopped["names"][-1] == saved_at >= stopped["went_on_to"]
     assert stopped["checkpoints"][-1] == saved_at  # worker 1 was dead: no other update landed during the save
     # Worker 1, killed, never told the ps it was done: the launcher ended the ps.
@@ -278,8 +333,12 @@ def test_a_stopped_cluster_resumes_from_the_chiefs_checkpoint_to_the_end(stopped
     # Async: both workers may be making a step when the global step reaches 600, and a checkpoint is no atomic
     # snapshot (the other worker's update can land while the chief saves).
     assert 600 <= checkpoint_steps(run_dir)[-1] <= 601
-    report = re.search(r"^\[worker 0\] Global step (\d+) \(async\); worker 0: ([\d,]+) batches, [\d,]+ examples, "
-                       r"worker 1: ([\d,]+) batches", text, re.M)
+    report = re.search(
+        r"^\[worker 0\] Global step (\d+) \(async\); worker 0: ([\d,]+) batches, [\d,]+ examples, "
+        r"worker 1: ([\d,]+) batches",
+        text,
+        re.M,
+    )
     assert 600 <= int(report[1]) <= 601
     assert re.search(r"^\[worker 0\] Test accuracy: 0\.9\d+", text, re.M)
     assert stopped_and_resumed["running"] == {}
@@ -311,8 +370,20 @@ def test_a_restarted_chief_takes_up_its_duties_and_a_dead_ps_ends_every_worker_i
     """Async: worker 1 goes on while the chief is killed (SIGKILL) and started again; then the ps is killed."""
     ps, workers = hosts(1), hosts(2, first=1)
     run_dir = tmp_path / "run"
-    flags = [*FLAGS, "--async", "--steps", 100000, "--checkpoint-every", 20, "--optimizer", "momentum", "--lr", 0.05,
-             "--run-dir", run_dir]
+    flags = [
+        *FLAGS,
+        "--async",
+        "--steps",
+        100000,
+        "--checkpoint-every",
+        20,
+        "--optimizer",
+        "momentum",
+        "--lr",
+        0.05,
+        "--run-dir",
+        run_dir,
+    ]
     ps_task = processes.start("ps", *task_flags("ps", 0, ps, workers))
     chief, other = (processes.start(f"worker{i}", *task_flags("worker", i, ps, workers), *flags) for i in (0, 1))
     wait_for(other, r"^step \d+/100000")
@@ -328,7 +399,8 @@ def test_a_restarted_chief_takes_up_its_duties_and_a_dead_ps_ends_every_worker_i
     assert saved >= int(continuing[1]) + 40  # the restarted chief's checkpoints
     assert output(chief).strip().splitlines()[-1] == (
         f"graph-nn: error: ps 0 ({ps}) went away (UnavailableError); the last checkpoint (step {saved}) is kept in "
-        f"{run_dir}")
+        f"{run_dir}"
+    )
     assert output(other).strip().splitlines()[-1] == f"graph-nn: error: ps 0 ({ps}) went away (UnavailableError)"
     reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(run_dir / "checkpoints")))
     assert all(np.isfinite(reader.get_tensor(name)).all() for name in reader.get_variable_to_shape_map())
@@ -337,73 +409,169 @@ def test_a_restarted_chief_takes_up_its_duties_and_a_dead_ps_ends_every_worker_i
 WORKERS = "127.0.0.1:2223,127.0.0.1:2224"
 TASK = ["--ps-hosts", "127.0.0.1:2222", "--worker-hosts", WORKERS]
 BAD_INPUT = [  # (id, arguments, TF_CONFIG, the one sentence)
-    ("host without a port", ["--job-name", "ps", "--task-index", "0", "--ps-hosts", "localhost", "--worker-hosts",
-                             WORKERS], None, "--ps-hosts 'localhost': 'localhost' is not HOST:PORT (a port from 1 "
-                                             "to 65535)."),
-    ("port out of range", ["--job-name", "ps", "--task-index", "0", "--ps-hosts", "127.0.0.1:70000",
-                           "--worker-hosts", WORKERS], None, "'127.0.0.1:70000' is not HOST:PORT"),
-    ("empty host in the list", ["--job-name", "ps", "--task-index", "0", "--ps-hosts", "127.0.0.1:2222,",
-                                "--worker-hosts", WORKERS], None, "'' is not HOST:PORT"),
-    ("a flag missing", ["--job-name", "worker", "--task-index", "0", "--worker-hosts", WORKERS], None,
-     "a cluster task needs --job-name, --task-index, --ps-hosts, --worker-hosts; --ps-hosts is missing."),
-    ("task index outside the list", ["--job-name", "worker", "--task-index", "2", *TASK], None,
-     "--job-name worker --task-index 2: task index 2 is outside the 2 worker hosts (0 to 1)."),
-    ("unknown job name", ["--job-name", "chief", "--task-index", "0", *TASK], None,
-     "--job-name chief --task-index 0: unknown job name 'chief'; choose ps or worker (worker 0 is the chief)."),
-    ("an address twice", ["--job-name", "ps", "--task-index", "0", "--ps-hosts", "127.0.0.1:2223",
-                          "--worker-hosts", WORKERS], None, "127.0.0.1:2223 is given to two tasks in the host flags"),
-    ("port in use", ["--job-name", "ps", "--task-index", "0", "--ps-hosts", "127.0.0.1:{port}", "--worker-hosts",
-                     WORKERS], None, "port {port} of ps 0 (127.0.0.1:{port}) is already in use."),
+    (
+        "host without a port",
+        ["--job-name", "ps", "--task-index", "0", "--ps-hosts", "localhost", "--worker-hosts", WORKERS],
+        None,
+        "--ps-hosts 'localhost': 'localhost' is not HOST:PORT (a port from 1 to 65535).",
+    ),
+    (
+        "port out of range",
+        ["--job-name", "ps", "--task-index", "0", "--ps-hosts", "127.0.0.1:70000", "--worker-hosts", WORKERS],
+        None,
+        "'127.0.0.1:70000' is not HOST:PORT",
+    ),
+    (
+        "empty host in the list",
+        ["--job-name", "ps", "--task-index", "0", "--ps-hosts", "127.0.0.1:2222,", "--worker-hosts", WORKERS],
+        None,
+        "'' is not HOST:PORT",
+    ),
+    (
+        "a flag missing",
+        ["--job-name", "worker", "--task-index", "0", "--worker-hosts", WORKERS],
+        None,
+        "a cluster task needs --job-name, --task-index, --ps-hosts, --worker-hosts; --ps-hosts is missing.",
+    ),
+    (
+        "task index outside the list",
+        ["--job-name", "worker", "--task-index", "2", *TASK],
+        None,
+        "--job-name worker --task-index 2: task index 2 is outside the 2 worker hosts (0 to 1).",
+    ),
+    (
+        "unknown job name",
+        ["--job-name", "chief", "--task-index", "0", *TASK],
+        None,
+        "--job-name chief --task-index 0: unknown job name 'chief'; choose ps or worker (worker 0 is the chief).",
+    ),
+    (
+        "an address twice",
+        ["--job-name", "ps", "--task-index", "0", "--ps-hosts", "127.0.0.1:2223", "--worker-hosts", WORKERS],
+        None,
+        "127.0.0.1:2223 is given to two tasks in the host flags",
+    ),
+    (
+        "port in use",
+        ["--job-name", "ps", "--task-index", "0", "--ps-hosts", "127.0.0.1:{port}", "--worker-hosts", WORKERS],
+        None,
+        "port {port} of ps 0 (127.0.0.1:{port}) is already in use.",
+    ),
     ("TF_CONFIG not JSON", [], '{"cluster": ', "TF_CONFIG is not valid JSON (Expecting value: line 1 column 12"),
     ("TF_CONFIG a list", [], "[1, 2]", 'TF_CONFIG must be a JSON object with "cluster" and "task" objects.'),
-    ("TF_CONFIG without task", [], '{"cluster": {"ps": ["127.0.0.1:2222"], "worker": ["127.0.0.1:2223"]}}',
-     'TF_CONFIG must be a JSON object with "cluster" and "task" objects.'),
-    ("TF_CONFIG job as a string", [], '{"cluster": {"ps": "127.0.0.1:2222", "worker": ["127.0.0.1:2223"]}, '
-                                      '"task": {"type": "ps", "index": 0}}',
-     'TF_CONFIG\'s cluster "ps" must be a list of "HOST:PORT" strings.'),
-    ("TF_CONFIG index outside", [], '{"cluster": {"ps": ["127.0.0.1:2222"], "worker": ["127.0.0.1:2223"]}, '
-                                    '"task": {"type": "worker", "index": 1}}',
-     "TF_CONFIG: task index 1 is outside the 1 worker host (0 to 0)."),
-    ("TF_CONFIG chief job", [], '{"cluster": {"chief": ["127.0.0.1:2221"], "ps": ["127.0.0.1:2222"], "worker": '
-                                '["127.0.0.1:2223"]}, "task": {"type": "chief", "index": 0}}',
-     "TF_CONFIG's cluster has a 'chief' job; this program runs ps and worker jobs only (worker 0 is the chief)."),
-    ("TF_CONFIG and flags", ["--job-name", "ps", "--task-index", "0", *TASK],
-     '{"cluster": {"ps": ["127.0.0.1:2222"], "worker": ["127.0.0.1:2223"]}, "task": {"type": "ps", "index": 0}}',
-     "the cluster is given both by flags and by TF_CONFIG; give it one way."),
-    ("a worker without a run directory", ["--job-name", "worker", "--task-index", "1", *TASK], None,
-     "a worker needs --run-dir DIR: the run directory its cluster's workers share (python run.py cluster picks one)."),
-    ("too many backup workers", ["--job-name", "worker", "--task-index", "0", *TASK, "--backup-workers", "2"], None,
-     "--backup-workers must be from 0 to 1 with 2 workers, got 2."),
-    ("backup workers in async", ["cluster", "--workers", "2", "--async", "--backup-workers", "1"], None,
-     "--backup-workers is for sync training; async training never waits for a worker."),
+    (
+        "TF_CONFIG without task",
+        [],
+        '{"cluster": {"ps": ["127.0.0.1:2222"], "worker": ["127.0.0.1:2223"]}}',
+        'TF_CONFIG must be a JSON object with "cluster" and "task" objects.',
+    ),
+    (
+        "TF_CONFIG job as a string",
+        [],
+        '{"cluster": {"ps": "127.0.0.1:2222", "worker": ["127.0.0.1:2223"]}, "task": {"type": "ps", "index": 0}}',
+        'TF_CONFIG\'s cluster "ps" must be a list of "HOST:PORT" strings.',
+    ),
+    (
+        "TF_CONFIG index outside",
+        [],
+        '{"cluster": {"ps": ["127.0.0.1:2222"], "worker": ["127.0.0.1:2223"]}, "task": {"type": "worker", "index": 1}}',
+        "TF_CONFIG: task index 1 is outside the 1 worker host (0 to 0).",
+    ),
+    (
+        "TF_CONFIG chief job",
+        [],
+        '{"cluster": {"chief": ["127.0.0.1:2221"], "ps": ["127.0.0.1:2222"], "worker": '
+        '["127.0.0.1:2223"]}, "task": {"type": "chief", "index": 0}}',
+        "TF_CONFIG's cluster has a 'chief' job; this program runs ps and worker jobs only (worker 0 is the chief).",
+    ),
+    (
+        "TF_CONFIG and flags",
+        ["--job-name", "ps", "--task-index", "0", *TASK],
+        '{"cluster": {"ps": ["127.0.0.1:2222"], "worker": ["127.0.0.1:2223"]}, "task": {"type": "ps", "index": 0}}',
+        "the cluster is given both by flags and by TF_CONFIG; give it one way.",
+    ),
+    (
+        "a worker without a run directory",
+        ["--job-name", "worker", "--task-index", "1", *TASK],
+        None,
+        "a worker needs --run-dir DIR: the run directory its cluster's workers share"
+        " (python run.py cluster picks one).",
+    ),
+    (
+        "too many backup workers",
+        ["--job-name", "worker", "--task-index", "0", *TASK, "--backup-workers", "2"],
+        None,
+        "--backup-workers must be from 0 to 1 with 2 workers, got 2.",
+    ),
+    (
+        "backup workers in async",
+        ["cluster", "--workers", "2", "--async", "--backup-workers", "1"],
+        None,
+        "--backup-workers is for sync training; async training never waits for a worker.",
+    ),
     ("no workers", ["cluster", "--workers", "0"], None, "--workers must be positive, got 0."),
     ("no workers given", ["cluster"], None, "python run.py cluster needs --workers N."),
-    ("sequential batches in a cluster", ["cluster", "--workers", "2", "--preset", "tf1"], None,
-     "sequential batching walks the training set in one order for one process; a cluster's workers draw "
-     "shuffled batches (--batching shuffle)."),
+    (
+        "sequential batches in a cluster",
+        ["cluster", "--workers", "2", "--preset", "tf1"],
+        None,
+        "sequential batching walks the training set in one order for one process; a cluster's workers draw "
+        "shuffled batches (--batching shuffle).",
+    ),
     ("a cluster flag without a cluster", ["--async"], None, "--async is for a cluster's tasks"),
-    ("steps per run in a cluster", ["cluster", "--workers", "2", "--steps-per-run", "4"], None,
-     "--steps-per-run is for single-process runs, not a cluster's workers"),
-    ("early stopping in a worker", ["--job-name", "worker", "--task-index", "0", *TASK, "--run-dir", "{single}/x",
-                                    "--early-stop", "3"], None, "--early-stop is for single-process runs"),
-    ("cluster --resume of a single-process run", ["cluster", "--resume", "{single}"], None,
-     "{single}: not a cluster run (no cluster.json); continue it with python run.py --resume {single}."),
-    ("--resume of a cluster's run", ["--resume", "{clustered}"], None,
-     "{clustered} was trained by a cluster; continue it with: python run.py cluster --resume {clustered}"),
-    ("cluster --resume with other workers", ["cluster", "--resume", "{clustered}", "--workers", "3"], None,
-     "{clustered} was trained with --workers 2, not 3; a resumed cluster is the same cluster."),
+    (
+        "steps per run in a cluster",
+        ["cluster", "--workers", "2", "--steps-per-run", "4"],
+        None,
+        "--steps-per-run is for single-process runs, not a cluster's workers",
+    ),
+    (
+        "early stopping in a worker",
+        ["--job-name", "worker", "--task-index", "0", *TASK, "--run-dir", "{single}/x", "--early-stop", "3"],
+        None,
+        "--early-stop is for single-process runs",
+    ),
+    (
+        "cluster --resume of a single-process run",
+        ["cluster", "--resume", "{single}"],
+        None,
+        "{single}: not a cluster run (no cluster.json); continue it with python run.py --resume {single}.",
+    ),
+    (
+        "--resume of a cluster's run",
+        ["--resume", "{clustered}"],
+        None,
+        "{clustered} was trained by a cluster; continue it with: python run.py cluster --resume {clustered}",
+    ),
+    (
+        "cluster --resume with other workers",
+        ["cluster", "--resume", "{clustered}", "--workers", "3"],
+        None,
+        "{clustered} was trained with --workers 2, not 3; a resumed cluster is the same cluster.",
+    ),
 ]
 
 
-@pytest.mark.parametrize("args,tf_config_value,message", [case[1:] for case in BAD_INPUT],
-                         ids=[case[0] for case in BAD_INPUT])
-def test_bad_cluster_input_is_answered_in_one_sentence_before_tensorflow_is_imported(args, tf_config_value, message,
-                                                                                     tmp_path):
+@pytest.mark.parametrize(
+    "args,tf_config_value,message", [case[1:] for case in BAD_INPUT], ids=[case[0] for case in BAD_INPUT]
+)
+def test_bad_cluster_input_is_answered_in_one_sentence_before_tensorflow_is_imported(
+    args, tf_config_value, message, tmp_path
+):
     runs = {}
-    for name, cluster_record in (("single", None), ("clustered", {"cluster": {"ps": ["127.0.0.1:1"], "worker":
-                                                                  ["127.0.0.1:2", "127.0.0.1:3"]}, "mode": "sync",
-                                                                  "workers": 2, "replicas_to_aggregate": 2,
-                                                                  "backup_workers": 0})):
+    for name, cluster_record in (
+        ("single", None),
+        (
+            "clustered",
+            {
+                "cluster": {"ps": ["127.0.0.1:1"], "worker": ["127.0.0.1:2", "127.0.0.1:3"]},
+                "mode": "sync",
+                "workers": 2,
+                "replicas_to_aggregate": 2,
+                "backup_workers": 0,
+            },
+        ),
+    ):
         runs[name] = tmp_path / name
         runs[name].mkdir()
         (runs[name] / "config.json").write_text(make_config(model="mlp64").to_json())
@@ -415,8 +583,14 @@ def test_bad_cluster_input_is_answered_in_one_sentence_before_tensorflow_is_impo
         runs["port"] = listener.getsockname()[1]
         args = [arg.format(**runs) for arg in args]
         environment = dict(os.environ, TF_CONFIG=tf_config_value or "")
-        child = subprocess.run([sys.executable, "-c", IMPORTED_AFTER, *args, "--logdir", str(tmp_path / "logs")],
-                               cwd=ROOT, capture_output=True, text=True, timeout=120, env=environment)
+        child = subprocess.run(
+            [sys.executable, "-c", IMPORTED_AFTER, *args, "--logdir", str(tmp_path / "logs")],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=environment,
+        )
     *said, verdict = child.stderr.strip().splitlines()
     assert verdict.startswith("exit 2 imported nothing heavy"), child.stderr
     assert len(said) == 1 and said[0].startswith("graph-nn: error: "), child.stderr
@@ -438,15 +612,19 @@ def test_flags_and_tf_config_give_the_same_task_as_tensorflows_own_resolver_read
 
 
 @pytest.mark.parametrize("model,optimizer,semantics", [("mlp64", "rmsprop", "tf1"), ("cnn", "adam", "keras")])
-def test_inspect_shows_placement_the_sync_ops_and_the_bytes_a_step_sends_between_tasks(model, optimizer, semantics,
-                                                                                     processes):
-    inspect = processes.start("inspect", "inspect", "--cluster", "--model", model, "--optimizer", optimizer,
-                              "--semantics", semantics)
+def test_inspect_shows_placement_the_sync_ops_and_the_bytes_a_step_sends_between_tasks(
+    model, optimizer, semantics, processes
+):
+    inspect = processes.start(
+        "inspect", "inspect", "--cluster", "--model", model, "--optimizer", optimizer, "--semantics", semantics
+    )
     assert ended(inspect) == 0, output(inspect)
     text = output(inspect)
     config = make_config(model=model, optimizer=optimizer, semantics=semantics)
-    weights = {v.op.name: v.shape.num_elements() for v in
-               build_graph(config).graph.get_collection(tf.compat.v1.GraphKeys.TRAINABLE_VARIABLES)}
+    weights = {
+        v.op.name: v.shape.num_elements()
+        for v in build_graph(config).graph.get_collection(tf.compat.v1.GraphKeys.TRAINABLE_VARIABLES)
+    }
     for variable in ("global_step", *weights):
         assert re.search(rf"^  {re.escape(variable)} +ps 0$", text, re.M), variable
     assert re.search(r"^  VarHandleOp +train/sync_rep_local_step +worker 0$", text, re.M)
@@ -464,22 +642,40 @@ def test_every_wait_has_a_limit(processes, tmp_path):
     """A worker whose ps never comes up, a sync chief whose other worker never comes, a ps whose workers never all
     say they are done: each gives up after --wait-limit (the ps after twice that) with one sentence."""
     nowhere, ps, workers = hosts(1), hosts(1, first=1), hosts(2, first=2)
-    alone = processes.start("alone", *task_flags("worker", 1, nowhere, workers), *FLAGS, "--run-dir",
-                            tmp_path / "alone", "--wait-limit", 3)
+    alone = processes.start(
+        "alone", *task_flags("worker", 1, nowhere, workers), *FLAGS, "--run-dir", tmp_path / "alone", "--wait-limit", 3
+    )
     run_dir = tmp_path / "run"
     ps_task = processes.start("ps", *task_flags("ps", 0, ps, workers), "--wait-limit", 5)
-    chief = processes.start("chief", *task_flags("worker", 0, ps, workers), *FLAGS, "--steps", 100, "--optimizer",
-                            "sgd", "--lr", 0.1, "--semantics", "keras", "--run-dir", run_dir, "--wait-limit", 5)
+    chief = processes.start(
+        "chief",
+        *task_flags("worker", 0, ps, workers),
+        *FLAGS,
+        "--steps",
+        100,
+        "--optimizer",
+        "sgd",
+        "--lr",
+        0.1,
+        "--semantics",
+        "keras",
+        "--run-dir",
+        run_dir,
+        "--wait-limit",
+        5,
+    )
     assert ended(chief) == 4
     assert output(chief).strip().splitlines()[-1] == (
         "graph-nn: error: global step 0 did not move for 5 s: sync training waits for 2 gradients per update and a "
         f"worker is missing; start it again with its flags, or train with --backup-workers; the last checkpoint "
-        f"(step 0) is kept in {run_dir}")
+        f"(step 0) is kept in {run_dir}"
+    )
     assert checkpoint_steps(run_dir) == [0]
     assert ended(ps_task) == 4
     assert output(ps_task).strip().splitlines()[-1] == (
         "graph-nn: error: no worker trained for 10 s (global step 0) and not every worker said it was done "
-        "(missing: 1); ps 0 ends")
+        "(missing: 1); ps 0 ends"
+    )
     assert ended(alone) == 4
     assert output(alone).strip().splitlines()[-1] == f"graph-nn: error: ps 0 ({nowhere}) did not come up within 3 s"
 

@@ -1,4 +1,5 @@
 """The CNN in graph mode joins the others: it trains, writes its summaries and checkpoints, and restores."""
+
 import io
 import pathlib
 
@@ -24,11 +25,13 @@ def test_the_cnn_trains_and_restores_from_its_checkpoint(mnist, tmp_path):
     config = make_config("cnn", semantics="keras", steps=60, eval_every=60, log_every=20, histogram_every=30)
     result = train(config, mnist, logdir=tmp_path, out=io.StringIO(), report=False)
     assert result.test_accuracy > 0.7  # 60 steps of 64 images
-    events = event_accumulator.EventAccumulator(str(pathlib.Path(result.run_dir) / "train"),
-                                                size_guidance={event_accumulator.HISTOGRAMS: 0})
+    events = event_accumulator.EventAccumulator(
+        str(pathlib.Path(result.run_dir) / "train"), size_guidance={event_accumulator.HISTOGRAMS: 0}
+    )
     events.Reload()
     assert {"conv1/kernel", "conv3/activations", "gradients/conv2/kernel", "output/kernel"} <= set(
-        events.Tags()["histograms"])
+        events.Tags()["histograms"]
+    )
     assert events.Histograms("conv1/kernel")[0].histogram_value.num == 3 * 3 * 1 * 32
     loss, accuracy = evaluate_run(result.run_dir, mnist)
     assert accuracy == result.test_accuracy

@@ -1,4 +1,5 @@
 """`compare` as a user types it: one table, equal parameter counts, one-sentence errors."""
+
 import re
 
 import pytest
@@ -34,8 +35,10 @@ def test_compare_prints_one_side_by_side_table(tmp_path):
 
 
 def test_compare_errors_are_one_sentence(tmp_path):
-    for args, message in [(["--preset", "tf1"], "give --epochs instead of --steps"),
-                          (["--baseline", "article-9"], "unknown Keras baseline 'article-9'")]:
+    for args, message in [
+        (["--preset", "tf1"], "give --epochs instead of --steps"),
+        (["--baseline", "article-9"], "unknown Keras baseline 'article-9'"),
+    ]:
         result = run_cli("compare", *args, "--logdir", tmp_path)
         assert result.returncode == 2 and message in result.stderr
         assert "Traceback" not in result.stderr

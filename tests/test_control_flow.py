@@ -1,5 +1,6 @@
 """inspect --control-flow v1|v2: TF1's while frame and TF2's functional While train alike, and both open in
 TensorBoard's Graph tab."""
+
 import io
 import pathlib
 import re
@@ -52,14 +53,16 @@ def test_both_graphs_open_in_the_graph_tab(mnist, tmp_path):
     for version in ("v1", "v2"):
         out = io.StringIO()
         control_flow.report(CONFIG, mnist, version, tmp_path, out)
-        assert re.search(rf"The graph, for TensorBoard's Graph tab: {tmp_path}/inspect/mlp64-control-flow-{version}-",
-                         out.getvalue())
+        assert re.search(
+            rf"The graph, for TensorBoard's Graph tab: {tmp_path}/inspect/mlp64-control-flow-{version}-", out.getvalue()
+        )
     logdir = str(tmp_path / "inspect")
     multiplexer = plugin_event_multiplexer.EventMultiplexer()
     multiplexer.AddRunsFromDirectory(logdir)
     multiplexer.Reload()
-    plugin = graphs_plugin.GraphsPlugin(base_plugin.TBContext(
-        logdir=logdir, data_provider=data_provider.MultiplexerDataProvider(multiplexer, logdir)))
+    plugin = graphs_plugin.GraphsPlugin(
+        base_plugin.TBContext(logdir=logdir, data_provider=data_provider.MultiplexerDataProvider(multiplexer, logdir))
+    )
     runs = plugin.info_impl(context.RequestContext(), experiment="")
     assert len(runs) == 2 and all(run["run_graph"] for run in runs.values())
     for run in runs:

@@ -1,4 +1,5 @@
 """--debug-dump and --profile-steps: what they write is read back by TensorFlow's and TensorBoard's own readers."""
+
 import io
 
 import pytest
@@ -19,8 +20,7 @@ PROFILED = (5, 8)
 @pytest.fixture(scope="module")
 def instrumented_run(mnist, tmp_path_factory):
     config = make_config(model="mlp64", steps=12, debug_dump=True, profile_steps=PROFILED)
-    return RunDir(train(config, mnist, logdir=tmp_path_factory.mktemp("logs"), out=io.StringIO(),
-                        report=False).run_dir)
+    return RunDir(train(config, mnist, logdir=tmp_path_factory.mktemp("logs"), out=io.StringIO(), report=False).run_dir)
 
 
 def test_the_debugger_v2_dump_holds_the_graph_and_the_health_of_its_executed_ops(instrumented_run):
@@ -55,14 +55,16 @@ def test_the_profile_of_steps_a_to_b_is_where_the_profile_tab_looks_and_tensorfl
     (host,) = [plane for plane in space.planes if plane.name == "/host:CPU"]
     names = {host.event_metadata[event.metadata_id].name for line in host.lines for event in line.events}
     # One step marker per profiled Session.run, and the ops as "name:kernel".
-    markers = [event for line in host.lines for event in line.events
-               if host.event_metadata[event.metadata_id].name == "train"]
+    markers = [
+        event for line in host.lines for event in line.events if host.event_metadata[event.metadata_id].name == "train"
+    ]
     assert len(markers) == PROFILED[1] - PROFILED[0] + 1
     assert any(name.startswith("hidden1/MatMul:") for name in names), sorted(names)
     stats = profiling.op_stats(trace)
     # Steps 5 to 8 ran it 4 times; TensorFlow's converter counts a oneDNN matmul once or twice per run.
-    assert any(name == "train/gradients/hidden1/MatMul_grad/MatMul_1" and count in (4, 8)
-               for _, name, count, _ in stats), stats
+    assert any(
+        name == "train/gradients/hidden1/MatMul_grad/MatMul_1" and count in (4, 8) for _, name, count, _ in stats
+    ), stats
 
 
 def test_inspect_run_prints_the_profiled_ops(instrumented_run):

@@ -1,4 +1,5 @@
 """Freezing and exporting a run: the artefacts reload in a fresh process and predict what the checkpoint does."""
+
 import re
 import shutil
 import subprocess
@@ -54,8 +55,13 @@ def test_the_cli_prints_the_frozen_graph_and_checks_both_reloads(exported):
 def test_reloads_in_a_fresh_process_match_the_checkpoint(exported, mnist, tmp_path):
     run_dir, _ = exported
     out = tmp_path / "predictions.npz"
-    child = subprocess.run([sys.executable, "-c", RELOAD_IN_A_FRESH_PROCESS, str(run_dir / "export"), str(out)],
-                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+    child = subprocess.run(
+        [sys.executable, "-c", RELOAD_IN_A_FRESH_PROCESS, str(run_dir / "export"), str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert child.returncode == 0, child.stderr
     reloaded = np.load(out)
     expected = checkpoint_probabilities(run_dir, mnist.test.images)
@@ -86,8 +92,10 @@ def test_the_saved_model_has_a_serving_signature(exported):
     signature = meta_graph.signature_def["serving_default"]
     assert signature.method_name == "tensorflow/serving/predict"
     assert dict(signature.inputs)["x"].name == "input/x:0"
-    assert {name: t.name for name, t in signature.outputs.items()} == {"probabilities": "output/probabilities:0",
-                                                                       "class": "output/predictions:0"}
+    assert {name: t.name for name, t in signature.outputs.items()} == {
+        "probabilities": "output/probabilities:0",
+        "class": "output/predictions:0",
+    }
 
 
 def test_exporting_a_run_without_checkpoint_is_a_clear_error(short_run, tmp_path):

@@ -1,4 +1,5 @@
 """inspect --grappler: the training step as written and as executed, Grappler's per-pass log, passes switched off."""
+
 import re
 
 import pytest
@@ -22,11 +23,15 @@ def fused_step(mnist):
 def test_the_remapper_fuses_each_dense_layer_into_one_kernel_named_after_its_last_op(fused_step):
     fusions = {f.node: (f.kernel, f.ops) for f in fused_step.fusions()}
     assert fusions == {
-        "hidden1/activations": ("_MklNativeFusedMatMul", [("hidden1/MatMul", "MatMul"),
-                                                          ("hidden1/preactivations", "BiasAdd"),
-                                                          ("hidden1/activations", "Relu")]),
-        "output/preactivations": ("_MklNativeFusedMatMul", [("output/MatMul", "MatMul"),
-                                                            ("output/preactivations", "BiasAdd")])}
+        "hidden1/activations": (
+            "_MklNativeFusedMatMul",
+            [("hidden1/MatMul", "MatMul"), ("hidden1/preactivations", "BiasAdd"), ("hidden1/activations", "Relu")],
+        ),
+        "output/preactivations": (
+            "_MklNativeFusedMatMul",
+            [("output/MatMul", "MatMul"), ("output/preactivations", "BiasAdd")],
+        ),
+    }
     executed = {node.name for node in fused_step.executed.node}
     assert "hidden1/MatMul" not in executed and "hidden1/preactivations" not in executed
 
@@ -50,8 +55,9 @@ def test_with_the_remapper_off_nothing_is_fused_and_the_numbers_stay_the_same(mn
 
 def test_the_cli_shows_the_passes_and_what_switching_the_arithmetic_optimizer_off_does(mnist):
     # Keras's RMSprop formula as ops: the arithmetic optimizer rewrites its Div(x, Sqrt(y)) as Mul(x, Rsqrt(y)).
-    result = run_cli("inspect", "--model", "mlp64", "--semantics", "keras", "--grappler",
-                     "--rewrite-off", "arithmetic_optimizer")
+    result = run_cli(
+        "inspect", "--model", "mlp64", "--semantics", "keras", "--grappler", "--rewrite-off", "arithmetic_optimizer"
+    )
     assert result.returncode == 0, result.stderr
     passes = re.findall(r"^  (\w+) +(\d+) nodes +([-+]\d+) +[\d.]+ ms$", result.stdout, re.M)
     names = [name for name, _, _ in passes]

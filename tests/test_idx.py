@@ -1,4 +1,5 @@
 """The IDX reader and the MNIST loader, on the shipped files and on deliberately broken copies."""
+
 import gzip
 import re
 import shutil
@@ -35,8 +36,9 @@ def test_raw_idx_header_is_read(tmp_path):
     assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
 
 
-@pytest.mark.parametrize("dtype_code,dtype", [(0x08, ">u1"), (0x09, ">i1"), (0x0B, ">i2"),
-                                              (0x0C, ">i4"), (0x0D, ">f4"), (0x0E, ">f8")])
+@pytest.mark.parametrize(
+    "dtype_code,dtype", [(0x08, ">u1"), (0x09, ">i1"), (0x0B, ">i2"), (0x0C, ">i4"), (0x0D, ">f4"), (0x0E, ">f8")]
+)
 def test_every_idx_dtype_is_decoded_big_endian(dtype_code, dtype):
     values = np.arange(-3, 9).reshape(3, 4).astype(dtype) if "u" not in dtype else np.arange(12).reshape(3, 4)
     content = struct.pack(">BBBB", 0, 0, dtype_code, 2) + struct.pack(">II", 3, 4) + values.astype(dtype).tobytes()
@@ -154,8 +156,9 @@ def test_a_data_set_with_classes_txt_is_reported_and_predicted_by_its_class_name
 
     from graph_nn.predict import format_prediction, predict_files
 
-    result = run_cli("--model", "mlp64", "--steps", "40", "--batch-size", "100", "--data-dir", named_set,
-                     "--logdir", tmp_path)
+    result = run_cli(
+        "--model", "mlp64", "--steps", "40", "--batch-size", "100", "--data-dir", named_set, "--logdir", tmp_path
+    )
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "(500 test images)" in out and "The first 10 test images: probabilities of the 10 classes" in out
@@ -183,12 +186,15 @@ def test_class_names_can_come_from_another_file(named_set, tmp_path):
     assert data.load_dataset().classes == data.DIGITS
 
 
-@pytest.mark.parametrize("lines,message", [
-    (FASHION[:9], "expected 10 class names, one per line in label order, found 9 lines."),
-    (FASHION[:3] + ("",) + FASHION[4:], "line 4 is empty; every label needs a name."),
-    (FASHION[:9] + ("Trouser",), "line 10 repeats the name 'Trouser' of line 2."),
-    (FASHION[:9] + ("Ankle\tboot",), "line 10 holds a tab, which a class name cannot."),
-])
+@pytest.mark.parametrize(
+    "lines,message",
+    [
+        (FASHION[:9], "expected 10 class names, one per line in label order, found 9 lines."),
+        (FASHION[:3] + ("",) + FASHION[4:], "line 4 is empty; every label needs a name."),
+        (FASHION[:9] + ("Trouser",), "line 10 repeats the name 'Trouser' of line 2."),
+        (FASHION[:9] + ("Ankle\tboot",), "line 10 holds a tab, which a class name cannot."),
+    ],
+)
 def test_a_malformed_classes_txt_is_named_in_one_sentence(lines, message, tmp_path):
     (tmp_path / "classes.txt").write_text("\n".join(lines) + "\n")
     with pytest.raises(GraphNNError) as error:

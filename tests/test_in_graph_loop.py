@@ -1,5 +1,6 @@
 """--steps-per-run K: K steps per Session.run in a while_loop give the run of K = 1, bit for bit, with the same
 scalars, evaluations and checkpoints; Ctrl-C, --resume and the NaN guard keep working at run boundaries."""
+
 import io
 import signal
 
@@ -14,8 +15,9 @@ from tests.test_reliability import assert_bit_identical, checkpoint_tensors, sca
 
 # 2 epochs of 120 batches (the last one short); train scalars, histograms, checkpoints and the epochs'
 # evaluations fall inside what would be runs of 50 steps, and steps 1-50 make one full run.
-FLAGS = dict(model="mlp64", optimizer="adam", batch_size=500, epochs=2, log_every=60, histogram_every=100,
-             checkpoint_every=70)
+FLAGS = dict(
+    model="mlp64", optimizer="adam", batch_size=500, epochs=2, log_every=60, histogram_every=100, checkpoint_every=70
+)
 
 
 def without_seconds(history):
@@ -46,8 +48,16 @@ def test_fifty_steps_per_run_end_with_the_weights_scalars_and_history_of_one(one
 
 def test_keras_formulas_in_the_loop_too(mnist, tmp_path):
     """KerasAdam keeps its own step counter, which the loop's body must find outside its function graph."""
-    results = [train(make_config(**dict(FLAGS, epochs=1), semantics="keras", steps_per_run=k), mnist,
-                     logdir=tmp_path, out=io.StringIO(), report=False) for k in (1, 50)]
+    results = [
+        train(
+            make_config(**dict(FLAGS, epochs=1), semantics="keras", steps_per_run=k),
+            mnist,
+            logdir=tmp_path,
+            out=io.StringIO(),
+            report=False,
+        )
+        for k in (1, 50)
+    ]
     assert_same_run(*results)
 
 

@@ -1,4 +1,5 @@
 """What inspect reports about a graph: variables, optimizer slots, gradient ops, pruning, FLOPs, the CLI."""
+
 import io
 
 import pytest
@@ -33,8 +34,10 @@ WEIGHTS = {"hidden1/kernel": [784, 64], "hidden1/bias": [64], "output/kernel": [
 
 
 def test_placeholders_have_a_free_or_a_static_batch_dimension():
-    assert placeholders(build_graph(make_config()).graph) == [("input/x", [None, 784], "float32"),
-                                                              ("input/y", [None, 10], "float32")]
+    assert placeholders(build_graph(make_config()).graph) == [
+        ("input/x", [None, 784], "float32"),
+        ("input/y", [None, 10], "float32"),
+    ]
     assert placeholders(build_graph(make_config(), batch_size=32).graph)[0] == ("input/x", [32, 784], "float32")
 
 
@@ -49,12 +52,15 @@ def test_variables_with_shapes_dtypes_and_initializers():
     assert normal["hidden1/bias"].initializer == "Initializer/random_normal"
 
 
-@pytest.mark.parametrize("optimizer,slots,suffixes,others", [
-    ("sgd", [], [], []),
-    ("momentum", ["momentum"], ["Momentum"], []),
-    ("rmsprop", ["momentum", "rms"], ["RMSProp_1", "RMSProp"], []),
-    ("adam", ["m", "v"], ["Adam", "Adam_1"], ["train/beta1_power", "train/beta2_power"]),
-])
+@pytest.mark.parametrize(
+    "optimizer,slots,suffixes,others",
+    [
+        ("sgd", [], [], []),
+        ("momentum", ["momentum"], ["Momentum"], []),
+        ("rmsprop", ["momentum", "rms"], ["RMSProp_1", "RMSProp"], []),
+        ("adam", ["m", "v"], ["Adam", "Adam_1"], ["train/beta1_power", "train/beta2_power"]),
+    ],
+)
 def test_slot_variables_per_optimizer(optimizer, slots, suffixes, others):
     model = build_graph(make_config(model="mlp64", optimizer=optimizer))
     found = slot_variables(model)
@@ -72,11 +78,13 @@ def test_compute_gradients_adds_a_gradient_scope_per_forward_scope():
     layers = [f"hidden{i}" for i in range(1, 5)] + ["output"]
     assert {f"train/gradients/{scope}" for scope in layers + ["loss"]} <= set(gradients)
     assert sum(gradients.values()) == sum(1 for op in graph.get_operations() if op.name.startswith("train/gradients/"))
-    matmul_grads = [op.name for op in graph.get_operations()
-                    if op.type == "MatMul" and op.name.startswith("train/gradients/")]
+    matmul_grads = [
+        op.name for op in graph.get_operations() if op.type == "MatMul" and op.name.startswith("train/gradients/")
+    ]
     # Each MatMul's gradient is two MatMuls: with respect to its input and to its kernel.
-    assert sorted(matmul_grads) == sorted(f"train/gradients/{layer}/MatMul_grad/MatMul{suffix}"
-                                          for layer in layers for suffix in ("", "_1"))
+    assert sorted(matmul_grads) == sorted(
+        f"train/gradients/{layer}/MatMul_grad/MatMul{suffix}" for layer in layers for suffix in ("", "_1")
+    )
     assert ops_by_scope(graph)["train"] > sum(gradients.values())
 
 
@@ -96,8 +104,11 @@ PRODUCTS = ("MatMul", "Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")
 
 def pooled_outputs(products):
     """Outputs per example of the CNN's 2x2 max-pools: the inputs of the convolutions that follow them."""
-    return sum(after.input_positions * before.fan_out
-               for before, after in zip(products, products[1:]) if before.op_type == after.op_type == "Conv2D")
+    return sum(
+        after.input_positions * before.fan_out
+        for before, after in zip(products, products[1:])
+        if before.op_type == after.op_type == "Conv2D"
+    )
 
 
 def forward_flops(model):
@@ -112,8 +123,11 @@ def test_forward_flops_per_example_match_the_closed_form(model):
 
 
 def test_mlp512_forward_flops_are_the_articles_arithmetic():
-    assert flops(make_config(model="mlp512"), batch_size=4).forward_per_example == \
-        2 * 784 * 512 + 2 * 512 * 10 + 512 + 10 == 813_578
+    assert (
+        flops(make_config(model="mlp512"), batch_size=4).forward_per_example
+        == 2 * 784 * 512 + 2 * 512 * 10 + 512 + 10
+        == 813_578
+    )
 
 
 def test_mlp512_training_flops_closed_form():
@@ -126,11 +140,16 @@ def test_mlp512_training_flops_closed_form():
 @pytest.mark.parametrize("model", MODELS)
 def test_layer_products_match_the_parameter_counts(model):
     """Each product's fan_in x fan_out is its layer's kernel, fan_out its bias."""
-    assert sum(p.fan_in * p.fan_out + p.fan_out for p in layer_products(model)) == \
-        parameter_count(build_graph(make_config(model=model)))
+    assert sum(p.fan_in * p.fan_out + p.fan_out for p in layer_products(model)) == parameter_count(
+        build_graph(make_config(model=model))
+    )
     if model == "cnn":
-        assert [p.macs for p in layer_products(model)] == \
-            [26 * 26 * 9 * 32, 11 * 11 * 9 * 32 * 64, 3 * 3 * 9 * 64 * 128, 1152 * 10]
+        assert [p.macs for p in layer_products(model)] == [
+            26 * 26 * 9 * 32,
+            11 * 11 * 9 * 32 * 64,
+            3 * 3 * 9 * 64 * 128,
+            1152 * 10,
+        ]
 
 
 def expected_products(model, batch):
@@ -158,8 +177,9 @@ def test_training_step_flops_are_the_closed_form_that_bench_uses(model):
     graph_model = build_graph(make_config(model=model), batch_size=batch)
     counted = profiled_flops(executed_graph_def(graph_model.graph, train_fetches(graph_model)))
     expected = expected_products(model, batch)
-    assert {name: count for name, (op_type, count) in counted.items() if op_type in PRODUCTS} == \
-        {name: tfprof for name, (tfprof, _) in expected.items()}
+    assert {name: count for name, (op_type, count) in counted.items() if op_type in PRODUCTS} == {
+        name: tfprof for name, (tfprof, _) in expected.items()
+    }
     assert sum(computed for _, computed in expected.values()) == training_flops(model, batch)
 
     products = layer_products(model)
@@ -169,8 +189,11 @@ def test_training_step_flops_are_the_closed_form_that_bench_uses(model):
     assert by_type["BiasAddGrad"] == sum((batch * p.positions - 1) * p.fan_out for p in products)
     pooled = batch * pooled_outputs(products)
     assert by_type.get("MaxPool", 0) == 4 * pooled and by_type.get("MaxPoolGrad", 0) == 5 * pooled
-    rest = sum(count for op_type, count in by_type.items()
-               if op_type not in PRODUCTS + ("BiasAdd", "BiasAddGrad", "MaxPool", "MaxPoolGrad"))
+    rest = sum(
+        count
+        for op_type, count in by_type.items()
+        if op_type not in PRODUCTS + ("BiasAdd", "BiasAddGrad", "MaxPool", "MaxPoolGrad")
+    )
     # The loss, accuracy and their gradient work on [batch, 10] tensors; the optimizer's apply ops register none.
     assert 0 < rest < 10 * batch * 10
 
@@ -183,22 +206,25 @@ def test_a_traced_step_runs_the_gradient_products_of_the_closed_form_and_not_the
     fetches = train_fetches(graph_model)
     closed_form = {name for name in expected_products(model, batch) if name.startswith(GRADIENTS_SCOPE)}
     first = layer_products(model)[0]
-    images_gradient = f"train/gradients/{first.layer}/{first.op_type}_grad/" + \
-        ("MatMul" if first.op_type == "MatMul" else "Conv2DBackpropInput")
+    images_gradient = f"train/gradients/{first.layer}/{first.op_type}_grad/" + (
+        "MatMul" if first.op_type == "MatMul" else "Conv2DBackpropInput"
+    )
     assert images_gradient in {node.name for node in pruned_graph_def(graph_model.graph, fetches).node}
     counted = {node.name for node in executed_graph_def(graph_model.graph, fetches).node}
     with graph_model.graph.as_default():
         init = v1.global_variables_initializer()
     with v1.Session(graph=graph_model.graph, config=session_config()) as sess:
         sess.run(init)
-        _, metadata = traced_run(sess, fetches, {graph_model.x: mnist.train.images[:batch],
-                                                 graph_model.y: mnist.train.onehot[:batch]})
+        _, metadata = traced_run(
+            sess, fetches, {graph_model.x: mnist.train.images[:batch], graph_model.y: mnist.train.onehot[:batch]}
+        )
     ran = executed_nodes(metadata)
     assert images_gradient not in ran
     op_types = {op.name: op.type for op in graph_model.graph.get_operations()}
     for nodes in (ran, counted):
-        assert {name for name in nodes if name.startswith(GRADIENTS_SCOPE) and op_types.get(name) in PRODUCTS} \
-            == closed_form
+        assert {
+            name for name in nodes if name.startswith(GRADIENTS_SCOPE) and op_types.get(name) in PRODUCTS
+        } == closed_form
 
 
 def test_report_prints_every_section_for_every_model():
@@ -206,9 +232,16 @@ def test_report_prints_every_section_for_every_model():
         out = io.StringIO()
         report(make_config(model=model, optimizer="adam"), out)
         text = out.getvalue()
-        for section in ("Placeholders", "Variables", "Optimizer slots of AdamOptimizer: m, v",
-                        "Ops per top-level scope", "Ops per type", "compute_gradients added", "One training sess.run",
-                        "FLOPs"):
+        for section in (
+            "Placeholders",
+            "Variables",
+            "Optimizer slots of AdamOptimizer: m, v",
+            "Ops per top-level scope",
+            "Ops per type",
+            "compute_gradients added",
+            "One training sess.run",
+            "FLOPs",
+        ):
             assert section in text, (model, section)
         assert "output/kernel/Adam_1" in text and "train/gradients/output" in text
 
@@ -228,5 +261,7 @@ def test_the_cli_inspects_traces_and_writes_the_graph_def(tmp_path):
 def test_inspect_rejects_an_unknown_model():
     result = run_cli("inspect", "--model", "resnet")
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == "graph-nn: error: unknown model 'resnet'; choose one of " \
-                                                     "mlp64, mlp512, mlp5, cnn."
+    assert (
+        result.stderr.strip().splitlines()[-1] == "graph-nn: error: unknown model 'resnet'; choose one of "
+        "mlp64, mlp512, mlp5, cnn."
+    )

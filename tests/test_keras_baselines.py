@@ -1,4 +1,5 @@
 """The articles' Keras models: their layers, their parameter counts, their recipes, a short real fit."""
+
 import numpy as np
 import pytest
 
@@ -30,9 +31,17 @@ def test_the_chapter2_model_is_dense_512_relu_and_dense_10_softmax():
     assert [(layer.units, layer.activation.__name__) for layer in model.layers] == [(512, "relu"), (10, "softmax")]
 
 
-@pytest.mark.parametrize("preset,model,expected", [
-    ("chapter2", None, "chapter2"), ("five-layer", None, "five-layer"), ("cnn", None, "cnn"),
-    ("chapter2", "mlp64", "chapter2"), ("five-layer", "mlp512", "chapter2"), ("tf1", None, "chapter2")])
+@pytest.mark.parametrize(
+    "preset,model,expected",
+    [
+        ("chapter2", None, "chapter2"),
+        ("five-layer", None, "five-layer"),
+        ("cnn", None, "cnn"),
+        ("chapter2", "mlp64", "chapter2"),
+        ("five-layer", "mlp512", "chapter2"),
+        ("tf1", None, "chapter2"),
+    ],
+)
 def test_a_preset_is_fitted_by_its_articles_recipe(preset, model, expected):
     config = make_config(preset, model=model)
     assert recipe_name_for(config) == expected

@@ -1,4 +1,5 @@
 """The graph builder: scopes, variable shapes, parameter counts equal to Keras's, one graph per model."""
+
 import pytest
 import tensorflow as tf
 
@@ -21,11 +22,16 @@ def test_parameter_count_equals_keras(name):
 def test_mlp5_has_one_variable_scope_per_layer():
     shapes = trainable_shapes(build_graph(make_config("five-layer")))
     assert shapes == {
-        "hidden1/kernel": [784, 256], "hidden1/bias": [256],
-        "hidden2/kernel": [256, 128], "hidden2/bias": [128],
-        "hidden3/kernel": [128, 64], "hidden3/bias": [64],
-        "hidden4/kernel": [64, 32], "hidden4/bias": [32],
-        "output/kernel": [32, 10], "output/bias": [10],
+        "hidden1/kernel": [784, 256],
+        "hidden1/bias": [256],
+        "hidden2/kernel": [256, 128],
+        "hidden2/bias": [128],
+        "hidden3/kernel": [128, 64],
+        "hidden3/bias": [64],
+        "hidden4/kernel": [64, 32],
+        "hidden4/bias": [32],
+        "output/kernel": [32, 10],
+        "output/bias": [10],
     }
 
 
@@ -55,8 +61,9 @@ def test_each_model_lives_in_its_own_graph_and_the_default_graph_stays_empty():
     assert len(v1.get_default_graph().get_operations()) == 0
 
 
-@pytest.mark.parametrize("init,kernel_std", [("glorot_uniform", (6 / (784 + 512)) ** 0.5 / 3 ** 0.5),
-                                             ("random_normal", 1.0)])
+@pytest.mark.parametrize(
+    "init,kernel_std", [("glorot_uniform", (6 / (784 + 512)) ** 0.5 / 3**0.5), ("random_normal", 1.0)]
+)
 def test_initializers(init, kernel_std):
     model = build_graph(make_config(init=init))
     with v1.Session(graph=model.graph) as sess:

@@ -1,5 +1,6 @@
 """Where a NaN is born: a run that diverges replays its failing step under tfdbg and names the first op that
 computed a non-finite value, checked here against the arithmetic of a divergence built on purpose."""
+
 import dataclasses
 import io
 import re
@@ -27,23 +28,27 @@ def with_poisoned_image(mnist, index):
 
 def test_the_hunt_names_the_matmul_that_overflows_on_a_poisoned_image(mnist, tmp_path):
     # Sequential batches of 100: step 3 is examples 200-299, the poisoned one among them; checkpoints at 1 and 2.
-    config = make_config(model="mlp64", optimizer="sgd", batching="sequential", batch_size=100, steps=10,
-                         checkpoint_every=1)
+    config = make_config(
+        model="mlp64", optimizer="sgd", batching="sequential", batch_size=100, steps=10, checkpoint_every=1
+    )
     data = with_poisoned_image(mnist, 250)
     out = io.StringIO()
     with pytest.raises(TrainingDiverged, match=r"the loss became nan at step 3, ") as diverged:
         train(config, data, logdir=tmp_path, out=out, report=False)
     run_dir = only_run_dir(tmp_path)
-    match = re.search(r"At step 3 the first non-finite value came from hidden1/MatMul \(MatMul\): (?:inf|nan|inf and "
-                      r"nan) in [\d,]+ of its 6,400 values; its inputs ranged: input/x \[0, 3e\+38\], hidden1/kernel "
-                      r"\[(\S+), (\S+)\]\.\ntfdbg's dump of that step, replayed from the checkpoint of step 2: (\S+)\n",
-                      out.getvalue())
+    match = re.search(
+        r"At step 3 the first non-finite value came from hidden1/MatMul \(MatMul\): (?:inf|nan|inf and "
+        r"nan) in [\d,]+ of its 6,400 values; its inputs ranged: input/x \[0, 3e\+38\], hidden1/kernel "
+        r"\[(\S+), (\S+)\]\.\ntfdbg's dump of that step, replayed from the checkpoint of step 2: (\S+)\n",
+        out.getvalue(),
+    )
     assert match, out.getvalue()
     # The dump is tfdbg's own, readable by its reader: hidden1/MatMul's output is the first non-finite tensor,
     # and only the poisoned example's row of it is.
     dump = debug_data.DebugDumpDir(match.group(3))
-    first = dump.find(lambda datum, value: value is not None and value.dtype.kind == "f" and
-                      not np.isfinite(value).all(), first_n=1)[0]
+    first = dump.find(
+        lambda datum, value: value is not None and value.dtype.kind == "f" and not np.isfinite(value).all(), first_n=1
+    )[0]
     assert first.node_name == "hidden1/MatMul"
     assert set(np.nonzero(~np.isfinite(first.get_tensor()))[0]) == {50}
     # The arithmetic: hidden1/kernel is still its step-2 value (the checkpoint), and in float64 the poisoned row
@@ -61,8 +66,11 @@ def test_a_run_without_a_checkpoint_replays_from_its_initial_weights(mnist, tmp_
     out = io.StringIO()
     with pytest.raises(TrainingDiverged, match="no checkpoint had been saved yet"):
         train(config, mnist, logdir=tmp_path, out=out, report=False)
-    assert re.search(r"^At step 4 the first non-finite value came from output/MatMul \(MatMul\): inf in [\d,]+ of "
-                     r"its 1,280 values; its inputs ranged: hidden1/activations \[0, \S+\], output/kernel ",
-                     out.getvalue(), re.M), out.getvalue()
+    assert re.search(
+        r"^At step 4 the first non-finite value came from output/MatMul \(MatMul\): inf in [\d,]+ of "
+        r"its 1,280 values; its inputs ranged: hidden1/activations \[0, \S+\], output/kernel ",
+        out.getvalue(),
+        re.M,
+    ), out.getvalue()
     assert "tfdbg's dump of that step, replayed from the initial weights: " in out.getvalue()
     assert not tf.io.gfile.glob(str(only_run_dir(tmp_path) / "checkpoints" / "*.index"))

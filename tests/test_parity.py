@@ -1,4 +1,5 @@
 """The cross-check against Keras as a user runs it, and proof that its tolerances catch real differences."""
+
 import re
 
 import numpy as np
@@ -31,8 +32,12 @@ def test_the_parity_command_holds_for_every_model_on_the_whole_test_set():
     result = run_cli("parity", timeout=900)
     assert result.returncode == 0, result.stderr
     for model in MODELS:
-        match = re.search(rf"^  {model} +max \|logit difference\| (\S+) \(tolerance 1e-05\), "
-                          rf"different predictions 0/10000 - holds$", result.stdout, re.M)
+        match = re.search(
+            rf"^  {model} +max \|logit difference\| (\S+) \(tolerance 1e-05\), "
+            rf"different predictions 0/10000 - holds$",
+            result.stdout,
+            re.M,
+        )
         assert match, result.stdout
         assert float(match.group(1)) <= parity.FORWARD_TOLERANCE  # measured here: 0.0 for all four
 
@@ -77,8 +82,9 @@ def test_a_wrong_layer_fails_forward_parity(mnist):
     import keras
 
     keras.utils.set_random_seed(0)
-    sigmoid = keras.Sequential([keras.layers.Dense(64, activation="sigmoid"),
-                                keras.layers.Dense(10, activation="softmax")])
+    sigmoid = keras.Sequential(
+        [keras.layers.Dense(64, activation="sigmoid"), keras.layers.Dense(10, activation="softmax")]
+    )
     sigmoid.build((None, 784))
     assert not forward("mlp64", sigmoid, parity.keras_weights(sigmoid), mnist).holds
 
@@ -113,13 +119,18 @@ def test_the_training_parity_command_holds_under_keras_semantics_only():
     holds (TF1's own RMSProp and Adam are expected to differ)."""
     result = run_cli("parity", "--training", timeout=900)
     assert result.returncode == 0, result.stderr
-    lines = re.findall(r"^  (\w+) +(\w+) +semantics: max relative difference \S+ \(tolerance \S+\) - (.+)$",
-                       result.stdout, re.M)
+    lines = re.findall(
+        r"^  (\w+) +(\w+) +semantics: max relative difference \S+ \(tolerance \S+\) - (.+)$", result.stdout, re.M
+    )
     assert {(optimizer, semantics): verdict for optimizer, semantics, verdict in lines} == {
-        ("sgd", "keras"): "holds", ("sgd", "tf1"): "holds",
-        ("momentum", "keras"): "holds", ("momentum", "tf1"): "holds",
-        ("rmsprop", "keras"): "holds", ("rmsprop", "tf1"): "differs from step 2",
-        ("adam", "keras"): "holds", ("adam", "tf1"): "differs from step 5",
+        ("sgd", "keras"): "holds",
+        ("sgd", "tf1"): "holds",
+        ("momentum", "keras"): "holds",
+        ("momentum", "tf1"): "holds",
+        ("rmsprop", "keras"): "holds",
+        ("rmsprop", "tf1"): "differs from step 2",
+        ("adam", "keras"): "holds",
+        ("adam", "tf1"): "differs from step 5",
     }
 
 
@@ -137,8 +148,9 @@ def test_the_sgd_tolerance_catches_a_one_percent_learning_rate_error(mnist):
 
 
 def test_the_momentum_tolerance_catches_a_tenth_of_a_percent_momentum_error(mnist):
-    result = parity.training_parity(keras_config("momentum"), mnist, steps=100,
-                                    optimizer=KerasSGD(LEARNING_RATES["momentum"], momentum=0.9 * 1.001))
+    result = parity.training_parity(
+        keras_config("momentum"), mnist, steps=100, optimizer=KerasSGD(LEARNING_RATES["momentum"], momentum=0.9 * 1.001)
+    )
     assert not result.holds
 
 
@@ -155,8 +167,9 @@ class AdamWithoutBiasCorrection(KerasAdam):
 
 
 def test_adam_without_bias_correction_fails_the_tolerance(mnist):
-    result = parity.training_parity(keras_config("adam"), mnist, steps=100,
-                                    optimizer=AdamWithoutBiasCorrection(parity.TRAINING_CHECKS["adam"]))
+    result = parity.training_parity(
+        keras_config("adam"), mnist, steps=100, optimizer=AdamWithoutBiasCorrection(parity.TRAINING_CHECKS["adam"])
+    )
     assert not result.holds
     # Bias-corrected, the first step is lr * sqrt(1 - beta2) / (1 - beta1) = 0.32 lr; uncorrected it is lr.
     assert result.first_failing_step == 2

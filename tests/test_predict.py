@@ -1,4 +1,5 @@
 """`predict` on digits as users scan them: MNIST's own preparation, and one sentence per unreadable file."""
+
 import io
 
 import numpy as np
@@ -36,8 +37,9 @@ def scans(mnist, tmp_path_factory):
 @pytest.fixture(scope="module")
 def cnn_run(mnist, tmp_path_factory):
     """Article 004's CNN after the 300 steps (of batch 64) that short_run's mlp64 gets."""
-    return train(make_config("cnn", steps=300), mnist, logdir=tmp_path_factory.mktemp("cnn"), out=io.StringIO(),
-                 report=False)
+    return train(
+        make_config("cnn", steps=300), mnist, logdir=tmp_path_factory.mktemp("cnn"), out=io.StringIO(), report=False
+    )
 
 
 def test_a_scan_is_prepared_back_into_its_mnist_digit(mnist, tmp_path):
@@ -76,11 +78,14 @@ def test_scans_are_read_right_but_a_plain_resize_is_not(short_run, scans):
     assert plain < 0.25
 
 
-@pytest.mark.parametrize("content,message", [
-    (b"", "not an image file Pillow can read"),
-    (b"just some notes\n", "not an image file Pillow can read"),
-    (None, "no such file"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (b"", "not an image file Pillow can read"),
+        (b"just some notes\n", "not an image file Pillow can read"),
+        (None, "no such file"),
+    ],
+)
 def test_unreadable_files_get_one_sentence(tmp_path, content, message):
     path = tmp_path / "file.png"
     if content is not None:
@@ -131,8 +136,7 @@ def test_the_cnn_reads_scans_better_than_the_mlp_after_as_many_steps(short_run, 
 
 
 @pytest.mark.parametrize("distortion", DISTORTIONS)
-def test_scans_that_differ_from_mnist_in_more_than_size_and_polarity(mnist, short_run, cnn_run, distortion,
-                                                                     tmp_path):
+def test_scans_that_differ_from_mnist_in_more_than_size_and_polarity(mnist, short_run, cnn_run, distortion, tmp_path):
     paths, labels = write_scans(mnist.test, DISTORTED_SCANS, tmp_path, distortion=distortion)
     mlp_bar, cnn_bar = BARS[distortion]
     assert predict_accuracy(short_run.run_dir, paths, labels) >= mlp_bar

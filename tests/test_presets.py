@@ -1,4 +1,5 @@
 """The presets wire each article's hyper-parameters into the graph."""
+
 import pytest
 import tensorflow as tf
 
@@ -15,15 +16,25 @@ def optimizer_of(model):
 
 
 def constant_input(op, index):
-    return tf.make_ndarray(op.inputs[index].op.node_def.attr["value"].tensor) if op.inputs[index].op.type == "Const" \
+    return (
+        tf.make_ndarray(op.inputs[index].op.node_def.attr["value"].tensor)
+        if op.inputs[index].op.type == "Const"
         else None
+    )
 
 
 def test_tf1_article_preset():
     config = make_config("tf1")
-    assert (config.model, config.init, config.optimizer, config.learning_rate, config.batch_size,
-            config.steps, config.batching, config.print_every) == \
-           ("mlp64", "random_normal", "sgd", 0.1, 100, 2000, "sequential", 100)
+    assert (
+        config.model,
+        config.init,
+        config.optimizer,
+        config.learning_rate,
+        config.batch_size,
+        config.steps,
+        config.batching,
+        config.print_every,
+    ) == ("mlp64", "random_normal", "sgd", 0.1, 100, 2000, "sequential", 100)
     assert optimizer_of(build_graph(config)).type == "ResourceApplyGradientDescent"
 
 
@@ -37,8 +48,13 @@ def test_tf1_article_slices_are_the_articles():
 
 def test_chapter2_preset_uses_tf1_rmsprop():
     config = make_config("chapter2")
-    assert (config.model, config.optimizer, config.learning_rate, config.batch_size, config.epochs) == \
-           ("mlp512", "rmsprop", 1e-3, 128, 5)
+    assert (config.model, config.optimizer, config.learning_rate, config.batch_size, config.epochs) == (
+        "mlp512",
+        "rmsprop",
+        1e-3,
+        128,
+        5,
+    )
     update = optimizer_of(build_graph(config))
     assert update.type == "ResourceApplyRMSProp"
     names = ["var", "ms", "mom", "lr", "rho", "momentum", "epsilon", "grad"]
@@ -49,8 +65,13 @@ def test_chapter2_preset_uses_tf1_rmsprop():
 
 def test_five_layer_preset_uses_adam_001():
     config = make_config("five-layer")
-    assert (config.model, config.optimizer, config.learning_rate, config.batch_size, config.epochs) == \
-           ("mlp5", "adam", 0.01, 128, 5)
+    assert (config.model, config.optimizer, config.learning_rate, config.batch_size, config.epochs) == (
+        "mlp5",
+        "adam",
+        0.01,
+        128,
+        5,
+    )
     assert optimizer_of(build_graph(config)).type == "ResourceApplyAdam"
 
 
@@ -68,13 +89,16 @@ def test_flags_override_the_preset_and_epochs_turn_the_tf1_preset_epoch_based():
     assert make_config("chapter2", learning_rate=0.5).learning_rate == 0.5
 
 
-@pytest.mark.parametrize("overrides,message", [
-    (dict(model="resnet"), "unknown model 'resnet'"),
-    (dict(optimizer="lion"), "unknown optimizer 'lion'"),
-    (dict(batch_size=0), "--batch-size must be positive"),
-    (dict(learning_rate=-1.0), "--learning-rate must be positive"),
-    (dict(epochs=0), "--epochs must be positive"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (dict(model="resnet"), "unknown model 'resnet'"),
+        (dict(optimizer="lion"), "unknown optimizer 'lion'"),
+        (dict(batch_size=0), "--batch-size must be positive"),
+        (dict(learning_rate=-1.0), "--learning-rate must be positive"),
+        (dict(epochs=0), "--epochs must be positive"),
+    ],
+)
 def test_bad_values_are_refused(overrides, message):
     with pytest.raises(GraphNNError, match=message):
         make_config(**overrides)

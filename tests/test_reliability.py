@@ -1,6 +1,7 @@
 """Reliability through the real CLI: SIGKILL then --resume equals the run never interrupted, bit for bit, its
 pictures included; Ctrl-C and SIGTERM save the current step; a diverging run keeps its last good checkpoint;
 stopped and diverged runs have their HParams row; same seed, same run; two processes never share a run directory."""
+
 import fcntl
 import io
 import json
@@ -33,8 +34,24 @@ from tests.conftest import ROOT, run_cli
 # train scalars, and 110 steps before the next checkpoint, the last one), histograms (~30 kB events) every 5 steps
 # so that a killed run leaves events past its last checkpoint on disk, and a line per step to know where the child
 # is.
-FLAGS = ("--model", "mlp64", "--optimizer", "adam", "--batch-size", "500", "--epochs", "2",
-         "--checkpoint-every", "130", "--log-every", "3", "--histogram-every", "5", "--print-every", "1")
+FLAGS = (
+    "--model",
+    "mlp64",
+    "--optimizer",
+    "adam",
+    "--batch-size",
+    "500",
+    "--epochs",
+    "2",
+    "--checkpoint-every",
+    "130",
+    "--log-every",
+    "3",
+    "--histogram-every",
+    "5",
+    "--print-every",
+    "1",
+)
 STEPS, STEPS_PER_EPOCH, CHECKPOINTED = 240, 120, 130
 EVALUATED = [120, 240]
 # The child's stdout is a one-page pipe, read a byte at a time: the child can run ahead of the last line read only
@@ -48,8 +65,14 @@ LEAD = PIPE_BYTES // 59 + 1
 
 
 def start_cli(*args, stderr):
-    child = subprocess.Popen([sys.executable, os.path.join(ROOT, "run.py"), *map(str, args)], cwd=ROOT,
-                             stdout=subprocess.PIPE, stderr=stderr, bufsize=0, pipesize=PIPE_BYTES)
+    child = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "run.py"), *map(str, args)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        bufsize=0,
+        pipesize=PIPE_BYTES,
+    )
     assert fcntl.fcntl(child.stdout.fileno(), fcntl.F_GETPIPE_SZ) == PIPE_BYTES
     return child
 
@@ -97,16 +120,18 @@ def assert_bit_identical(tensors, expected):
 
 
 def scalars(run_dir, tag, split="train", purge=True):
-    acc = event_accumulator.EventAccumulator(str(pathlib.Path(run_dir) / split), purge_orphaned_data=purge,
-                                             size_guidance={event_accumulator.SCALARS: 0})
+    acc = event_accumulator.EventAccumulator(
+        str(pathlib.Path(run_dir) / split), purge_orphaned_data=purge, size_guidance={event_accumulator.SCALARS: 0}
+    )
     acc.Reload()
     return [(e.step, e.value) for e in acc.Scalars(tag)]
 
 
 def tensorboard_steps(run_dir, tag, split="train"):
     """The steps TensorBoard's own Python loader serves (it ignores a run's first START)."""
-    acc = plugin_event_accumulator.EventAccumulator(str(pathlib.Path(run_dir) / split),
-                                                    size_guidance={plugin_event_accumulator.TENSORS: 0})
+    acc = plugin_event_accumulator.EventAccumulator(
+        str(pathlib.Path(run_dir) / split), size_guidance={plugin_event_accumulator.TENSORS: 0}
+    )
     acc.Reload()
     return [e.step for e in acc.Tensors(tag)]
 
@@ -124,8 +149,10 @@ def hparams_row(run_dir):
     """({hparam: value}, TensorBoard's session status) of the run's HParams row."""
     events = event_accumulator.EventAccumulator(str(run_dir))
     events.Reload()
-    metadata = {tag: events.SummaryMetadata(tag).plugin_data.content for tag in
-                (hparams_metadata.SESSION_START_INFO_TAG, hparams_metadata.SESSION_END_INFO_TAG)}
+    metadata = {
+        tag: events.SummaryMetadata(tag).plugin_data.content
+        for tag in (hparams_metadata.SESSION_START_INFO_TAG, hparams_metadata.SESSION_END_INFO_TAG)
+    }
     start = hparams_metadata.parse_session_start_info_plugin_data(metadata[hparams_metadata.SESSION_START_INFO_TAG])
     end = hparams_metadata.parse_session_end_info_plugin_data(metadata[hparams_metadata.SESSION_END_INFO_TAG])
     return {name: getattr(value, value.WhichOneof("kind")) for name, value in start.hparams.items()}, end.status
@@ -160,8 +187,10 @@ def test_sigkill_mid_epoch_then_resume_is_the_uninterrupted_run_bit_for_bit(unin
         # 20 steps past the checkpoint, and never 20 + LEAD = 90 past it: the next one, 110 steps on, is out of reach.
         read_until_step(child, CHECKPOINTED + 20, stderr_path)
         run_dir = only_run_dir(tmp_path / "logs")
-        wait_until(lambda: scalars(run_dir, "loss")[-1][0] > CHECKPOINTED,
-                   "the child writing train scalars past its checkpoint to disk")
+        wait_until(
+            lambda: scalars(run_dir, "loss")[-1][0] > CHECKPOINTED,
+            "the child writing train scalars past its checkpoint to disk",
+        )
     finally:
         child.kill()
         child.wait()
@@ -172,8 +201,10 @@ def test_sigkill_mid_epoch_then_resume_is_the_uninterrupted_run_bit_for_bit(unin
     resumed = run_cli("--resume", run_dir)
     assert resumed.returncode == 0, resumed.stderr
     epoch, done = divmod(killed_at, STEPS_PER_EPOCH)
-    assert f"Resuming {run_dir} at step {killed_at}/{STEPS} (epoch {epoch + 1}, {done} of its {STEPS_PER_EPOCH} " \
-           f"steps done)" in resumed.stdout
+    assert (
+        f"Resuming {run_dir} at step {killed_at}/{STEPS} (epoch {epoch + 1}, {done} of its {STEPS_PER_EPOCH} "
+        f"steps done)" in resumed.stdout
+    )
     assert re.search(rf"^step {killed_at + 1}/{STEPS} - loss", resumed.stdout, re.M)
     assert_same_as_uninterrupted(run_dir, uninterrupted, resumed.stdout, killed_at)
     # Without honouring the START events, the steps the killed run wrote twice would zig-zag.
@@ -182,8 +213,9 @@ def test_sigkill_mid_epoch_then_resume_is_the_uninterrupted_run_bit_for_bit(unin
 
 
 @pytest.mark.parametrize("signum,exit_code,resume", [(signal.SIGINT, 130, False), (signal.SIGTERM, 143, True)])
-def test_ctrl_c_and_sigterm_save_the_current_step_and_say_how_to_resume(signum, exit_code, resume, uninterrupted,
-                                                                        tmp_path):
+def test_ctrl_c_and_sigterm_save_the_current_step_and_say_how_to_resume(
+    signum, exit_code, resume, uninterrupted, tmp_path
+):
     stderr_path = tmp_path / "stderr"
     with open(stderr_path, "w") as stderr:
         child = start_cli(*FLAGS, "--logdir", tmp_path / "logs", stderr=stderr)
@@ -198,8 +230,11 @@ def test_ctrl_c_and_sigterm_save_the_current_step_and_say_how_to_resume(signum, 
     assert child.returncode == exit_code, stderr
     run_dir = only_run_dir(tmp_path / "logs")
     message = stderr.strip().splitlines()[-1]
-    match = re.fullmatch(rf"graph-nn: error: stopped by {signum.name} at step (\d+) after saving its checkpoint; "
-                         rf"continue with: python run.py --resume {re.escape(str(run_dir))}", message)
+    match = re.fullmatch(
+        rf"graph-nn: error: stopped by {signum.name} at step (\d+) after saving its checkpoint; "
+        rf"continue with: python run.py --resume {re.escape(str(run_dir))}",
+        message,
+    )
     assert match, message
     stopped_at = int(match.group(1))
     assert 100 <= stopped_at <= 100 + LEAD and checkpoint_step(run_dir) == stopped_at
@@ -215,14 +250,30 @@ def test_ctrl_c_and_sigterm_save_the_current_step_and_say_how_to_resume(signum, 
 
 
 def test_a_diverging_run_stops_at_the_first_nan_and_keeps_its_last_good_checkpoint(tmp_path):
-    result = run_cli("--model", "mlp64", "--optimizer", "sgd", "--lr", "1e8", "--steps", "50",
-                     "--checkpoint-every", "1", "--logdir", tmp_path)
+    result = run_cli(
+        "--model",
+        "mlp64",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e8",
+        "--steps",
+        "50",
+        "--checkpoint-every",
+        "1",
+        "--logdir",
+        tmp_path,
+    )
     assert result.returncode == 3
     run_dir = only_run_dir(tmp_path)
     message = result.stderr.strip().splitlines()[-1]
-    match = re.fullmatch(r"graph-nn: error: the loss became nan at step (\d+), most likely because the learning "
-                         r"rate 100000000.0 is too high for sgd; the last good checkpoint \(step (\d+)\) is kept in "
-                         + re.escape(str(run_dir)) + r"\.", message)
+    match = re.fullmatch(
+        r"graph-nn: error: the loss became nan at step (\d+), most likely because the learning "
+        r"rate 100000000.0 is too high for sgd; the last good checkpoint \(step (\d+)\) is kept in "
+        + re.escape(str(run_dir))
+        + r"\.",
+        message,
+    )
     assert match, message
     diverged_at, kept = int(match.group(1)), int(match.group(2))
     assert kept == diverged_at - 1 == checkpoint_step(run_dir)
@@ -245,14 +296,16 @@ def test_weights_that_overflow_are_never_checkpointed(mnist, tmp_path):
     run_dir = only_run_dir(tmp_path)
     assert str(diverged.value) == (
         "the weights became NaN or infinite at step 1, most likely because the learning rate "
-        f"1e+40 is too high for sgd; no checkpoint had been saved yet in {run_dir}.")
+        f"1e+40 is too high for sgd; no checkpoint had been saved yet in {run_dir}."
+    )
     assert tf.train.latest_checkpoint(str(run_dir / "checkpoints")) is None
 
 
 def test_the_same_seed_twice_gives_identical_runs_and_another_seed_does_not(mnist, tmp_path):
     def run(seed):
-        config = make_config(model="mlp64", optimizer="adam", batch_size=500, steps=30, eval_every=10,
-                             log_every=1, seed=seed)
+        config = make_config(
+            model="mlp64", optimizer="adam", batch_size=500, steps=30, eval_every=10, log_every=1, seed=seed
+        )
         return train(config, mnist, logdir=tmp_path, out=io.StringIO(), report=False)
 
     first, second, other = run(7), run(7), run(8)

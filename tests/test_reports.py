@@ -1,4 +1,5 @@
 """The end-of-run report, its pictures and what it writes for TensorBoard, read back with TensorBoard's readers."""
+
 import io
 import pathlib
 import re
@@ -18,8 +19,9 @@ from tests.conftest import run_cli
 
 
 def accumulator(path):
-    acc = event_accumulator.EventAccumulator(str(path), size_guidance={event_accumulator.IMAGES: 0,
-                                                                       event_accumulator.TENSORS: 0})
+    acc = event_accumulator.EventAccumulator(
+        str(path), size_guidance={event_accumulator.IMAGES: 0, event_accumulator.TENSORS: 0}
+    )
     acc.Reload()
     return acc
 
@@ -87,23 +89,40 @@ def test_hparams_record_the_configuration(reported_run, short_run):
     events = accumulator(short_run.run_dir)
     content = events.SummaryMetadata(hparams_metadata.SESSION_START_INFO_TAG).plugin_data.content
     start = hparams_metadata.parse_session_start_info_plugin_data(content)
-    hparams = {name: value.WhichOneof("kind") and getattr(value, value.WhichOneof("kind"))
-               for name, value in start.hparams.items()}
-    assert hparams == {"model": "mlp64", "optimizer": "rmsprop", "learning_rate": 0.001, "batch_size": 128,
-                       "epochs": 0.64, "steps": 300, "init": "glorot_uniform", "seed": 0, "preset": "chapter2",
-                       "validation": "the test set", "early_stop": 0, "status": "finished"}
+    hparams = {
+        name: value.WhichOneof("kind") and getattr(value, value.WhichOneof("kind"))
+        for name, value in start.hparams.items()
+    }
+    assert hparams == {
+        "model": "mlp64",
+        "optimizer": "rmsprop",
+        "learning_rate": 0.001,
+        "batch_size": 128,
+        "epochs": 0.64,
+        "steps": 300,
+        "init": "glorot_uniform",
+        "seed": 0,
+        "preset": "chapter2",
+        "validation": "the test set",
+        "early_stop": 0,
+        "status": "finished",
+    }
     experiment = hparams_metadata.parse_experiment_plugin_data(
-        events.SummaryMetadata(hparams_metadata.EXPERIMENT_TAG).plugin_data.content)
-    assert {(m.name.group, m.name.tag) for m in experiment.metric_infos} >= {("validation", "accuracy"),
-                                                                             ("validation", "loss")}
+        events.SummaryMetadata(hparams_metadata.EXPERIMENT_TAG).plugin_data.content
+    )
+    assert {(m.name.group, m.name.tag) for m in experiment.metric_infos} >= {
+        ("validation", "accuracy"),
+        ("validation", "loss"),
+    }
 
 
 def test_projector_has_embedding_labels_and_sprite(reported_run, short_run, mnist):
     import tensorflow as tf
 
     directory = pathlib.Path(short_run.run_dir) / "evaluation"
-    config = text_format.Parse((directory / "projector_config.pbtxt").read_text(),
-                               projector_config_pb2.ProjectorConfig())
+    config = text_format.Parse(
+        (directory / "projector_config.pbtxt").read_text(), projector_config_pb2.ProjectorConfig()
+    )
     (embedding,) = config.embeddings
     assert embedding.tensor_name == "hidden1/activations"
     activations = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(directory))).get_tensor("hidden1/activations")
@@ -128,8 +147,9 @@ def test_evaluate_command_prints_the_report_of_a_run(short_run):
 
 def layout(run_dir):
     """Every path in a run directory, event files named without their time stamp and host."""
-    return sorted(re.sub(r"tfevents\..*", "tfevents", str(path.relative_to(run_dir)))
-                  for path in pathlib.Path(run_dir).rglob("*"))
+    return sorted(
+        re.sub(r"tfevents\..*", "tfevents", str(path.relative_to(run_dir))) for path in pathlib.Path(run_dir).rglob("*")
+    )
 
 
 def test_training_prints_the_summary_first_and_the_report_last(mnist, tmp_path):
@@ -138,12 +158,14 @@ def test_training_prints_the_summary_first_and_the_report_last(mnist, tmp_path):
     out = result.stdout
     assert out.index("Total params: 50,890") < out.index("Epoch 1/1") < out.index("Confusion matrix")
     (run_dir,) = (tmp_path / "cli").iterdir()
-    assert {"accuracy.png", "loss.png", "misclassified.png", "confusion_matrix.png", "evaluation"} <= \
-           {p.name for p in run_dir.iterdir()}
+    assert {"accuracy.png", "loss.png", "misclassified.png", "confusion_matrix.png", "evaluation"} <= {
+        p.name for p in run_dir.iterdir()
+    }
     # The end of a run belongs to the library: a run started from Python leaves the same directory.
     printed = io.StringIO()
     from_python = train(make_config(model="mlp64", steps=30), mnist, logdir=tmp_path / "python", out=printed)
     assert layout(from_python.run_dir) == layout(run_dir)
+
     def untimed(text):  # all but the progress bar's timings and the two lines naming the run
         return re.sub(r"\d+s [\d.]+ms/step", "", text).splitlines()[:-2]
 

@@ -1,9 +1,12 @@
 """The README's promises about set-up hold: CI runs its test command, the package ships MNIST."""
+
 import ast
 import pathlib
 import re
 import subprocess
 import sys
+
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -24,10 +27,16 @@ def test_ci_runs_the_readme_test_command_verbatim():
     assert test_command in ci_lines
 
 
-def test_the_code_passes_the_linter():
-    # ruff's rules and line length are in pyproject.toml; the test command is what CI runs, so lint runs there too.
-    result = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "."], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
+@pytest.mark.parametrize("ruff", [["check"], ["format", "--check"]], ids=["lint", "format"])
+def test_the_code_passes_the_linter_and_the_formatter(ruff):
+    # ruff's rules and line length are in pyproject.toml; the test command is what CI runs, so ruff runs there too.
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", *ruff, "--no-cache", "."],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -1,4 +1,5 @@
 """The installed TensorBoard, started for real against a finished run, shows data on every dashboard we feed."""
+
 import json
 import os
 import pathlib
@@ -26,14 +27,29 @@ class Server:
         self.port = free_port()
         self.log = open(log_path, "w")  # noqa: SIM115 (closed in stop(), with the server)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1",
-             "--port", str(self.port), "--reload_interval", "1"],
-            stdout=self.log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "tensorboard.main",
+                "--logdir",
+                str(logdir),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--reload_interval",
+                "1",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
 
     def get(self, path, body=None):
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}",
-                                         data=json.dumps(body).encode() if body is not None else None,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}",
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=30) as response:
             content = response.read()
         return content if path.startswith("/data/plugin/projector/tensor") else json.loads(content)
@@ -96,8 +112,10 @@ def tags_of(answer, run):
 # test then checks, not for the first sign of the run.
 def test_scalars_histograms_and_graph(server, run):
     scalars = {"loss", "accuracy"}
-    server.wait_for("/data/plugin/scalars/tags", lambda t: scalars <= tags_of(t, f"{run}/train")
-                    and scalars <= tags_of(t, f"{run}/validation"))
+    server.wait_for(
+        "/data/plugin/scalars/tags",
+        lambda t: scalars <= tags_of(t, f"{run}/train") and scalars <= tags_of(t, f"{run}/validation"),
+    )
     histograms = {"hidden1/kernel", "gradients/hidden1/kernel"}
     server.wait_for("/data/plugin/histograms/tags", lambda t: histograms <= tags_of(t, f"{run}/train"))
     graphs = server.wait_for("/data/plugin/graphs/info", lambda info: f"{run}/train" in info)
@@ -114,18 +132,27 @@ def test_images_and_pr_curves(server, run):
 
 def test_hparams_compare_runs_by_their_test_metrics(server, run, short_run):
     names = {"model", "optimizer", "learning_rate", "batch_size", "epochs", "init", "seed"}
-    server.wait_for("/data/plugin/hparams/experiment",
-                    lambda e: names <= {h["name"] for h in e.get("hparamInfos", [])}, body={"experimentName": ""})
+    server.wait_for(
+        "/data/plugin/hparams/experiment",
+        lambda e: names <= {h["name"] for h in e.get("hparamInfos", [])},
+        body={"experimentName": ""},
+    )
 
     def metrics(group):
         return {(m["name"]["group"], m["name"]["tag"]): m["value"] for m in group.get("metricValues", [])}
 
     # The metrics come from the validation run's scalars, which may load after the hyper-parameters.
-    groups = server.wait_for("/data/plugin/hparams/session_groups",
-                             lambda g: any(("validation", "accuracy") in metrics(group)
-                                           for group in g.get("sessionGroups", [])),
-                             body={"experimentName": "", "startIndex": 0, "sliceSize": 10,
-                                   "allowedStatuses": ["STATUS_SUCCESS"], "colParams": []})["sessionGroups"]
+    groups = server.wait_for(
+        "/data/plugin/hparams/session_groups",
+        lambda g: any(("validation", "accuracy") in metrics(group) for group in g.get("sessionGroups", [])),
+        body={
+            "experimentName": "",
+            "startIndex": 0,
+            "sliceSize": 10,
+            "allowedStatuses": ["STATUS_SUCCESS"],
+            "colParams": [],
+        },
+    )["sessionGroups"]
     (group,) = groups
     assert group["hparams"]["model"] == "mlp64" and group["sessions"][0]["name"] == run
     assert metrics(group)[("validation", "accuracy")] == pytest.approx(short_run.test_accuracy)

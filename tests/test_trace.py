@@ -1,4 +1,5 @@
 """Traced training steps, read back through TensorBoard's own readers, and the finalized graph of a run."""
+
 import io
 import json
 import pathlib
@@ -30,8 +31,9 @@ def test_traced_steps_are_run_metadata_tags_of_the_train_writer(traced_training)
     events = event_accumulator.EventAccumulator(str(pathlib.Path(traced_training.run_dir) / "train"))
     events.Reload()
     assert events.Tags()["run_metadata"] == ["step5", "step10"]
-    node_names = {node.node_name for device in events.RunMetadata("step10").step_stats.dev_stats
-                  for node in device.node_stats}
+    node_names = {
+        node.node_name for device in events.RunMetadata("step10").step_stats.dev_stats for node in device.node_stats
+    }
     assert "train/step/update_hidden1/kernel/ResourceApplyRMSProp" in node_names
 
 
@@ -41,8 +43,9 @@ def test_the_graph_plugin_lists_the_traced_steps(traced_training):
     multiplexer = plugin_event_multiplexer.EventMultiplexer()
     multiplexer.AddRunsFromDirectory(logdir)
     multiplexer.Reload()
-    plugin = graphs_plugin.GraphsPlugin(base_plugin.TBContext(
-        logdir=logdir, data_provider=data_provider.MultiplexerDataProvider(multiplexer, logdir)))
+    plugin = graphs_plugin.GraphsPlugin(
+        base_plugin.TBContext(logdir=logdir, data_provider=data_provider.MultiplexerDataProvider(multiplexer, logdir))
+    )
     info = plugin.info_impl(context.RequestContext(), experiment="")
     train_run = info[f"{pathlib.Path(traced_training.run_dir).name}/train"]
     assert train_run["run_graph"]
@@ -58,8 +61,10 @@ def test_each_traced_step_leaves_a_chrome_trace(traced_training):
         op_events = [e for e in trace["traceEvents"] if e.get("ph") == "X"]
         assert {"name", "ts", "dur", "pid", "tid", "args"} <= set(op_events[0])
         assert any(e["args"]["name"] == "train/gradients/hidden1/MatMul_grad/MatMul_1" for e in op_events)
-    assert sorted(p.name for p in (pathlib.Path(traced_training.run_dir) / "traces").iterdir()) == \
-        ["timeline-step10.json", "timeline-step5.json"]
+    assert sorted(p.name for p in (pathlib.Path(traced_training.run_dir) / "traces").iterdir()) == [
+        "timeline-step10.json",
+        "timeline-step5.json",
+    ]
 
 
 def test_inspect_trace_names_the_ten_most_expensive_ops(mnist):
@@ -76,8 +81,10 @@ class LeakyTrainer(Trainer):
 
     def train_steps(self, sess, first, last, writers):
         with self.model.graph.as_default():
-            loss = sess.run(tf.reduce_mean(self.model.loss), {self.model.x: self.dataset.train.images[:8],
-                                                                self.model.y: self.dataset.train.onehot[:8]})
+            loss = sess.run(
+                tf.reduce_mean(self.model.loss),
+                {self.model.x: self.dataset.train.images[:8], self.model.y: self.dataset.train.onehot[:8]},
+            )
         yield first, loss, 0.0
 
 

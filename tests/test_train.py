@@ -1,4 +1,5 @@
 """The Session loop, read back through TensorBoard's own event reader and through a fresh graph."""
+
 import io
 import json
 import pathlib
@@ -13,8 +14,9 @@ from tests.conftest import run_cli
 
 
 def accumulator(path):
-    acc = event_accumulator.EventAccumulator(str(path), size_guidance={event_accumulator.HISTOGRAMS: 0,
-                                                                       event_accumulator.SCALARS: 0})
+    acc = event_accumulator.EventAccumulator(
+        str(path), size_guidance={event_accumulator.HISTOGRAMS: 0, event_accumulator.SCALARS: 0}
+    )
     acc.Reload()
     return acc
 

@@ -1,5 +1,6 @@
 """A validation split and early stopping: held-out training examples validate and the test set waits for the end;
 a run stops after its patience, keeps its best checkpoint apart, and does the same when stopped and resumed."""
+
 import dataclasses
 import io
 import json
@@ -26,8 +27,11 @@ from tests.test_reliability import LEAD, assert_bit_identical, only_run_dir, rea
 def model_tensors(prefix):
     """A checkpoint's weights, optimizer slots and global step: all but the loop's own state."""
     reader = tf.train.load_checkpoint(str(prefix))
-    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
-            if not name.startswith("loop_state")}
+    return {
+        name: reader.get_tensor(name)
+        for name in reader.get_variable_to_shape_map()
+        if not name.startswith("loop_state")
+    }
 
 
 def hparams(run_dir):
@@ -40,19 +44,27 @@ def hparams(run_dir):
 
 
 def test_a_validation_split_trains_on_the_rest_validates_on_it_and_leaves_the_test_set_alone(mnist, tmp_path):
-    config = make_config(model="mlp64", optimizer="adam", batch_size=1000, steps=40, eval_every=20, log_every=10,
-                         validation_split=5000)
+    config = make_config(
+        model="mlp64", optimizer="adam", batch_size=1000, steps=40, eval_every=20, log_every=10, validation_split=5000
+    )
     # A test set of NaNs: touched during training, it would turn the validation figures into NaN.
     nan_test = Split(np.full_like(mnist.test.images, np.nan), mnist.test.labels, mnist.test.onehot)
-    split = train(config, dataclasses.replace(mnist, test=nan_test), logdir=tmp_path / "split", out=io.StringIO(),
-                  report=False)
+    split = train(
+        config, dataclasses.replace(mnist, test=nan_test), logdir=tmp_path / "split", out=io.StringIO(), report=False
+    )
     # The same training on the first 55,000 examples alone, validated on the test set.
     first = dataclasses.replace(mnist, train=mnist.train[:55000])
-    alone = train(dataclasses.replace(config, validation_split=0), first, logdir=tmp_path / "alone",
-                  out=io.StringIO(), report=False)
+    alone = train(
+        dataclasses.replace(config, validation_split=0),
+        first,
+        logdir=tmp_path / "alone",
+        out=io.StringIO(),
+        report=False,
+    )
 
-    assert_bit_identical(model_tensors(checkpoints.latest(split.run_dir)),
-                         model_tensors(checkpoints.latest(alone.run_dir)))
+    assert_bit_identical(
+        model_tensors(checkpoints.latest(split.run_dir)), model_tensors(checkpoints.latest(alone.run_dir))
+    )
     held_out = mnist.train[55000:]
     with restored_session(split.run_dir) as (sess, model, _):
         expected = inference.loss_and_accuracy(sess, model, held_out)
@@ -68,9 +80,32 @@ def test_a_validation_split_trains_on_the_rest_validates_on_it_and_leaves_the_te
 # best evaluation: further than a child ever runs past the last line read (LEAD, tests/test_reliability.py), so a
 # signal sent once the step after the best is read stops the run inside the patience, however busy the machine.
 PATIENCE = 20
-FLAGS = ("--model", "mlp64", "--optimizer", "adam", "--lr", "0.01", "--batch-size", "100", "--steps", "1000",
-         "--validation-split", "59000", "--eval-every", "5", "--early-stop", str(PATIENCE), "--checkpoint-every", "5",
-         "--log-every", "5", "--histogram-every", "1000", "--print-every", "1")
+FLAGS = (
+    "--model",
+    "mlp64",
+    "--optimizer",
+    "adam",
+    "--lr",
+    "0.01",
+    "--batch-size",
+    "100",
+    "--steps",
+    "1000",
+    "--validation-split",
+    "59000",
+    "--eval-every",
+    "5",
+    "--early-stop",
+    str(PATIENCE),
+    "--checkpoint-every",
+    "5",
+    "--log-every",
+    "5",
+    "--histogram-every",
+    "1000",
+    "--print-every",
+    "1",
+)
 
 
 @pytest.fixture(scope="module")
@@ -115,14 +150,18 @@ def test_an_early_stopping_run_stopped_and_resumed_ends_as_the_uninterrupted_one
     resumed = run_cli("--resume", run_dir)
     assert resumed.returncode == 0, resumed.stderr
     best, last = uninterrupted.best_step, uninterrupted.global_step
-    assert f"Early stop at step {last}: no lower validation loss in {PATIENCE} evaluations; the lowest, " \
-        in resumed.stdout
+    assert (
+        f"Early stop at step {last}: no lower validation loss in {PATIENCE} evaluations; the lowest, " in resumed.stdout
+    )
     assert f"was at step {best}." in resumed.stdout
-    assert_bit_identical(model_tensors(checkpoints.best(run_dir)),
-                         model_tensors(checkpoints.best(uninterrupted.run_dir)))
+    assert_bit_identical(
+        model_tensors(checkpoints.best(run_dir)), model_tensors(checkpoints.best(uninterrupted.run_dir))
+    )
     # The end-of-run report is of the best checkpoint, and the first touch of the test set.
-    assert (f"Checkpoint: the run's best (lowest validation loss), of step {best}; validated during training on "
-            f"the last 59,000 training examples.") in resumed.stdout
+    assert (
+        f"Checkpoint: the run's best (lowest validation loss), of step {best}; validated during training on "
+        f"the last 59,000 training examples."
+    ) in resumed.stdout
     test_loss, test_accuracy = evaluate_run(uninterrupted.run_dir, mnist, "best")
     assert f"Test accuracy: {test_accuracy:.4f} - test loss: {test_loss:.4f}" in resumed.stdout
     result = json.loads((run_dir / "result.json").read_text())
