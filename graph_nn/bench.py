@@ -32,6 +32,7 @@ from graph_nn.train import train
 v1 = tf.compat.v1
 NO_SUMMARIES = 10**9  # a summary cadence no benchmark reaches
 LOOP_STEPS = (10, 50)  # --steps-per-run values measured against feed_dict's one step per Session.run
+PREDICT_BATCHES = (500, inference.EVAL_BATCH_SIZE, 10_000)  # graph prediction's batch sizes measured
 
 
 @dataclasses.dataclass
@@ -45,14 +46,24 @@ class Settings:
 
 
 @contextlib.contextmanager
-def graph_trainer(config, dataset):
-    """A Trainer with an initialized session and writers in a throw-away run directory."""
+def graph_trainer(config, dataset, inter_op_threads=None):
+    """A Trainer with an initialized session and writers in a throw-away run directory.
+
+    inter_op_threads replaces TensorFlow's default (one per core) for the session's pool of threads that
+    run independent ops side by side; each op's kernel keeps its own intra-op threads.
+    """
     with tempfile.TemporaryDirectory() as run_dir, open(os.devnull, "w") as silent:
         trainer = Trainer(config, dataset, out=silent)
+        if inter_op_threads:
+            settings = session_config(config.rewrites_off, config.xla)
+            settings.inter_op_parallelism_threads = inter_op_threads
+            session = v1.Session(graph=trainer.model.graph, config=settings)
+        else:
+            session = trainer.session()
         # closing(), not `with Session`: that would also make the graph the default one, and Keras,
         # measured while these sessions are open, needs eager mode.
         with (
-            contextlib.closing(trainer.session()) as sess,
+            contextlib.closing(session) as sess,
             contextlib.closing(Writers(run_dir, trainer.model.graph)) as writers,
         ):
             trainer.initialize(sess)
@@ -60,9 +71,9 @@ def graph_trainer(config, dataset):
 
 
 @contextlib.contextmanager
-def feed_dict_steps(config, dataset):
+def feed_dict_steps(config, dataset, inter_op_threads=None):
     """The real training step, Trainer.train_step: feed_dict batches, summaries at config's cadence."""
-    with graph_trainer(config, dataset) as (trainer, sess, writers):
+    with graph_trainer(config, dataset, inter_op_threads) as (trainer, sess, writers):
         steps = itertools.count(1)
 
         def train_steps(n):
@@ -166,9 +177,21 @@ def keras_fit_steps(config, dataset):
 
 
 @contextlib.contextmanager
-def graph_predict(config, dataset):
+def graph_single_runs(config, dataset):
+    """Prediction on the test images at each of PREDICT_BATCHES, and the training loop's histogram run."""
     with graph_trainer(config, dataset) as (trainer, sess, _):
-        yield lambda: inference.probabilities(sess, trainer.model, dataset.test.images)
+        images = dataset.test.images
+
+        def predict(batch_size):
+            return lambda: inference.probabilities(sess, trainer.model, images, batch_size)
+
+        feed = trainer.schedule.feed(trainer.model, dataset.train, 1)
+
+        def histogram_run():
+            with deterministic_ops():  # as in a real run
+                sess.run(trainer.histograms, feed)
+
+        yield {**{f"graph_predict_10k_b{b}": predict(b) for b in PREDICT_BATCHES}, "histogram_run": histogram_run}
 
 
 def keras_predict(config, dataset):
@@ -259,6 +282,7 @@ def bench_model(name, dataset, settings, peak):
         training = {
             "graph_feed": stack.enter_context(feed_dict_steps(config, dataset)),
             "graph_feed_no_summaries": stack.enter_context(feed_dict_steps(silent, dataset)),
+            "graph_one_inter_op_thread": stack.enter_context(feed_dict_steps(silent, dataset, inter_op_threads=1)),
             "graph_dataset": stack.enter_context(
                 iterator_steps(silent, dataset, settings.warmup + settings.steps * settings.repeats)
             ),
@@ -273,14 +297,15 @@ def bench_model(name, dataset, settings, peak):
             "keras_fit": keras_fit_steps(config, dataset),
         }
         seconds = interleaved_seconds(training, settings, settings.steps)
-        predicting = {
-            "graph_predict_10k": stack.enter_context(graph_predict(config, dataset)),
+        single_runs = {
+            **stack.enter_context(graph_single_runs(config, dataset)),
             "keras_predict_10k": keras_predict(config, dataset),
         }
-        prediction_seconds = interleaved_seconds(predicting, settings)
+        single_run_seconds = interleaved_seconds(single_runs, settings)
     row = dict(model=name, batch_size=b)
     row.update({f"{key}_s": value / settings.steps for key, value in seconds.items()})
-    row.update({f"{key}_s": value for key, value in prediction_seconds.items()})
+    row.update({f"{key}_s": value for key, value in single_run_seconds.items()})
+    row["graph_predict_10k_s"] = row[f"graph_predict_10k_b{inference.EVAL_BATCH_SIZE}_s"]
     row["seconds_per_epoch"] = row["graph_feed_s"] * math.ceil(len(dataset.train) / b)
     row["training_flops_per_step"] = training_flops(name, b)
     row["achieved_flops"] = row["training_flops_per_step"] / row["graph_feed_s"]
@@ -348,12 +373,17 @@ def format_report(report):
     )
     line("seconds per epoch (graph)", [f"{r['seconds_per_epoch']:.2f}" for r in rows])
     line("summaries cost", [f"{r['graph_feed_s'] / r['graph_feed_no_summaries_s'] - 1:+.1%}" for r in rows])
+    line("histogram run (ms)", [f"{r['histogram_run_s'] * 1e3:.1f}" for r in rows])
     for k in LOOP_STEPS:
         line(
             f"in-graph loop K={k} / feed_dict",
             [f"{r['graph_feed_no_summaries_s'] / r[f'graph_loop_k{k}_s']:.2f}x" for r in rows],
         )
     line("XLA / no XLA (feed_dict)", [f"{r['graph_feed_no_summaries_s'] / r['graph_xla_s']:.2f}x" for r in rows])
+    line(
+        "1 inter-op thread / default",
+        [f"{r['graph_feed_no_summaries_s'] / r['graph_one_inter_op_thread_s']:.2f}x" for r in rows],
+    )
     line(
         "step / matmul floor",
         [f"{r['graph_feed_s'] / r['matmul_floor_s']:.2f}x" if "matmul_floor_s" in r else "-" for r in rows],
@@ -368,7 +398,8 @@ def format_report(report):
     line(
         "achieved GFLOP/s (% of peak)", [f"{r['achieved_flops'] / 1e9:.1f} ({r['fraction_of_peak']:.0%})" for r in rows]
     )
-    line("predict 10k: graph (s)", [f"{r['graph_predict_10k_s']:.3f}" for r in rows])
+    for b in PREDICT_BATCHES:
+        line(f"predict 10k: graph, batch {b} (s)", [f"{r[f'graph_predict_10k_b{b}_s']:.3f}" for r in rows])
     line("predict 10k: Keras (s)", [f"{r['keras_predict_10k_s']:.3f}" for r in rows])
     line("predict graph / Keras", [f"{r['keras_predict_10k_s'] / r['graph_predict_10k_s']:.2f}x" for r in rows])
     lines.append(f"event files of a default run: {report['default_run_event_bytes'] / 1e6:.2f} MB")

@@ -44,9 +44,13 @@ def test_bench_command_writes_every_figure(tmp_path):
         "graph_loop_k10_s",
         "graph_loop_k50_s",
         "graph_xla_s",
+        "graph_one_inter_op_thread_s",
         "keras_fit_s",
         "matmul_floor_s",
         "graph_predict_10k_s",
+        "graph_predict_10k_b500_s",
+        "graph_predict_10k_b10000_s",
+        "histogram_run_s",
         "keras_predict_10k_s",
     ):
         assert 0 < row[key] < 10, key
