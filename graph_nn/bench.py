@@ -302,7 +302,7 @@ def bench_model(name, dataset, settings, peak):
             "keras_predict_10k": keras_predict(config, dataset),
         }
         single_run_seconds = interleaved_seconds(single_runs, settings)
-    row = dict(model=name, batch_size=b)
+    row = dict(model=name, batch_size=b, histogram_every=config.histogram_every)
     row.update({f"{key}_s": value / settings.steps for key, value in seconds.items()})
     row.update({f"{key}_s": value for key, value in single_run_seconds.items()})
     row["graph_predict_10k_s"] = row[f"graph_predict_10k_b{inference.EVAL_BATCH_SIZE}_s"]
@@ -374,6 +374,10 @@ def format_report(report):
     line("seconds per epoch (graph)", [f"{r['seconds_per_epoch']:.2f}" for r in rows])
     line("summaries cost", [f"{r['graph_feed_s'] / r['graph_feed_no_summaries_s'] - 1:+.1%}" for r in rows])
     line("histogram run (ms)", [f"{r['histogram_run_s'] * 1e3:.1f}" for r in rows])
+    line(
+        "  spread over the steps between two",
+        [f"{r['histogram_run_s'] / (r['histogram_every'] * r['graph_feed_no_summaries_s']):+.1%}" for r in rows],
+    )
     for k in LOOP_STEPS:
         line(
             f"in-graph loop K={k} / feed_dict",

@@ -1,7 +1,10 @@
-"""The benchmark's arithmetic and its alternative input path; its timings are reported, never asserted."""
+"""The benchmarks' arithmetic and bench's alternative input path; their timings are reported, never asserted."""
 
 import dataclasses
 import json
+import re
+import subprocess
+import sys
 
 import numpy as np
 
@@ -9,7 +12,7 @@ from graph_nn import bench
 from graph_nn.config import make_config
 from graph_nn.determinism import deterministic_ops
 from graph_nn.inspect_graph import training_flops
-from tests.conftest import run_cli
+from tests.conftest import ROOT, run_cli
 
 
 def test_matmul_floor_shapes_do_the_same_flops_as_the_closed_form():
@@ -56,3 +59,16 @@ def test_bench_command_writes_every_figure(tmp_path):
         assert 0 < row[key] < 10, key
     assert report["matmul_peak_flops"] > 1e9
     assert report["default_run_event_bytes"] > 100_000
+
+
+def test_the_whole_process_comparison_runs_both_scripts_and_prints_their_ratio():
+    # One repeat, and a one-epoch graph run (a flag passed on to run.py); the Keras script is always the article's.
+    result = subprocess.run(
+        [sys.executable, "scripts/whole_run.py", "--repeats", "1", "--epochs", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"python run.py --epochs 1 [\d.]+ s, Keras script [\d.]+ s: graph mode is [\d.]+x", result.stdout)
