@@ -689,24 +689,6 @@ def command_parity(args):
 
 
 def command_inspect(args):
-    if args.cluster:
-        config = config_module.make_config(
-            args.preset,
-            model=args.model,
-            optimizer=args.optimizer,
-            semantics=args.semantics,
-            batch_size=args.batch_size,
-        )
-        from graph_nn.data import load_dataset
-        from graph_nn.inspect_cluster import report
-
-        report(config, load_dataset(args.data_dir), sys.stdout)
-        return 0
-    if args.run:
-        from graph_nn.inspect_graph import run_report
-
-        run_report(args.run, sys.stdout)
-        return 0
     config = config_module.make_config(
         args.preset,
         model=args.model,
@@ -717,6 +699,17 @@ def command_inspect(args):
         rewrites_off=args.rewrites_off,
         xla=args.xla,
     )
+    if args.cluster:
+        from graph_nn.data import load_dataset
+        from graph_nn.inspect_cluster import report
+
+        report(config, load_dataset(args.data_dir), sys.stdout)
+        return 0
+    if args.run:
+        from graph_nn.inspect_graph import run_report
+
+        run_report(args.run, sys.stdout)
+        return 0
     dataset = None
     if args.trace or args.grappler or args.control_flow or args.xla:
         from graph_nn.data import load_dataset
