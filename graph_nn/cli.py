@@ -8,6 +8,7 @@ flag mistake are answered at once.  User errors end in one sentence and a non-ze
 import argparse
 import dataclasses
 import os
+import signal
 import sys
 
 from graph_nn import cluster
@@ -828,3 +829,9 @@ def main(argv=None):
     except KeyboardInterrupt:  # Ctrl-C before training started: nothing to save yet
         print("\ngraph-nn: interrupted.", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of our output has gone (python run.py inspect | head): end quietly with the status of a
+        # Unix tool stopped by SIGPIPE. A training run keeps its last checkpoint, so --resume goes on from it.
+        # stdout now leads nowhere, so that flushing it on the way out cannot fail a second time.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE

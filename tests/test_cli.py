@@ -2,6 +2,7 @@
 loading Keras, and a default run's stderr free of TensorFlow's start-up lines."""
 
 import re
+import signal
 import subprocess
 import sys
 
@@ -65,3 +66,19 @@ def test_a_default_run_shows_none_of_tensorflows_start_up_lines_and_verbose_show
     assert verbose.returncode == 0
     assert re.search(r"^I0000 .*\] oneDNN custom operations are on", verbose.stderr, re.M), verbose.stderr
     assert "failed call to cuInit" in verbose.stderr
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly():
+    # As `python run.py inspect | head -1`: the pipe closes after the first line.
+    child = subprocess.Popen(
+        [sys.executable, "run.py", "inspect", "--model", "mlp64"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout.readline().startswith("Graph of mlp64")
+    child.stdout.close()
+    stderr = child.stderr.read()
+    assert child.wait(timeout=120) == 128 + signal.SIGPIPE
+    assert stderr == ""
