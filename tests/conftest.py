@@ -61,3 +61,16 @@ def reported_run(short_run, mnist):
     printed = io.StringIO()
     evaluation = report_run(short_run.run_dir, mnist, out=printed, tensorboard=True)
     return evaluation, printed.getvalue()
+
+
+def graphs_plugin_over(logdir):
+    """TensorBoard's Graphs plugin reading logdir, as `tensorboard --logdir` builds it: what the Graph tab is served."""
+    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+    from tensorboard.plugins import base_plugin
+    from tensorboard.plugins.graph import graphs_plugin
+
+    multiplexer = plugin_event_multiplexer.EventMultiplexer()
+    multiplexer.AddRunsFromDirectory(logdir)
+    multiplexer.Reload()
+    provider = data_provider.MultiplexerDataProvider(multiplexer, logdir)
+    return graphs_plugin.GraphsPlugin(base_plugin.TBContext(logdir=logdir, data_provider=provider))

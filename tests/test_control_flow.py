@@ -8,13 +8,11 @@ import re
 import numpy as np
 import pytest
 from tensorboard import context
-from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
-from tensorboard.plugins import base_plugin
-from tensorboard.plugins.graph import graphs_plugin
 from tensorflow.python.ops import control_flow_util
 
 from graph_nn import control_flow
 from graph_nn.config import make_config
+from tests.conftest import graphs_plugin_over
 
 CONFIG = make_config(model="mlp64", steps_per_run=5)
 
@@ -57,12 +55,7 @@ def test_both_graphs_open_in_the_graph_tab(mnist, tmp_path):
             rf"The graph, for TensorBoard's Graph tab: {tmp_path}/inspect/mlp64-control-flow-{version}-", out.getvalue()
         )
     logdir = str(tmp_path / "inspect")
-    multiplexer = plugin_event_multiplexer.EventMultiplexer()
-    multiplexer.AddRunsFromDirectory(logdir)
-    multiplexer.Reload()
-    plugin = graphs_plugin.GraphsPlugin(
-        base_plugin.TBContext(logdir=logdir, data_provider=data_provider.MultiplexerDataProvider(multiplexer, logdir))
-    )
+    plugin = graphs_plugin_over(logdir)
     runs = plugin.info_impl(context.RequestContext(), experiment="")
     assert len(runs) == 2 and all(run["run_graph"] for run in runs.values())
     for run in runs:

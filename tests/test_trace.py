@@ -7,9 +7,7 @@ import pathlib
 import pytest
 import tensorflow as tf
 from tensorboard import context
-from tensorboard.backend.event_processing import data_provider, event_accumulator, plugin_event_multiplexer
-from tensorboard.plugins import base_plugin
-from tensorboard.plugins.graph import graphs_plugin
+from tensorboard.backend.event_processing import event_accumulator
 
 from graph_nn import runs
 from graph_nn.config import make_config
@@ -17,6 +15,7 @@ from graph_nn.errors import GraphNNError
 from graph_nn.inspect_graph import checkpoint_contents, run_report, trace_step
 from graph_nn.loop import Trainer
 from graph_nn.train import train
+from tests.conftest import graphs_plugin_over
 
 TRACE_STEPS = (5, 10)
 
@@ -40,12 +39,7 @@ def test_traced_steps_are_run_metadata_tags_of_the_train_writer(traced_training)
 def test_the_graph_plugin_lists_the_traced_steps(traced_training):
     """What TensorBoard's /data/plugin/graphs/info answers for this logdir."""
     logdir = str(pathlib.Path(traced_training.run_dir).parent)
-    multiplexer = plugin_event_multiplexer.EventMultiplexer()
-    multiplexer.AddRunsFromDirectory(logdir)
-    multiplexer.Reload()
-    plugin = graphs_plugin.GraphsPlugin(
-        base_plugin.TBContext(logdir=logdir, data_provider=data_provider.MultiplexerDataProvider(multiplexer, logdir))
-    )
+    plugin = graphs_plugin_over(logdir)
     info = plugin.info_impl(context.RequestContext(), experiment="")
     train_run = info[f"{pathlib.Path(traced_training.run_dir).name}/train"]
     assert train_run["run_graph"]
