@@ -508,12 +508,7 @@ class Worker:
         """error's sentence, ending with where the chief's last checkpoint is."""
         if not self.task.is_chief:
             return error
-        kept = (
-            f"the last checkpoint (step {self.trainer.saved_step}) is kept"
-            if self.trainer.saved_step is not None
-            else "no checkpoint had been saved yet"
-        )
-        return type(error)(f"{error}; {kept} in {self.run_dir}")
+        return type(error)(f"{error}; {self.trainer.kept_checkpoint()} in {self.run_dir}")
 
     def stopped_message(self, stop):
         if not self.task.is_chief:

@@ -309,16 +309,17 @@ class Trainer:
     def early_stop_due(self):
         return bool(self.config.early_stop) and self.best.evaluations_since >= self.config.early_stop
 
+    def kept_checkpoint(self, which="last"):
+        """What a run that ends now leaves to go on from, in words."""
+        if self.saved_step is None:
+            return "no checkpoint had been saved yet"
+        return f"the {which} checkpoint (step {self.saved_step}) is kept"
+
     def diverged(self, what, step):
-        kept = (
-            f"the last good checkpoint (step {self.saved_step}) is kept"
-            if self.saved_step is not None
-            else "no checkpoint had been saved yet"
-        )
         return TrainingDiverged(
             f"{what} at step {step}, most likely because the learning rate "
             f"{self.config.learning_rate} is too high for {self.config.optimizer}; "
-            f"{kept} in {self.run_dir}.",
+            f"{self.kept_checkpoint('last good')} in {self.run_dir}.",
             step,
         )
 
