@@ -690,16 +690,7 @@ def command_parity(args):
 
 
 def command_inspect(args):
-    config = config_module.make_config(
-        args.preset,
-        model=args.model,
-        optimizer=args.optimizer,
-        semantics=args.semantics,
-        batch_size=args.batch_size,
-        steps_per_run=args.steps_per_run,
-        rewrites_off=args.rewrites_off,
-        xla=args.xla,
-    )
+    config = config_from_args(args)
     if args.cluster:
         from graph_nn.data import load_dataset
         from graph_nn.inspect_cluster import report
