@@ -16,10 +16,11 @@ import tempfile
 from tensorboard.backend.event_processing import event_accumulator
 
 from graph_nn.bench import machine_description
+from graph_nn.children import GRAPH_NN
 from graph_nn.config import article_preset, make_config
 from graph_nn.errors import GraphNNError
 from graph_nn.inspect_cluster import bytes_between_tasks, traced_sync_step, transfers
-from graph_nn.launcher import CLI, child_environment
+from graph_nn.launcher import task_environment
 
 CONTENDERS = {  # name: (workers, extra flags); 0 workers is one process
     "1 process": (0, []),
@@ -58,7 +59,7 @@ def measure(name, config, steps, logdir):
     ]
     command = ["train", *command] if not workers else ["cluster", "--workers", str(workers), *flags, *command]
     result = subprocess.run(
-        [*CLI, *command], capture_output=True, text=True, timeout=TIMEOUT_S, env=child_environment()
+        [*GRAPH_NN, *command], capture_output=True, text=True, timeout=TIMEOUT_S, env=task_environment()
     )
     if result.returncode != 0:
         said = result.stderr.strip().splitlines() or [f"exit {result.returncode}"]

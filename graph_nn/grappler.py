@@ -15,8 +15,6 @@
 
 import collections
 import dataclasses
-import os
-import pathlib
 import re
 import statistics
 import subprocess
@@ -27,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from graph_nn import inference, tracing
+from graph_nn.children import child_environment
 from graph_nn.config import TrainConfig
 from graph_nn.determinism import deterministic_ops
 from graph_nn.inspect_graph import print_table
@@ -135,14 +134,7 @@ class PassReport:
 
 def pass_reports(config):
     """Grappler's meta-optimizer log for config's training step, from a child process (see the docstring)."""
-    env = dict(
-        os.environ,
-        TF_CPP_VMODULE="meta_optimizer=1",
-        TF_CPP_MIN_LOG_LEVEL="0",
-        PYTHONPATH=os.pathsep.join(
-            filter(None, [str(pathlib.Path(__file__).parent.parent), os.environ.get("PYTHONPATH")])
-        ),
-    )
+    env = child_environment(TF_CPP_VMODULE="meta_optimizer=1", TF_CPP_MIN_LOG_LEVEL="0")
     child = subprocess.run(
         [sys.executable, "-m", "graph_nn.grappler", config.to_json()],
         env=env,

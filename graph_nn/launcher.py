@@ -18,25 +18,20 @@ import sys
 import threading
 import time
 
+from graph_nn.children import GRAPH_NN, child_environment
 from graph_nn.cluster import LOOPBACK, free_ports
 from graph_nn.errors import ClusterFailed, Interrupted
 
 WORKER_GRACE_S = 60  # the other workers' time to end after the chief has (their steps time out within 5 s)
 PS_GRACE_S = 15  # the parameter servers' time to end after the last worker (they end as soon as all are done)
 KILL_GRACE_S = 10  # after SIGTERM, before SIGKILL
-CLI = [sys.executable, "-m", "graph_nn"]  # == python run.py, in a process of its own
-PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PR_SET_PDEATHSIG = 1
 
 
-def child_environment():
-    """The environment of a task: this very graph_nn importable, installed or not (as the sweep's runs have it),
-    output unbuffered, and no TF_CONFIG: the flags give the cluster, and both together are refused."""
-    environment = dict(
-        os.environ,
-        PYTHONUNBUFFERED="1",
-        PYTHONPATH=os.pathsep.join(filter(None, [PACKAGE_PARENT, os.environ.get("PYTHONPATH")])),
-    )
+def task_environment():
+    """The environment of a task: this graph_nn's, output unbuffered, and no TF_CONFIG: the flags give the
+    cluster, and both together are refused."""
+    environment = child_environment(PYTHONUNBUFFERED="1")
     environment.pop("TF_CONFIG", None)
     return environment
 
@@ -46,7 +41,7 @@ def task_commands(jobs, worker_args, ps_args):
     hosts = ["--ps-hosts", ",".join(jobs["ps"]), "--worker-hosts", ",".join(jobs["worker"])]
     return {
         f"{job} {index}": [
-            *CLI,
+            *GRAPH_NN,
             "train",
             "--job-name",
             job,
@@ -77,7 +72,7 @@ class Task:
             stderr=subprocess.PIPE,
             text=True,
             errors="backslashreplace",
-            env=child_environment(),
+            env=task_environment(),
             start_new_session=True,
             preexec_fn=die_with_parent if sys.platform == "linux" else None,
         )

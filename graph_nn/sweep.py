@@ -18,7 +18,6 @@ import collections
 import dataclasses
 import itertools
 import json
-import os
 import pathlib
 import shlex
 import signal
@@ -28,13 +27,13 @@ import sys
 import time
 
 from graph_nn import config as config_module
+from graph_nn.children import GRAPH_NN, child_environment
 from graph_nn.errors import GraphNNError, Interrupted
 from graph_nn.runs import DONE, STOPPED, RunDir, exclusive, new_run_dir
 from graph_nn.signals import EXIT_CODES, stop_requested_by_signals
 
 PLAN = "sweep.json"
 OUTPUT = "output.txt"
-PACKAGE_PARENT = pathlib.Path(__file__).resolve().parent.parent
 POLL_SECONDS = 0.2
 STOP_SECONDS = 120  # how long a run asked to stop may take to save its checkpoint and exit before it is killed
 
@@ -136,7 +135,7 @@ def load(directory):
 
 def command(sweep, run):
     """The train process of a run: a fresh run in the run's directory, or a resume of its latest checkpoint."""
-    train = [sys.executable, "-m", "graph_nn", "train"]
+    train = [*GRAPH_NN, "train"]
     data = ["--data-dir", sweep.data_dir] if sweep.data_dir else []
     resumed = sweep.to_resume(run)
     if resumed:
@@ -158,18 +157,14 @@ class Child:
         with self.output.open("a") as log:
             log.write(f"$ {shlex.join(command_line)}\n")
             log.flush()
-            # The children import this very graph_nn, installed or not.  A session of their own, so that a Ctrl-C
-            # at the terminal reaches the sweep alone, which then stops each run the same way.
-            environment = dict(
-                os.environ,
-                PYTHONPATH=os.pathsep.join(filter(None, [str(PACKAGE_PARENT), os.environ.get("PYTHONPATH")])),
-            )
+            # A session of their own, so that a Ctrl-C at the terminal reaches the sweep alone, which then stops
+            # each run the same way.
             self.process = subprocess.Popen(
                 command_line,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=environment,
+                env=child_environment(),
                 start_new_session=True,
             )
         self.started = time.monotonic()
