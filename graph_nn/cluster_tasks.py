@@ -29,7 +29,7 @@ import traceback
 import numpy as np
 import tensorflow as tf
 
-from graph_nn import checkpoints, records, recovery, replicas
+from graph_nn import checkpoints, recovery, replicas
 from graph_nn.cluster import save_cluster, wait_for_listener
 from graph_nn.errors import ClusterFailed, GraphNNError, Interrupted, TrainingDiverged
 from graph_nn.loop import Meter, TrainingResult
@@ -38,7 +38,7 @@ from graph_nn.runs import DIVERGED, FINISHED, STOPPED, RunDir, exclusive
 from graph_nn.sessions import session_config
 from graph_nn.signals import stop_requested_by_signals
 from graph_nn.summaries import Writers, event_writer, scalars
-from graph_nn.train import describe, finish
+from graph_nn.train import describe, finish, record_end
 
 v1 = tf.compat.v1
 STEP_TIMEOUT_S = 5  # one sess.run; a training step takes milliseconds
@@ -262,15 +262,7 @@ class Worker:
         if self.task.is_chief and self.writers:
             step = self.step if status == FINISHED else self.trainer.saved_step or 0
             with contextlib.suppress(GraphNNError, OSError):
-                records.record_end(
-                    self.run_dir,
-                    self.config,
-                    status,
-                    step,
-                    len(self.trainer.dataset.train),
-                    self.trainer.best.step,
-                    message=str(error) if error else None,
-                )
+                record_end(self.trainer, status, step, str(error) if error else None)
         return error
 
     def wait_for_parameter_servers(self):

@@ -67,25 +67,22 @@ def resume(run_dir, dataset: Dataset, out=None) -> TrainingResult:
 def run_and_record(trainer, run_dir, resume=False):
     """trainer.run, and how its training ended recorded in the run directory: finished or stopped early, and
     also stopped by a signal or diverged, whose exceptions then go on with their own sentence and exit code."""
-    train_examples = len(trainer.dataset.train)
     try:
         result = trainer.run(run_dir, resume)
     except (Interrupted, TrainingDiverged) as e:
         # A record that cannot be written (a full disk) must not replace the sentence that says what happened.
         with contextlib.suppress(GraphNNError, OSError):
-            status = STOPPED if isinstance(e, Interrupted) else DIVERGED
-            records.record_end(
-                run_dir,
-                trainer.config,
-                status,
-                trainer.saved_step or 0,
-                train_examples,
-                trainer.best.step,
-                message=str(e),
-            )
+            record_end(trainer, STOPPED if isinstance(e, Interrupted) else DIVERGED, trainer.saved_step or 0, str(e))
         raise
-    records.record_end(run_dir, trainer.config, result.status, result.global_step, train_examples, result.best_step)
+    record_end(trainer, result.status, result.global_step)
     return result
+
+
+def record_end(trainer, status, step, message=None):
+    """result.json and the HParams row of the trainer's run, whose training ended with status at step."""
+    records.record_end(
+        trainer.run_dir, trainer.config, status, step, len(trainer.dataset.train), trainer.best.step, message
+    )
 
 
 def instrumented(config, run_dir):
