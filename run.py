@@ -2,7 +2,7 @@
 
 import sys
 
-from graph_nn.cli import main
+from graph_nn.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -2,6 +2,6 @@
 
 import sys
 
-from graph_nn.cli import main
+from graph_nn.cli.main import main
 
 sys.exit(main())

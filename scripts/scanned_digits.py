@@ -4,7 +4,7 @@ A "scan" is a test digit inverted to dark ink on light paper, enlarged 3-4x, pla
 grey-white page with some paper grain, saved as PNG or JPEG. A distortion makes it differ from MNIST in more
 than size and polarity: the digit rotated by up to ROTATION degrees, its strokes thicker or thinner, blurred,
 or the page unevenly lit. For each run this prints the accuracy of `predict` (MNIST's preparation,
-graph_nn/digit_images.py) and of a plain resize of the page to 28x28:
+graph_nn/data/digit_images.py) and of a plain resize of the page to 28x28:
 
     python scripts/scanned_digits.py --count 1000 RUN_DIR [RUN_DIR ...]
     python scripts/scanned_digits.py --count 1000 --distortion all RUN_DIR
@@ -21,9 +21,9 @@ from PIL import Image, ImageFilter
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from graph_nn import inference  # noqa: E402
-from graph_nn.data import IMAGE_SIZE, load_dataset  # noqa: E402
-from graph_nn.evaluate import restored_session  # noqa: E402
-from graph_nn.predict import predict_files  # noqa: E402
+from graph_nn.data.dataset import IMAGE_SIZE, load_dataset  # noqa: E402
+from graph_nn.reports.evaluate import restored_session  # noqa: E402
+from graph_nn.reports.predict import predict_files  # noqa: E402
 
 PAGE = (320, 240)  # width, height
 PAPER = 235  # the paper's grey level

@@ -6,9 +6,9 @@ import textwrap
 
 import pytest
 
-from graph_nn.config import make_config
-from graph_nn.data import load_dataset
-from graph_nn.train import train
+from graph_nn.core.config import make_config
+from graph_nn.data.dataset import load_dataset
+from graph_nn.training.runs import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -56,7 +56,7 @@ def run_cli(*args, cwd=None, timeout=300):
 @pytest.fixture(scope="session")
 def reported_run(short_run, mnist):
     """short_run after the end-of-run report, pictures and TensorBoard extras, as `python run.py` makes them."""
-    from graph_nn.evaluate import report_run
+    from graph_nn.reports.evaluate import report_run
 
     printed = io.StringIO()
     evaluation = report_run(short_run.run_dir, mnist, out=printed, tensorboard=True)

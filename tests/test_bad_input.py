@@ -12,9 +12,9 @@ import sys
 
 import pytest
 
-from graph_nn.config import make_config
-from graph_nn.data import FILES, SHIPPED_DIR
-from graph_nn.train import train
+from graph_nn.core.config import make_config
+from graph_nn.data.dataset import FILES, SHIPPED_DIR
+from graph_nn.training.runs import train
 from tests.conftest import IMPORTED_AFTER, ROOT
 
 FILE_SIZE_LIMIT = 300_000  # bytes: room for config.json and events, not for an mlp64 checkpoint

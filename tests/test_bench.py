@@ -8,10 +8,10 @@ import sys
 
 import numpy as np
 
-from graph_nn import bench
-from graph_nn.config import make_config
-from graph_nn.determinism import deterministic_ops
-from graph_nn.inspect_graph import training_flops
+from graph_nn.core.config import make_config
+from graph_nn.experiments import bench
+from graph_nn.graph.determinism import deterministic_ops
+from graph_nn.internals.inspect_graph import training_flops
 from tests.conftest import ROOT, run_cli
 
 

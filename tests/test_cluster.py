@@ -20,9 +20,9 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
-from graph_nn.cluster import free_ports
-from graph_nn.config import make_config
-from graph_nn.model import build_graph
+from graph_nn.core.config import make_config
+from graph_nn.distributed.spec import free_ports
+from graph_nn.graph.model import build_graph
 from tests.conftest import IMPORTED_AFTER, ROOT
 
 RUN_PY = os.path.join(ROOT, "run.py")
@@ -599,8 +599,8 @@ def test_bad_cluster_input_is_answered_in_one_sentence_before_tensorflow_is_impo
 
 
 def test_flags_and_tf_config_give_the_same_task_as_tensorflows_own_resolver_reads(monkeypatch):
-    from graph_nn.cluster import task_from_flags, task_from_tf_config
-    from graph_nn.replicas import cluster_spec
+    from graph_nn.distributed.replicas import cluster_spec
+    from graph_nn.distributed.spec import task_from_flags, task_from_tf_config
 
     by_flags = task_from_flags("worker", 1, "127.0.0.1:2222", WORKERS)
     monkeypatch.setenv("TF_CONFIG", by_flags.tf_config())
@@ -681,7 +681,7 @@ def test_every_wait_has_a_limit(processes, tmp_path):
 
 
 def test_every_worker_draws_its_own_batches_a_pure_function_of_seed_worker_and_step():
-    from graph_nn.schedule import BatchSchedule
+    from graph_nn.data.batches import BatchSchedule
 
     config = make_config(model="mlp64", batch_size=1000)
     single, worker_0, worker_1 = (BatchSchedule(config, 60000, task=task) for task in (None, 0, 1))

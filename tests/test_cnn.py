@@ -5,10 +5,10 @@ import pathlib
 
 from tensorboard.backend.event_processing import event_accumulator
 
-from graph_nn.config import make_config
-from graph_nn.evaluate import evaluate_run
-from graph_nn.model import build_graph
-from graph_nn.train import train
+from graph_nn.core.config import make_config
+from graph_nn.graph.model import build_graph
+from graph_nn.reports.evaluate import evaluate_run
+from graph_nn.training.runs import train
 
 
 def test_the_cnn_graph_is_article_004s_layer_stack():

@@ -10,8 +10,8 @@ import pytest
 from tensorboard import context
 from tensorflow.python.ops import control_flow_util
 
-from graph_nn import control_flow
-from graph_nn.config import make_config
+from graph_nn.core.config import make_config
+from graph_nn.internals import control_flow
 from tests.conftest import graphs_plugin_over
 
 CONFIG = make_config(model="mlp64", steps_per_run=5)

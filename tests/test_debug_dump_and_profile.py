@@ -8,11 +8,11 @@ from tensorboard.plugins.debugger_v2 import debug_data_multiplexer
 from tensorflow.python.debug.lib import debug_events_reader, dumping_callback
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-from graph_nn import profiling
-from graph_nn.config import make_config
-from graph_nn.inspect_graph import run_report
-from graph_nn.runs import RunDir
-from graph_nn.train import train
+from graph_nn.core.config import make_config
+from graph_nn.core.run_dir import RunDir
+from graph_nn.internals.inspect_graph import run_report
+from graph_nn.observe import profiling
+from graph_nn.training.runs import train
 
 PROFILED = (5, 8)
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from graph_nn.errors import GraphNNError
-from graph_nn.export import checkpoint_probabilities, export_run
+from graph_nn.core.errors import GraphNNError
+from graph_nn.reports.export import checkpoint_probabilities, export_run
 from tests.conftest import ROOT, run_cli
 
 v1 = tf.compat.v1
@@ -19,8 +19,8 @@ v1 = tf.compat.v1
 RELOAD_IN_A_FRESH_PROCESS = textwrap.dedent("""
     import sys
     import numpy as np
-    from graph_nn.data import load_dataset
-    from graph_nn.export import frozen_predictions, saved_model_predictions
+    from graph_nn.data.dataset import load_dataset
+    from graph_nn.reports.export import frozen_predictions, saved_model_predictions
     export_dir, out = sys.argv[1], sys.argv[2]
     images = load_dataset().test.images
     frozen = frozen_predictions(export_dir + "/frozen_graph.pb", images)

@@ -5,11 +5,12 @@ import re
 import pytest
 import tensorflow as tf
 
-from graph_nn import grappler, tracing
-from graph_nn.config import make_config
-from graph_nn.determinism import deterministic_ops
-from graph_nn.model import build_graph, train_fetches
-from graph_nn.sessions import session_config
+from graph_nn.core.config import make_config
+from graph_nn.graph.determinism import deterministic_ops
+from graph_nn.graph.model import build_graph, train_fetches
+from graph_nn.graph.sessions import session_config
+from graph_nn.internals import grappler
+from graph_nn.observe import tracing
 from tests.conftest import run_cli
 
 v1 = tf.compat.v1

@@ -8,9 +8,9 @@ import struct
 import numpy as np
 import pytest
 
-from graph_nn import data
-from graph_nn.errors import GraphNNError
-from graph_nn.idx import parse_idx, read_idx
+from graph_nn.core.errors import GraphNNError
+from graph_nn.data import dataset
+from graph_nn.data.idx import parse_idx, read_idx
 from tests.conftest import run_cli
 
 
@@ -32,7 +32,7 @@ def test_one_hot_labels_agree_with_integer_labels(mnist):
 
 
 def test_raw_idx_header_is_read(tmp_path):
-    images = read_idx(data.SHIPPED_DIR / "t10k-images-idx3-ubyte.gz")
+    images = read_idx(dataset.SHIPPED_DIR / "t10k-images-idx3-ubyte.gz")
     assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
 
 
@@ -49,7 +49,7 @@ def test_every_idx_dtype_is_decoded_big_endian(dtype_code, dtype):
 
 
 def copy_mnist(tmp_path):
-    for path in data.SHIPPED_DIR.iterdir():
+    for path in dataset.SHIPPED_DIR.iterdir():
         shutil.copy(path, tmp_path / path.name)
     return tmp_path
 
@@ -108,7 +108,7 @@ BREAKAGES = [break_missing, break_truncated_gzip, break_checksum, break_magic, b
 def test_broken_data_names_the_file_and_the_fault(tmp_path, breakage):
     expected = breakage(copy_mnist(tmp_path))
     with pytest.raises(GraphNNError, match=expected.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
-        data.load_dataset(tmp_path)
+        dataset.load_dataset(tmp_path)
 
 
 @pytest.mark.parametrize("breakage", [break_checksum, break_count], ids=lambda f: f.__name__)
@@ -128,8 +128,8 @@ def test_another_idx_set_without_checksums_loads(tmp_path):
     for path in list(d.glob("*.gz")):
         path.with_suffix("").write_bytes(gzip.decompress(path.read_bytes()))
         path.unlink()
-    dataset = data.load_dataset(d)
-    assert len(dataset.train) == 60000 and len(dataset.test) == 10000
+    loaded = dataset.load_dataset(d)
+    assert len(loaded.train) == 60000 and len(loaded.test) == 10000
 
 
 FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -145,8 +145,8 @@ def named_set(tmp_path_factory):
     """A small IDX set (MNIST's first 2,000 and 500 images, under Fashion-MNIST's class names) with a classes.txt."""
     d = tmp_path_factory.mktemp("named")
     for split, n in (("train", 2000), ("t10k", 500)):
-        write_idx(d / f"{split}-images-idx3-ubyte", read_idx(data.SHIPPED_DIR / f"{split}-images-idx3-ubyte.gz")[:n])
-        write_idx(d / f"{split}-labels-idx1-ubyte", read_idx(data.SHIPPED_DIR / f"{split}-labels-idx1-ubyte.gz")[:n])
+        write_idx(d / f"{split}-images-idx3-ubyte", read_idx(dataset.SHIPPED_DIR / f"{split}-images-idx3-ubyte.gz")[:n])
+        write_idx(d / f"{split}-labels-idx1-ubyte", read_idx(dataset.SHIPPED_DIR / f"{split}-labels-idx1-ubyte.gz")[:n])
     (d / "classes.txt").write_text("\n".join(FASHION) + "\n")
     return d
 
@@ -154,7 +154,7 @@ def named_set(tmp_path_factory):
 def test_a_data_set_with_classes_txt_is_reported_and_predicted_by_its_class_names(named_set, tmp_path):
     from PIL import Image
 
-    from graph_nn.predict import format_prediction, predict_files
+    from graph_nn.reports.predict import format_prediction, predict_files
 
     result = run_cli(
         "--model", "mlp64", "--steps", "40", "--batch-size", "100", "--data-dir", named_set, "--logdir", tmp_path
@@ -181,9 +181,9 @@ def test_a_data_set_with_classes_txt_is_reported_and_predicted_by_its_class_name
 def test_class_names_can_come_from_another_file(named_set, tmp_path):
     names = tmp_path / "names.txt"
     names.write_text("\n".join(name.upper() for name in FASHION))
-    assert data.load_dataset(named_set, names).classes == tuple(name.upper() for name in FASHION)
-    assert data.load_dataset(named_set).classes == FASHION
-    assert data.load_dataset().classes == data.DIGITS
+    assert dataset.load_dataset(named_set, names).classes == tuple(name.upper() for name in FASHION)
+    assert dataset.load_dataset(named_set).classes == FASHION
+    assert dataset.load_dataset().classes == dataset.DIGITS
 
 
 @pytest.mark.parametrize(
@@ -198,5 +198,5 @@ def test_class_names_can_come_from_another_file(named_set, tmp_path):
 def test_a_malformed_classes_txt_is_named_in_one_sentence(lines, message, tmp_path):
     (tmp_path / "classes.txt").write_text("\n".join(lines) + "\n")
     with pytest.raises(GraphNNError) as error:
-        data.read_classes(tmp_path / "classes.txt")
+        dataset.read_classes(tmp_path / "classes.txt")
     assert str(error.value) == f"{tmp_path / 'classes.txt'}: {message}"

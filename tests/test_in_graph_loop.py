@@ -6,11 +6,11 @@ import signal
 
 import pytest
 
-from graph_nn.config import make_config
-from graph_nn.errors import Interrupted, TrainingDiverged
-from graph_nn.loop import Trainer
-from graph_nn.runs import new_run_dir
-from graph_nn.train import train
+from graph_nn.core.config import make_config
+from graph_nn.core.errors import Interrupted, TrainingDiverged
+from graph_nn.core.run_dir import new_run_dir
+from graph_nn.training.loop import Trainer
+from graph_nn.training.runs import train
 from tests.test_reliability import assert_bit_identical, checkpoint_tensors, scalars
 
 # 2 epochs of 120 batches (the last one short); train scalars, histograms, checkpoints and the epochs'

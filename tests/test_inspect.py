@@ -6,8 +6,10 @@ import pytest
 import tensorflow as tf
 from google.protobuf import text_format
 
-from graph_nn.config import MODELS, make_config
-from graph_nn.inspect_graph import (
+from graph_nn.core.config import MODELS, make_config
+from graph_nn.graph.model import build_graph, parameter_count, train_fetches
+from graph_nn.graph.sessions import session_config
+from graph_nn.internals.inspect_graph import (
     GRADIENTS_SCOPE,
     executed_graph_def,
     flops,
@@ -24,9 +26,7 @@ from graph_nn.inspect_graph import (
     training_flops,
     variables,
 )
-from graph_nn.model import build_graph, parameter_count, train_fetches
-from graph_nn.sessions import session_config
-from graph_nn.tracing import executed_nodes, traced_run
+from graph_nn.observe.tracing import executed_nodes, traced_run
 from tests.conftest import run_cli
 
 v1 = tf.compat.v1

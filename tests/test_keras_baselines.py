@@ -3,21 +3,21 @@
 import numpy as np
 import pytest
 
-from graph_nn import keras_baselines
-from graph_nn.config import RECIPES, make_config, recipe_name_for
-from graph_nn.data import Dataset
-from graph_nn.errors import GraphNNError
-from graph_nn.model import build_graph, parameter_count
+from graph_nn.core.config import RECIPES, make_config, recipe_name_for
+from graph_nn.core.errors import GraphNNError
+from graph_nn.crosscheck import keras_models
+from graph_nn.data.dataset import Dataset
+from graph_nn.graph.model import build_graph, parameter_count
 
 
 @pytest.mark.parametrize("model_name", ["mlp64", "mlp512", "mlp5", "cnn"])
 def test_each_twin_has_the_graph_models_parameter_count(model_name):
-    keras_model = keras_baselines.build_model(model_name)
+    keras_model = keras_models.build_model(model_name)
     assert keras_model.count_params() == parameter_count(build_graph(make_config(model=model_name)))
 
 
 def test_the_cnn_is_article_004s_in_both_apis():
-    sequential, functional = keras_baselines.cnn_sequential(), keras_baselines.cnn_functional()
+    sequential, functional = keras_models.cnn_sequential(), keras_models.cnn_functional()
     expected = ["Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Conv2D", "Flatten", "Dense"]
     assert [type(layer).__name__ for layer in sequential.layers] == expected
     assert [type(layer).__name__ for layer in functional.layers] == ["InputLayer"] + expected
@@ -27,7 +27,7 @@ def test_the_cnn_is_article_004s_in_both_apis():
 
 
 def test_the_chapter2_model_is_dense_512_relu_and_dense_10_softmax():
-    model = keras_baselines.build_model("mlp512")
+    model = keras_models.build_model("mlp512")
     assert [(layer.units, layer.activation.__name__) for layer in model.layers] == [(512, "relu"), (10, "softmax")]
 
 
@@ -57,16 +57,16 @@ def test_recipe_errors_are_one_sentence():
 def test_article_001_pipeline_one_hot_encodes_and_shuffles(mnist):
     config = make_config("five-layer", seed=1)
     split = mnist.train.take(1000)
-    shuffled = next(iter(keras_baselines.article_dataset(split.images, split.labels, config, shuffle=True)))
-    ordered = next(iter(keras_baselines.article_dataset(split.images, split.labels, config, shuffle=False)))
+    shuffled = next(iter(keras_models.article_dataset(split.images, split.labels, config, shuffle=True)))
+    ordered = next(iter(keras_models.article_dataset(split.images, split.labels, config, shuffle=False)))
     assert shuffled[0].shape == (128, 784) and shuffled[1].shape == (128, 10)
     np.testing.assert_array_equal(ordered[1].numpy(), split.onehot[:128])
     assert not np.array_equal(shuffled[1].numpy(), ordered[1].numpy())
 
 
 def test_onehot_recipes_feed_to_categorical_labels(mnist):
-    onehot = keras_baselines.labels_for(RECIPES["cnn-onehot"], mnist.test)
-    integer = keras_baselines.labels_for(RECIPES["cnn"], mnist.test)
+    onehot = keras_models.labels_for(RECIPES["cnn-onehot"], mnist.test)
+    integer = keras_models.labels_for(RECIPES["cnn"], mnist.test)
     np.testing.assert_array_equal(onehot, mnist.test.onehot)
     np.testing.assert_array_equal(integer, mnist.test.labels)
 
@@ -77,7 +77,7 @@ def test_every_recipe_fits_and_learns(mnist, recipe_name):
     recipe = RECIPES[recipe_name]
     small = Dataset(mnist.train.take(3000), mnist.test.take(500), mnist.source)
     config = make_config(recipe.preset, epochs=1)
-    result = keras_baselines.fit(recipe, config, small, verbose=0)
+    result = keras_models.fit(recipe, config, small, verbose=0)
     assert result.parameters == parameter_count(build_graph(config))
     assert result.steps_per_epoch == -(-3000 // config.batch_size)
     assert len(result.epoch_seconds) == 1 and result.epoch_seconds[0] > 0

@@ -3,8 +3,8 @@
 import pytest
 import tensorflow as tf
 
-from graph_nn.config import make_config
-from graph_nn.model import build_graph, parameter_count
+from graph_nn.core.config import make_config
+from graph_nn.graph.model import build_graph, parameter_count
 
 v1 = tf.compat.v1
 KERAS_PARAMETER_COUNTS = {"mlp64": 50_890, "mlp512": 407_050, "mlp5": 244_522, "cnn": 104_202}

@@ -2,9 +2,9 @@
 
 import pytest
 
-from graph_nn.config import make_config
-from graph_nn.model import build_graph
-from graph_nn.model_summary import format_summary, summary_rows
+from graph_nn.core.config import make_config
+from graph_nn.graph.layer_table import format_summary, summary_rows
+from graph_nn.graph.model import build_graph
 from tests.conftest import run_cli
 
 

@@ -10,10 +10,10 @@ import pytest
 import tensorflow as tf
 from tensorflow.python.debug.lib import debug_data
 
-from graph_nn.config import make_config
-from graph_nn.data import Split
-from graph_nn.errors import TrainingDiverged
-from graph_nn.train import train
+from graph_nn.core.config import make_config
+from graph_nn.core.errors import TrainingDiverged
+from graph_nn.data.dataset import Split
+from graph_nn.training.runs import train
 from tests.test_reliability import checkpoint_tensors, only_run_dir
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)

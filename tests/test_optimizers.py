@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from graph_nn.cli import config_from_args, parse_args
-from graph_nn.config import PRESETS, make_config
-from graph_nn.errors import GraphNNError
-from graph_nn.model import build_graph
-from graph_nn.optimizers import KerasAdam, KerasRMSprop, KerasSGD, make_optimizer
+from graph_nn.cli.main import config_from_args, parse_args
+from graph_nn.core.config import PRESETS, make_config
+from graph_nn.core.errors import GraphNNError
+from graph_nn.graph.model import build_graph
+from graph_nn.graph.optimizers import KerasAdam, KerasRMSprop, KerasSGD, make_optimizer
 
 v1 = tf.compat.v1
 

@@ -5,9 +5,9 @@ import re
 import numpy as np
 import pytest
 
-from graph_nn import keras_baselines, parity
-from graph_nn.config import MODELS, OPTIMIZERS, make_config
-from graph_nn.optimizers import KerasAdam, KerasSGD
+from graph_nn.core.config import MODELS, OPTIMIZERS, make_config
+from graph_nn.crosscheck import keras_models, parity
+from graph_nn.graph.optimizers import KerasAdam, KerasSGD
 from tests.conftest import run_cli
 
 IMAGES = 300  # for the broken graphs below; the whole test set is checked through `python run.py parity`
@@ -22,7 +22,7 @@ def trained_cnn(mnist):
 
 def forward(model_name, keras_model, weights, mnist):
     test = mnist.test.take(IMAGES)
-    keras = parity.keras_logits(keras_model, keras_baselines.images_for(model_name, test.images))
+    keras = parity.keras_logits(keras_model, keras_models.images_for(model_name, test.images))
     graph = parity.graph_logits(make_config(model=model_name), weights, test.images)
     return parity.compare_logits(model_name, graph, keras)
 
@@ -54,7 +54,7 @@ def test_forward_parity_of_the_functional_cnn(mnist):
 def test_the_compared_logits_are_a_trained_models(mnist, trained_cnn):
     """Parity of near-zero logits would prove little: after 50 RMSprop steps they are large and mostly right."""
     test = mnist.test.take(IMAGES)
-    logits = parity.keras_logits(trained_cnn, keras_baselines.images_for("cnn", test.images))
+    logits = parity.keras_logits(trained_cnn, keras_models.images_for("cnn", test.images))
     assert np.abs(logits).max() > 5
     assert np.mean(np.argmax(logits, axis=1) == test.labels) > 0.8
 
@@ -90,7 +90,7 @@ def test_a_wrong_layer_fails_forward_parity(mnist):
 
 
 def test_weights_of_another_shape_are_refused(mnist):
-    mlp512 = keras_baselines.build_model("mlp512")
+    mlp512 = keras_models.build_model("mlp512")
     with pytest.raises(ValueError, match="hidden1/kernel: shape \\[784, 64\\], Keras gives \\[784, 512\\]"):
         parity.graph_logits(make_config(model="mlp64"), parity.keras_weights(mlp512), mnist.test.images[:10])
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from graph_nn.config import make_config
-from graph_nn.digit_images import prepare
-from graph_nn.errors import GraphNNError
-from graph_nn.predict import predict_files
-from graph_nn.train import train
+from graph_nn.core.config import make_config
+from graph_nn.core.errors import GraphNNError
+from graph_nn.data.digit_images import prepare
+from graph_nn.reports.predict import predict_files
+from graph_nn.training.runs import train
 from scripts.scanned_digits import DISTORTIONS, accuracies, predict_accuracy, scan, write_scans
 from tests.conftest import run_cli
 

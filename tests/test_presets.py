@@ -3,10 +3,10 @@
 import pytest
 import tensorflow as tf
 
-from graph_nn.config import TrainConfig, make_config
-from graph_nn.errors import GraphNNError
-from graph_nn.model import build_graph
-from graph_nn.schedule import BatchSchedule
+from graph_nn.core.config import TrainConfig, make_config
+from graph_nn.core.errors import GraphNNError
+from graph_nn.data.batches import BatchSchedule
+from graph_nn.graph.model import build_graph
 
 
 def optimizer_of(model):

@@ -22,12 +22,15 @@ from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorflow.python.framework import config as tf_config
 
-from graph_nn import checkpoints, history, plots, runs
-from graph_nn.cli import config_from_args, parse_args
-from graph_nn.config import make_config
-from graph_nn.errors import TrainingDiverged
-from graph_nn.progress import format_metrics
-from graph_nn.train import train
+from graph_nn.cli.main import config_from_args, parse_args
+from graph_nn.core import run_dir
+from graph_nn.core.config import make_config
+from graph_nn.core.errors import TrainingDiverged
+from graph_nn.graph import checkpoints
+from graph_nn.observe import logged_scalars
+from graph_nn.reports import plots
+from graph_nn.training.progress import format_metrics
+from graph_nn.training.runs import train
 from tests.conftest import ROOT, run_cli
 
 # mlp64 with Adam (slots to restore), 2 epochs of 120 batches, a checkpoint at step 130 (mid-epoch, between two
@@ -172,7 +175,7 @@ def assert_same_as_uninterrupted(run_dir, uninterrupted, stdout, resumed_at):
     assert [s for s, _ in scalars(run_dir, "loss")] == list(range(3, STEPS + 1, 3))
     assert [s for s, _ in scalars(run_dir, "accuracy", "validation")] == EVALUATED
     # The pictures are drawn from every session's events: those of the run never interrupted.
-    curves = history.curves(uninterrupted.run_dir)
+    curves = logged_scalars.curves(uninterrupted.run_dir)
     assert [step for step, _ in curves["accuracy"][1]] == EVALUATED
     assert (pathlib.Path(run_dir) / "accuracy.png").read_bytes() == plots.accuracy_curves(*curves["accuracy"])
     assert (pathlib.Path(run_dir) / "loss.png").read_bytes() == plots.loss_curves(*curves["loss"])
@@ -319,7 +322,7 @@ def test_the_same_seed_twice_gives_identical_runs_and_another_seed_does_not(mnis
 
 def make_run_dirs(logdir, start, queue):
     start.wait()
-    queue.put([str(runs.new_run_dir(logdir, "mlp64")) for _ in range(20)])
+    queue.put([str(run_dir.new_run_dir(logdir, "mlp64")) for _ in range(20)])
 
 
 def test_two_processes_making_run_directories_at_once_never_share_one(tmp_path):

@@ -12,9 +12,9 @@ from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorboard.plugins.projector import projector_config_pb2
 
-from graph_nn.config import make_config
-from graph_nn.reports import Evaluation
-from graph_nn.train import train
+from graph_nn.core.config import make_config
+from graph_nn.reports.classification import Evaluation
+from graph_nn.training.runs import train
 from tests.conftest import run_cli
 
 

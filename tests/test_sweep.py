@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from graph_nn import sweep
-from graph_nn.runs import RunDir
+from graph_nn.core.run_dir import RunDir
+from graph_nn.experiments import sweep
 from tests.conftest import ROOT, run_cli
 from tests.test_reliability import hparams_row
 

@@ -9,12 +9,12 @@ import tensorflow as tf
 from tensorboard import context
 from tensorboard.backend.event_processing import event_accumulator
 
-from graph_nn import runs
-from graph_nn.config import make_config
-from graph_nn.errors import GraphNNError
-from graph_nn.inspect_graph import checkpoint_contents, run_report, trace_step
-from graph_nn.loop import Trainer
-from graph_nn.train import train
+from graph_nn.core.config import make_config
+from graph_nn.core.errors import GraphNNError
+from graph_nn.core.run_dir import new_run_dir
+from graph_nn.internals.inspect_graph import checkpoint_contents, run_report, trace_step
+from graph_nn.training.loop import Trainer
+from graph_nn.training.runs import train
 from tests.conftest import graphs_plugin_over
 
 TRACE_STEPS = (5, 10)
@@ -83,7 +83,7 @@ class LeakyTrainer(Trainer):
 
 
 def test_an_op_created_inside_the_loop_fails_loudly(mnist, tmp_path):
-    run_dir = runs.new_run_dir(tmp_path, "mlp64")
+    run_dir = new_run_dir(tmp_path, "mlp64")
     trainer = LeakyTrainer(make_config(model="mlp64", steps=3), mnist, out=io.StringIO())
     ops_before = len(trainer.model.graph.get_operations())
     with pytest.raises(RuntimeError, match="Graph is finalized"):

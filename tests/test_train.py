@@ -7,9 +7,9 @@ import pathlib
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
-from graph_nn.config import make_config
-from graph_nn.evaluate import evaluate_run
-from graph_nn.train import train
+from graph_nn.core.config import make_config
+from graph_nn.reports.evaluate import evaluate_run
+from graph_nn.training.runs import train
 from tests.conftest import run_cli
 
 

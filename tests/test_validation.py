@@ -13,13 +13,13 @@ import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
-from graph_nn import checkpoints, inference
-from graph_nn.cli import config_from_args, parse_args
-from graph_nn.config import make_config
-from graph_nn.data import Split
-from graph_nn.errors import GraphNNError
-from graph_nn.evaluate import evaluate_run, restored_session
-from graph_nn.train import resume, train
+from graph_nn.cli.main import config_from_args, parse_args
+from graph_nn.core.config import make_config
+from graph_nn.core.errors import GraphNNError
+from graph_nn.data.dataset import Split
+from graph_nn.graph import batched, checkpoints
+from graph_nn.reports.evaluate import evaluate_run, restored_session
+from graph_nn.training.runs import resume, train
 from tests.conftest import run_cli
 from tests.test_reliability import LEAD, assert_bit_identical, only_run_dir, read_until_step, scalars, start_cli
 
@@ -67,7 +67,7 @@ def test_a_validation_split_trains_on_the_rest_validates_on_it_and_leaves_the_te
     )
     held_out = mnist.train[55000:]
     with restored_session(split.run_dir) as (sess, model, _):
-        expected = inference.loss_and_accuracy(sess, model, held_out)
+        expected = batched.loss_and_accuracy(sess, model, held_out)
     validation = scalars(split.run_dir, "loss", "validation")
     assert [step for step, _ in validation] == [20, 40]
     assert validation[-1][1] == pytest.approx(expected[0]) and split.history[-1]["val_accuracy"] == expected[1]

@@ -11,10 +11,10 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
-from graph_nn.config import make_config
-from graph_nn.errors import GraphNNError
-from graph_nn.sessions import session_config
-from graph_nn.train import train
+from graph_nn.core.config import make_config
+from graph_nn.core.errors import GraphNNError
+from graph_nn.graph.sessions import session_config
+from graph_nn.training.runs import train
 from tests.conftest import ROOT, run_cli
 from tests.test_reliability import assert_bit_identical, checkpoint_tensors, only_run_dir
 

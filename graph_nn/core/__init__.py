@@ -1,0 +1,3 @@
+"""What every layer shares, without TensorFlow: errors, the configuration, the run directory, signals, child
+processes.
+"""

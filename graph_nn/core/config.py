@@ -1,0 +1,231 @@
+"""What one training run is: a TrainConfig, the article presets, and the checks on user-given values."""
+
+import dataclasses
+import json
+
+from graph_nn.core.errors import GraphNNError
+from graph_nn.core.run_dir import RunDir
+
+MODELS = ("mlp64", "mlp512", "mlp5", "cnn")
+# What the model names build (graph_nn/graph/model.py, and their Keras twins in keras_baselines.py).
+HIDDEN_UNITS = {"mlp64": (64,), "mlp512": (512,), "mlp5": (256, 128, 64, 32)}  # Dense relu layers before output
+CNN_FILTERS = (32, 64, 128)  # 3x3 convolutions; the first two are followed by a 2x2 max-pool
+INITS = ("glorot_uniform", "random_normal")
+OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
+SEMANTICS = ("tf1", "keras")  # whose optimizer formulas and defaults graph mode uses
+BATCHING = ("shuffle", "sequential")
+CONTROL_FLOWS = ("v1", "v2")  # TF1's while_loop frame, or TF2's functional While (graph_nn/graph/in_graph_loop.py)
+# Grappler's passes as its meta-optimizer log names them, and the RewriterConfig field that switches each off
+# (graph_nn/graph/sessions.py sets it); --rewrite-off takes the names.  "meta_optimizer" is all of them at once.
+GRAPPLER_PASSES = {
+    "model_pruner": "disable_model_pruning",
+    "implementation_selector": "implementation_selector",
+    "function_optimizer": "function_optimization",
+    "common_subgraph_elimination": "common_subgraph_elimination",
+    "constant_folding": "constant_folding",
+    "shape_optimizer": "shape_optimization",
+    "arithmetic_optimizer": "arithmetic_optimization",
+    "layout": "layout_optimizer",
+    "remapper": "remapping",
+    "loop_optimizer": "loop_optimization",
+    "dependency_optimizer": "dependency_optimization",
+    "memory_optimizer": "memory_optimization",
+    "tfg_optimizer": "disable_tfg_optimizer",
+    "meta_optimizer": "disable_meta_optimizer",
+}
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    model: str = "mlp512"
+    init: str = "glorot_uniform"
+    optimizer: str = "rmsprop"
+    semantics: str = "tf1"
+    learning_rate: float = 1e-3
+    momentum: float | None = None  # None: 0.9 for the momentum optimizer, 0 (none) for RMSprop
+    rho: float = 0.9
+    beta1: float = 0.9
+    beta2: float = 0.999
+    epsilon: float | None = None  # None: the optimizer's own default under `semantics`
+    batch_size: int = 128
+    epochs: int = 5
+    steps: int | None = None  # when set, the run is counted in steps instead of epochs
+    batching: str = "shuffle"
+    seed: int = 0
+    eval_every: int | None = None  # steps between evaluations; None: once per epoch
+    validation_split: int = 0  # the last N training examples validate; 0: the test set does (as the articles)
+    early_stop: int | None = None  # evaluations without a lower validation loss that end the run
+    print_every: int | None = None  # steps between printed lines; None: a progress bar per epoch
+    log_every: int = 50  # steps between train-scalar summaries
+    histogram_every: int = 200  # steps between histogram summaries
+    checkpoint_every: int | None = None  # steps between extra checkpoints
+    trace_steps: tuple = ()  # global steps whose training sess.run is fully traced (RunMetadata)
+    profile_steps: tuple = ()  # (first, last): the global steps tf.profiler records, for the Profile tab
+    debug_dump: bool = False  # a Debugger V2 dump of the training graph's executions
+    steps_per_run: int = 1  # training steps per Session.run; above 1 a while_loop runs them inside the graph
+    rewrites_off: tuple = ()  # Grappler passes switched off in the training session (GRAPPLER_PASSES)
+    xla: bool = False  # XLA auto-clustering of the training session
+    preset: str | None = None
+
+    def __post_init__(self):
+        if self.momentum is None:
+            self.momentum = 0.9 if self.optimizer == "momentum" else 0.0
+        # config.json gives lists back
+        self.trace_steps, self.profile_steps = tuple(self.trace_steps), tuple(self.profile_steps)
+        self.rewrites_off = tuple(self.rewrites_off)
+
+    @property
+    def validation(self):
+        """What the run validates on, in words."""
+        if self.validation_split:
+            return f"the last {self.validation_split:,} training examples"
+        return "the test set"
+
+    @property
+    def final_checkpoint(self):
+        """The checkpoint that is the run's result: with early stopping its best (lowest validation loss), else
+        its last, as Keras's EarlyStopping(restore_best_weights=True) and fit() leave them."""
+        return "best" if self.early_stop else "latest"
+
+    def to_json(self):
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text):
+        values = json.loads(text)
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+PRESETS = {
+    # Article 003 (TF1): 784-64-10, random_normal(stddev=1) weights and biases, SGD 0.1, batch 100,
+    # 2000 steps over the slices x[(i*100) % 59900 : ... + 100], loss printed every 100 steps.
+    "tf1": dict(
+        model="mlp64",
+        init="random_normal",
+        optimizer="sgd",
+        learning_rate=0.1,
+        batch_size=100,
+        steps=2000,
+        batching="sequential",
+        print_every=100,
+        eval_every=500,
+    ),
+    # Articles 000/002 (Deep Learning with Python, chapter 2): Dense 512 relu + Dense 10, RMSprop, batch 128, 5 epochs.
+    "chapter2": dict(model="mlp512", optimizer="rmsprop", learning_rate=1e-3, batch_size=128, epochs=5),
+    # Article 001: Dense 256-128-64-32-10, Adam lr 0.01, batch 128, 5 epochs.
+    "five-layer": dict(model="mlp5", optimizer="adam", learning_rate=0.01, batch_size=128, epochs=5),
+    # Article 004: Conv32-Pool-Conv64-Pool-Conv128-Dense10, RMSprop, batch 64, 5 epochs.
+    "cnn": dict(model="cnn", optimizer="rmsprop", learning_rate=1e-3, batch_size=64, epochs=5),
+}
+DEFAULT_PRESET = "chapter2"
+
+
+# The Keras side of the articles (graph_nn/crosscheck/keras_models.py builds and fits them), named here so that the
+# command line can list them without importing Keras.
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """How an article builds, compiles and fits its Keras model."""
+
+    article: str
+    preset: str  # the graph_nn preset with the article's hyper-parameters
+    api: str  # "sequential" or "functional"
+    labels: str  # "integer" or "onehot"
+    loss: str  # what compile() is given
+    pipeline: str  # "arrays" (fit(x, y, batch_size=...)) or "tf.data" (fit(dataset, validation_data=...))
+
+
+RECIPES = {
+    "chapter2": Recipe("000", "chapter2", "sequential", "integer", "sparse_categorical_crossentropy", "arrays"),
+    "chapter2-onehot": Recipe("002", "chapter2", "sequential", "onehot", "categorical_crossentropy", "arrays"),
+    "five-layer": Recipe("001", "five-layer", "sequential", "onehot", "CategoricalCrossentropy", "tf.data"),
+    "cnn": Recipe("004", "cnn", "sequential", "integer", "sparse_categorical_crossentropy", "arrays"),
+    "cnn-functional": Recipe("004", "cnn", "functional", "integer", "sparse_categorical_crossentropy", "arrays"),
+    "cnn-onehot": Recipe("004", "cnn", "sequential", "onehot", "categorical_crossentropy", "arrays"),
+}
+# A graph model without an article of its own (mlp64, or a preset run with --model) is fitted like article 000.
+DEFAULT_RECIPE = "chapter2"
+
+
+def recipe_name_for(config, name=None):
+    """`name` checked, or the recipe of config's preset when config builds that preset's model."""
+    if name is None:
+        preset_model = PRESETS.get(config.preset, {}).get("model")
+        name = config.preset if config.preset in RECIPES and config.model == preset_model else DEFAULT_RECIPE
+    if name not in RECIPES:
+        raise GraphNNError(f"unknown Keras baseline '{name}'; choose one of {', '.join(RECIPES)}.")
+    if RECIPES[name].api == "functional" and config.model != "cnn":
+        raise GraphNNError(f"the '{name}' baseline is article 004's functional CNN; it needs --model cnn.")
+    return name
+
+
+def article_preset(model):
+    """The preset of the article that trains `model`: mlp512 -> chapter2, cnn -> cnn, ..."""
+    return next(name for name, values in PRESETS.items() if values["model"] == model)
+
+
+def make_config(preset=None, **overrides):
+    """The preset's configuration with every non-None override applied on top."""
+    name = preset or DEFAULT_PRESET
+    if name not in PRESETS:
+        raise GraphNNError(f"unknown preset '{name}'; choose one of {', '.join(PRESETS)}.")
+    values = dict(PRESETS[name], preset=name)
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if "epochs" in overrides and "steps" not in overrides and "steps" in values:
+        # --epochs on a step-counted preset (tf1) makes it an epoch-counted run with shuffled batches.
+        for key in ("steps", "eval_every", "print_every", "batching"):
+            values.pop(key, None)
+    values.update(overrides)
+    config = TrainConfig(**values)
+    validate(config)
+    return config
+
+
+def validate(config):
+    choices = dict(model=MODELS, init=INITS, optimizer=OPTIMIZERS, semantics=SEMANTICS, batching=BATCHING)
+    for field, allowed in choices.items():
+        value = getattr(config, field)
+        if value not in allowed:
+            raise GraphNNError(f"unknown {field} '{value}'; choose one of {', '.join(allowed)}.")
+    positive = ["learning_rate", "batch_size", "epochs", "log_every", "histogram_every", "steps_per_run"]
+    optional = ("steps", "eval_every", "print_every", "checkpoint_every", "early_stop")
+    positive += [field for field in optional if getattr(config, field) is not None]
+    for field in positive:
+        if not getattr(config, field) > 0:
+            raise GraphNNError(f"--{field.replace('_', '-')} must be positive, got {getattr(config, field)}.")
+    if any(not step > 0 for step in config.trace_steps):
+        raise GraphNNError(f"--trace-steps must be positive step numbers, got {list(config.trace_steps)}.")
+    if config.profile_steps and not (
+        len(config.profile_steps) == 2 and 0 < config.profile_steps[0] <= config.profile_steps[1]
+    ):
+        raise GraphNNError(
+            f"--profile-steps takes the first and the last step of a range, e.g. 10,20, "
+            f"got {','.join(map(str, config.profile_steps))}."
+        )
+    for name in config.rewrites_off:
+        if name not in GRAPPLER_PASSES:
+            raise GraphNNError(f"unknown Grappler pass '{name}'; choose from {', '.join(GRAPPLER_PASSES)}.")
+    for field in ("momentum", "rho", "beta1", "beta2"):
+        if not 0 <= getattr(config, field) < 1:
+            raise GraphNNError(f"--{field} must be in [0, 1), got {getattr(config, field)}.")
+    for field in ("seed", "validation_split"):
+        if getattr(config, field) < 0:
+            raise GraphNNError(f"--{field.replace('_', '-')} must be zero or positive, got {getattr(config, field)}.")
+    if config.epsilon is not None and not config.epsilon > 0:
+        raise GraphNNError(f"--epsilon must be positive, got {config.epsilon}.")
+    if config.batching == "sequential" and config.steps is None:
+        raise GraphNNError("sequential batching (the TF1 article's slices) needs --steps.")
+
+
+def save_config(config, run_dir):
+    RunDir(run_dir).config.write_text(config.to_json() + "\n")
+
+
+def load_config(run_dir):
+    path = RunDir(run_dir).config
+    if not path.is_file():
+        raise GraphNNError(f"{run_dir}: not a graph_nn run directory (no config.json).")
+    try:
+        return TrainConfig.from_json(path.read_text())
+    except (ValueError, TypeError) as e:
+        raise GraphNNError(f"{path}: unreadable run configuration ({e}).") from None

@@ -1,0 +1,178 @@
+"""A run directory and everything in it, named here and nowhere else.
+
+    logs/MODEL-YYYYmmdd-HHMMSS/     one per run, never reused
+        config.json                 the TrainConfig, from which evaluate, predict and export rebuild the graph
+        cluster.json                a cluster's run only: its hosts, sync or async, how many workers
+        data_source.txt             where the training data came from: a resume must train on the same
+        classes.txt                 the names of the classes, one per line in label order
+        .lock                       held by the process that trains the run
+        checkpoints/                model.ckpt-STEP (the last five) and TensorFlow's `checkpoint` state file;
+                                    best.* the checkpoint of the lowest validation loss, apart from the rolling ones
+        train/, validation/         event files: scalars, histograms, the graph, traced steps' RunMetadata
+        worker-N/                   a cluster's run only: worker N's own scalars
+        test/                       the test-set loss and accuracy of the end-of-run report
+        traces/                     Chrome traces of the --trace-steps
+        train/plugins/profile/      tf.profiler's trace of the --profile-steps, for the Profile tab
+        debugger_v2/                the --debug-dump of the training session (debugger_v2-1, ... after resumes)
+        nan_dump/                   tfdbg's dump of the step where a diverged run's first NaN was born
+        evaluation/                 end-of-run images, PR curves and the projector's files
+        NAME.png                    the report's pictures
+        export/                     frozen_graph.pb and saved_model/
+        result.json                 how the run ended: its status and the figures of its final checkpoint
+        events.out.tfevents.*       the run's hyper-parameters and status, for the HParams tab
+
+No TensorFlow here: the command line names runs before it imports anything heavy.
+"""
+
+import contextlib
+import itertools
+import json
+import os
+import pathlib
+import time
+
+from graph_nn.core.errors import GraphNNError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so run directories go unlocked there
+    fcntl = None
+
+CHECKPOINT_NAME = "model.ckpt"
+CHECKPOINT_STATE = "checkpoint"  # the file tf.train.Saver keeps next to its checkpoints
+BEST_CHECKPOINT = "best"  # a prefix beside the rolling checkpoints: the Saver's max_to_keep never sees it
+PROJECTOR_FILES = {
+    "checkpoint": "embedding.ckpt",
+    "metadata": "metadata.tsv",
+    "sprite": "sprite.png",
+    "config": "projector_config.pbtxt",
+}
+# How a run ended (result.json, and a hyper-parameter in the HParams tab).  A run FINISHED, EARLY_STOPPED or
+# DIVERGED is done: continuing it would change nothing.  A STOPPED one can be resumed.
+FINISHED, EARLY_STOPPED, STOPPED, DIVERGED = "finished", "early-stopped", "stopped", "diverged"
+STATUSES = (FINISHED, EARLY_STOPPED, STOPPED, DIVERGED)
+DONE = (FINISHED, EARLY_STOPPED, DIVERGED)
+
+
+class RunDir(os.PathLike):
+    """The paths of one run directory; usable wherever a path is."""
+
+    def __init__(self, path):
+        self.path = pathlib.Path(path)
+
+    def __fspath__(self):
+        return str(self.path)
+
+    def __str__(self):
+        return str(self.path)
+
+    def __repr__(self):
+        return f"RunDir({str(self.path)!r})"
+
+    def __eq__(self, other):
+        return isinstance(other, RunDir) and self.path == other.path
+
+    def __hash__(self):
+        return hash(self.path)
+
+    config = property(lambda self: self.path / "config.json")
+    cluster = property(lambda self: self.path / "cluster.json")
+    data_source = property(lambda self: self.path / "data_source.txt")
+    classes = property(lambda self: self.path / "classes.txt")
+    lock = property(lambda self: self.path / ".lock")
+    checkpoints = property(lambda self: self.path / "checkpoints")
+    checkpoint_prefix = property(lambda self: self.checkpoints / CHECKPOINT_NAME)
+    checkpoint_state = property(lambda self: self.checkpoints / CHECKPOINT_STATE)
+    best_checkpoint = property(lambda self: self.checkpoints / BEST_CHECKPOINT)
+    train_events = property(lambda self: self.path / "train")
+    validation_events = property(lambda self: self.path / "validation")
+    test_events = property(lambda self: self.path / "test")
+    evaluation = property(lambda self: self.path / "evaluation")
+    traces = property(lambda self: self.path / "traces")
+    profile = property(lambda self: self.train_events / "plugins" / "profile")
+    nan_dump = property(lambda self: self.path / "nan_dump")
+    export = property(lambda self: self.path / "export")
+    frozen_graph = property(lambda self: self.export / "frozen_graph.pb")
+    saved_model = property(lambda self: self.export / "saved_model")
+    result = property(lambda self: self.path / "result.json")
+
+    def worker_events(self, index):
+        return self.path / f"worker-{index}"
+
+    def picture(self, name):
+        return self.path / f"{name}.png"
+
+    def chrome_trace(self, step):
+        return self.traces / f"timeline-step{step}.json"
+
+    def new_debugger_v2_dump(self):
+        """debugger_v2/, or for a later session of the run debugger_v2-1/, -2/, ...: Debugger V2 reads one
+        session's dump per directory."""
+        for n in itertools.count():
+            path = self.path / (f"debugger_v2-{n}" if n else "debugger_v2")
+            if not path.exists():
+                return path
+
+    def projector_file(self, kind):
+        return self.evaluation / PROJECTOR_FILES[kind]
+
+    def hparams_event_files(self):
+        """The event files in the run directory itself: those of its HParams row."""
+        return sorted(self.path.glob("events.out.tfevents.*"))
+
+    def read_result(self):
+        """result.json as a dict, or None while the run has not ended (or was killed)."""
+        try:
+            return json.loads(self.result.read_text())
+        except (OSError, ValueError):
+            return None
+
+
+def new_run_dir(logdir, name):
+    """A new RunDir logdir/NAME-YYYYmmdd-HHMMSS, suffixed -1, -2, ... when a run started in the same second
+    holds the name.  mkdir is atomic, so two processes racing for the same name never share a directory."""
+    logdir = pathlib.Path(logdir)
+    if logdir.exists() and not logdir.is_dir():
+        raise GraphNNError(f"--logdir {logdir} is not a directory.")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    try:
+        logdir.mkdir(parents=True, exist_ok=True)
+        for n in itertools.count():
+            path = logdir / (f"{name}-{stamp}-{n}" if n else f"{name}-{stamp}")
+            try:
+                path.mkdir()
+                return RunDir(path)
+            except FileExistsError:
+                continue
+    except OSError as e:
+        raise GraphNNError(f"{logdir}: cannot create a run directory there ({e.strerror or e}).") from None
+
+
+def newest_run(logdir):
+    """The RunDir under logdir whose latest checkpoint was written last."""
+    states = [RunDir(path).checkpoint_state for path in pathlib.Path(logdir).glob("*")]
+    states = [state for state in states if state.is_file()]
+    if not states:
+        raise GraphNNError(
+            f"{logdir}: no trained run with a checkpoint there; train one with `python run.py` or pass --run RUN_DIR."
+        )
+    return RunDir(max(states, key=lambda state: state.stat().st_mtime).parent.parent)
+
+
+@contextlib.contextmanager
+def exclusive(directory, activity="trained"):
+    """Holds a run (or sweep) directory for one process; a second one (a resume typed twice) is refused.
+
+    flock is released by the kernel however the process ends, SIGKILL included.
+    """
+    try:
+        lock = RunDir(directory).lock.open("a")
+    except OSError as e:
+        raise GraphNNError(f"{directory}: cannot write in the directory ({e.strerror or e}).") from None
+    with lock:
+        if fcntl:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise GraphNNError(f"{directory} is being {activity} by another process right now.") from None
+        yield

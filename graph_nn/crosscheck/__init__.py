@@ -1,0 +1,1 @@
+"""The articles' Keras models, and the proof that the graph models compute the same thing."""

@@ -1,0 +1,137 @@
+"""The graphs a cluster's tasks build: between-graph replication, as TensorFlow's mnist_replica.py has it.
+
+Every worker builds the whole model in its own tf.Graph under tf.compat.v1.train.replica_device_setter,
+which puts each variable on a parameter server (round-robin over the ps tasks) and every other op on the
+worker itself.  A variable is found by its name on its ps, so the workers' graphs share one set of variables.
+
+Sync training wraps the optimizer in SyncReplicasOptimizer.  A worker's train op then puts its gradients in
+one ConditionalAccumulator per variable (on that variable's ps; a gradient computed at an older global step
+is dropped) and takes a token from a queue on the ps; the chief's update takes replicas_to_aggregate
+gradients from every accumulator, applies their mean, increments global_step and puts a new token per worker
+in the queue.  The token's value is the new global step, which is what the train op returns.  The tokens are
+not per worker; how a worker keeps to one gradient per update, through the queue handle token_queue() makes,
+is graph_nn/distributed/tasks.py's (Worker.next_token).
+"""
+
+import dataclasses
+
+import tensorflow as tf
+
+from graph_nn.graph.model import add_model, placeholders
+from graph_nn.graph.optimizers import make_optimizer
+from graph_nn.training.loop import Trainer
+
+v1 = tf.compat.v1
+
+
+def cluster_spec(task):
+    return tf.train.ClusterSpec(task.jobs)
+
+
+def done_queue(ps_index):
+    """The queue on ps task ps_index in which each worker puts its index when it is done: how a ps knows that
+    it can end (server.join() never returns).  ps and workers make it with the same arguments, and its
+    shared_name makes theirs one queue."""
+    with v1.device(f"/job:ps/task:{ps_index}"):
+        return v1.FIFOQueue(
+            -1, tf.int32, shapes=[], shared_name=f"done_queue_{ps_index}", name=f"done_queue_{ps_index}"
+        )
+
+
+@dataclasses.dataclass
+class PsGraph:
+    graph: tf.Graph
+    next_done: tf.Tensor  # the index of the next worker that is done
+    global_step: tf.Variable  # the workers' global_step (on ps 0), watched to tell a working cluster from an idle one
+    global_step_ready: tf.Tensor
+
+
+def ps_graph(task):
+    graph = tf.Graph()
+    with graph.as_default():
+        next_done = done_queue(task.index).dequeue()
+        with v1.device("/job:ps/task:0"):  # where worker_graph puts it: the same name there is the same variable
+            global_step = v1.train.get_or_create_global_step()
+            # Reading it before the chief has initialized it would log a FAILED_PRECONDITION error.
+            ready = v1.is_variable_initialized(global_step)
+    return PsGraph(graph, next_done, global_step, ready)
+
+
+@dataclasses.dataclass
+class SyncOps:
+    """What a SyncReplicasOptimizer needs run besides the train op, and a worker's own hold on its token queue."""
+
+    chief_init: tf.Operation  # the chief's local step and every accumulator's global step := global_step
+    update: tf.Operation  # the chief queue runner's op: aggregate, apply, increment global_step, new tokens
+    local_step_init: tf.Operation  # a worker's local step (the step its gradients are computed at) := global_step
+    take_token: tf.Tensor  # a token from the queue, without sending a gradient
+    give_back: tf.Operation  # `token` back into the queue
+    token: tf.Tensor  # int64 placeholder
+
+
+def token_queue(global_step):
+    """The optimizer's token queue, reached by its shared_name (SyncReplicasOptimizer keeps its own private)."""
+    with v1.device(global_step.device):
+        return v1.FIFOQueue(
+            -1, global_step.dtype.base_dtype, shapes=[], shared_name="sync_token_q", name="sync_token_q_shared"
+        )
+
+
+@dataclasses.dataclass
+class WorkerGraph:
+    trainer: Trainer  # the model, its summaries, saver, loop state and checks, all built for this worker
+    fetches: list  # [global step after this step's update, loss, accuracy, the steps of every worker]
+    worker_steps: tf.Variable  # int64 [workers]: how many batches each worker has trained on
+    uninitialized: tf.Tensor  # names of the global variables not yet initialized (or restored) by the chief
+    done: list  # one enqueue op per ps: this worker is done
+    sync: SyncOps | None  # None in async training
+
+
+def worker_graph(config, dataset, task, replication, out=None):
+    """Worker task.index's graph: the model and its Trainer, placed by replica_device_setter, and what the
+    cluster adds; finalized.  Every worker builds the same variables, in the same order."""
+    workers = task.num_workers
+    setter = v1.train.replica_device_setter(cluster=cluster_spec(task), worker_device=f"/job:worker/task:{task.index}")
+    graph = tf.Graph()
+    # tf.device() refuses device functions in TF 2.x; tf.compat.v1.device takes them.
+    with graph.as_default(), v1.device(setter):
+        # Created first, so the round-robin puts it on ps 0, where the ps tasks look for it.
+        global_step = v1.train.get_or_create_global_step()
+        with v1.variable_scope("cluster"):
+            worker_steps = v1.get_variable(
+                "worker_steps", [workers], tf.int64, initializer=v1.zeros_initializer(), trainable=False
+            )
+        optimizer = make_optimizer(config)
+        if replication.mode == "sync":
+            optimizer = v1.train.SyncReplicasOptimizer(
+                optimizer, replicas_to_aggregate=replication.replicas_to_aggregate(workers), total_num_replicas=workers
+            )
+        model = add_model(config, *placeholders(), optimizer=optimizer)
+        with v1.name_scope("cluster/"):  # the variable scope's name, re-entered
+            count_step = v1.scatter_add(worker_steps, [task.index], tf.constant([1], tf.int64))
+            if replication.mode == "sync":
+                step_after = model.train_op  # the token: the global step of the update this gradient waited for
+            else:
+                with tf.control_dependencies([model.train_op]):  # read after this worker's own increment
+                    step_after = global_step.read_value()
+            done = [done_queue(ps).enqueue(task.index) for ps in range(task.num_ps)]
+            uninitialized = v1.report_uninitialized_variables(v1.global_variables())
+            uninitialized.mark_used()  # every worker runs it; a graph built only to be inspected does not
+            sync = None
+            if replication.mode == "sync":
+                # Built before the optimizer's slots existed, it checks too few variables (`uninitialized` is the
+                # complete check); marked as used to silence TensorFlow's warning about an unused tensor.
+                optimizer.ready_for_local_init_op.mark_used()
+                tokens, token = token_queue(global_step), v1.placeholder(tf.int64, [], name="token")
+                sync = SyncOps(
+                    optimizer.chief_init_op,
+                    optimizer.get_chief_queue_runner().enqueue_ops[0],
+                    optimizer.local_step_init_op,
+                    tokens.dequeue(),
+                    tokens.enqueue(token),
+                    token,
+                )
+        trainer = Trainer(config, dataset, out, model=model, task=task.index)
+    return WorkerGraph(
+        trainer, [step_after, model.loss, model.accuracy, count_step], worker_steps, uninitialized, done, sync
+    )

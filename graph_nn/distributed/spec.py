@@ -1,0 +1,233 @@
+"""A TensorFlow cluster as this project runs it: which tasks exist, which one this process is, how it trains.
+
+    ps      parameter servers: they hold the variables and apply the updates
+    worker  workers: each computes gradients on its own batches; worker 0 is the chief
+
+A task is given by flags, as TensorFlow's mnist_replica.py takes it (--job-name, --task-index, --ps-hosts,
+--worker-hosts), or by the TF_CONFIG environment variable, read as tf.distribute's TFConfigClusterResolver
+reads it; both become the same ClusterTask.  No TensorFlow here: a mistake is answered before a server starts.
+"""
+
+import dataclasses
+import errno
+import json
+import re
+import socket
+import time
+
+from graph_nn.core.errors import GraphNNError
+from graph_nn.core.run_dir import RunDir
+
+JOBS = ("ps", "worker")
+HOST_PORT = re.compile(r"(?P<host>[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]):(?P<port>\d+)")
+LOOPBACK = "127.0.0.1"
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterTask:
+    """The cluster's hosts per job, and which task of it this process is."""
+
+    jobs: dict  # {"ps": ["host:port", ...], "worker": [...]}
+    job: str
+    index: int
+
+    @property
+    def name(self):
+        return f"{self.job} {self.index}"
+
+    @property
+    def address(self):
+        return self.jobs[self.job][self.index]
+
+    @property
+    def port(self):
+        return int(self.address.rsplit(":", 1)[1])
+
+    @property
+    def num_workers(self):
+        return len(self.jobs["worker"])
+
+    @property
+    def num_ps(self):
+        return len(self.jobs["ps"])
+
+    @property
+    def is_chief(self):
+        return self.job == "worker" and self.index == 0
+
+    def tf_config(self):
+        """This task as a TF_CONFIG value."""
+        return json.dumps({"cluster": self.jobs, "task": {"type": self.job, "index": self.index}})
+
+
+@dataclasses.dataclass(frozen=True)
+class Replication:
+    """How the workers' gradients reach the variables: "sync" aggregates replicas_to_aggregate gradients per
+    update (SyncReplicasOptimizer), "async" applies each worker's gradient on its own."""
+
+    mode: str = "sync"
+    backup_workers: int = 0
+
+    def replicas_to_aggregate(self, num_workers):
+        return num_workers - self.backup_workers
+
+
+def parse_hosts(flag, text):
+    """["host:port", ...] from a comma-separated flag value, or one sentence saying what is wrong."""
+    hosts = [host.strip() for host in text.split(",")]
+    for host in hosts:
+        match = HOST_PORT.fullmatch(host)
+        if not match or not 0 < int(match.group("port")) < 65536:
+            raise GraphNNError(f"{flag} '{text}': '{host}' is not HOST:PORT (a port from 1 to 65535).")
+    return hosts
+
+
+def check_jobs(jobs, source):
+    """Both jobs present and non-empty, every address used once."""
+    for job in JOBS:
+        if not jobs.get(job):
+            raise GraphNNError(f"no {job} task in {source}; a cluster needs at least one ps and one worker.")
+    addresses = [address for job in JOBS for address in jobs[job]]
+    for address in addresses:
+        if addresses.count(address) > 1:
+            raise GraphNNError(f"{address} is given to two tasks in {source}; every task needs its own HOST:PORT.")
+
+
+def check_task(jobs, job, index, source):
+    if job not in JOBS:
+        raise GraphNNError(f"{source}: unknown job name '{job}'; choose ps or worker (worker 0 is the chief).")
+    if not 0 <= index < len(jobs[job]):
+        raise GraphNNError(
+            f"{source}: task index {index} is outside the {len(jobs[job])} {job} "
+            f"host{'s' if len(jobs[job]) > 1 else ''} (0 to {len(jobs[job]) - 1})."
+        )
+
+
+def task_from_flags(job_name, task_index, ps_hosts, worker_hosts):
+    given = {"--job-name": job_name, "--task-index": task_index, "--ps-hosts": ps_hosts, "--worker-hosts": worker_hosts}
+    missing = [flag for flag, value in given.items() if value is None]
+    if missing:
+        raise GraphNNError(
+            f"a cluster task needs {', '.join(given)}; {', '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} missing."
+        )
+    jobs = {"ps": parse_hosts("--ps-hosts", ps_hosts), "worker": parse_hosts("--worker-hosts", worker_hosts)}
+    check_jobs(jobs, "the host flags")
+    check_task(jobs, job_name, task_index, f"--job-name {job_name} --task-index {task_index}")
+    return ClusterTask(jobs, job_name, task_index)
+
+
+def task_from_tf_config(text):
+    """TF_CONFIG's {"cluster": {"ps": [...], "worker": [...]}, "task": {"type": ..., "index": ...}}, checked."""
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise GraphNNError(f"TF_CONFIG is not valid JSON ({e}).") from None
+    if (
+        not isinstance(value, dict)
+        or not isinstance(value.get("cluster"), dict)
+        or not isinstance(value.get("task"), dict)
+    ):
+        raise GraphNNError('TF_CONFIG must be a JSON object with "cluster" and "task" objects.')
+    cluster, task = value["cluster"], value["task"]
+    for job, hosts in cluster.items():
+        if job not in JOBS:
+            raise GraphNNError(
+                f"TF_CONFIG's cluster has a '{job}' job; this program runs ps and worker jobs "
+                f"only (worker 0 is the chief)."
+            )
+        if not isinstance(hosts, list) or not all(isinstance(host, str) for host in hosts):
+            raise GraphNNError(f'TF_CONFIG\'s cluster "{job}" must be a list of "HOST:PORT" strings.')
+    jobs = {
+        job: parse_hosts(f"TF_CONFIG's {job} hosts", ",".join(cluster[job])) if cluster.get(job) else [] for job in JOBS
+    }
+    check_jobs(jobs, "TF_CONFIG")
+    job, index = task.get("type"), task.get("index")
+    if not isinstance(job, str) or not isinstance(index, int) or isinstance(index, bool):
+        raise GraphNNError('TF_CONFIG\'s task must be {"type": "ps" or "worker", "index": N}.')
+    if value.get("rpc_layer", "grpc") != "grpc":
+        raise GraphNNError(f"TF_CONFIG's rpc_layer '{value['rpc_layer']}' is not one this program runs (grpc).")
+    check_task(jobs, job, index, "TF_CONFIG")
+    return ClusterTask(jobs, job, index)
+
+
+# ---- ports: TensorFlow's gRPC server listens on 0.0.0.0:PORT whatever host the cluster names ----------------
+
+
+def port_is_free(port):
+    """Could a TensorFlow server listen on `port`?  Tested as TensorFlow binds: the wildcard address with
+    SO_REUSEADDR, then listen() (a bind to 127.0.0.1 alone would miss a listener on another address)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("0.0.0.0", port))
+            s.listen(1)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                return False
+            raise
+    return True
+
+
+def check_port_free(task):
+    if not port_is_free(task.port):
+        raise GraphNNError(f"port {task.port} of {task.name} ({task.address}) is already in use.")
+
+
+def free_ports(count):
+    """count distinct ports that nobody listens on, chosen by the kernel."""
+    ports = []
+    while len(ports) < count:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((LOOPBACK, 0))
+            port = s.getsockname()[1]
+        if port not in ports and port_is_free(port):
+            ports.append(port)
+    return ports
+
+
+def wait_for_listener(address, seconds, stopped=lambda: False):
+    """Waits until something listens at HOST:PORT; False after `seconds` (or when stopped() says so).
+
+    A session's first run waits for a missing parameter server forever, without any of TensorFlow's
+    timeouts applying; a plain TCP connection tells whether it is there.
+    """
+    host, port = address.rsplit(":", 1)
+    deadline = time.monotonic() + seconds
+    while not stopped():
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=1).close()
+            return True
+        except OSError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.25)
+    return False
+
+
+# ---- cluster.json: the cluster a run was trained on ----------------------------------------------------------
+
+
+def save_cluster(run_dir, task, replication):
+    record = dict(
+        cluster=task.jobs,
+        mode=replication.mode,
+        workers=task.num_workers,
+        replicas_to_aggregate=replication.replicas_to_aggregate(task.num_workers),
+        backup_workers=replication.backup_workers,
+    )
+    RunDir(run_dir).cluster.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def load_cluster(run_dir):
+    """(number of ps, number of workers, Replication) of the cluster that trained run_dir."""
+    path = RunDir(run_dir).cluster
+    if not path.is_file():
+        raise GraphNNError(
+            f"{run_dir}: not a cluster run (no cluster.json); continue it with python run.py --resume {run_dir}."
+        )
+    try:
+        record = json.loads(path.read_text())
+        return (len(record["cluster"]["ps"]), record["workers"], Replication(record["mode"], record["backup_workers"]))
+    except (ValueError, KeyError, TypeError) as e:
+        raise GraphNNError(f"{path}: unreadable cluster record ({e}).") from None

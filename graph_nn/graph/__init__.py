@@ -1,0 +1,1 @@
+"""The model graph: the builder in stages, optimizers, sessions, checkpoints, running a graph over arrays."""

@@ -1,0 +1,234 @@
+"""The graph builder, in the stages of TensorFlow's tutorial mnist.py: each stage adds one part of a graph
+and returns what it made, and build_graph composes them in a new tf.Graph.
+
+    placeholders()  input/x [None, 784], input/y [None, 10]
+    inference()     one variable_scope per layer (hidden1, ..., or conv1, pool1, ..., flatten), then output/
+    outputs()       output/probabilities and output/predictions, beside the logits
+    loss()          loss/: softmax_cross_entropy_with_logits_v2, then the batch mean
+    evaluation()    accuracy/: the predicted classes against the labels' argmax
+    training()      train/: the gradients and the optimizer's update ops, which also increment global_step
+                    (a variable at the top level, where TF1 always puts it)
+
+Every stage works on the default graph, so a caller can put its own scopes around one (tf.compat.v1.device for
+a cluster, a while_loop body, a tf.data iterator instead of the placeholders).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+
+from graph_nn.core.config import CNN_FILTERS, HIDDEN_UNITS, TrainConfig
+from graph_nn.data.dataset import IMAGE_SIZE, NUM_CLASSES
+from graph_nn.graph.optimizers import make_optimizer
+
+v1 = tf.compat.v1
+INPUT_SIZE = IMAGE_SIZE * IMAGE_SIZE
+
+
+@dataclasses.dataclass
+class Layer:
+    name: str
+    kernel: tf.Variable
+    bias: tf.Variable
+    preactivations: tf.Tensor
+    activations: tf.Tensor
+
+
+@dataclasses.dataclass
+class ModelGraph:
+    """The tensors and ops of one model's graph; the training ones are None in an inference graph."""
+
+    graph: tf.Graph
+    x: tf.Tensor
+    y: tf.Tensor
+    layers: list[Layer]
+    logits: tf.Tensor
+    probabilities: tf.Tensor
+    predictions: tf.Tensor
+    loss: tf.Tensor
+    accuracy: tf.Tensor
+    global_step: tf.Variable
+    grads_and_vars: list | None = None
+    train_op: tf.Operation | None = None
+    optimizer: v1.train.Optimizer | None = None  # knows its slot variables
+
+
+# ---- the stages ------------------------------------------------------------------------------------------
+
+
+def placeholders(batch_size: int | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+    """input/x (flat images) and input/y (one-hot labels); batch_size None accepts any batch."""
+    with v1.name_scope("input"):
+        x = v1.placeholder(tf.float32, [batch_size, INPUT_SIZE], name="x")
+        y = v1.placeholder(tf.float32, [batch_size, NUM_CLASSES], name="y")
+    return x, y
+
+
+def inference(x: tf.Tensor, model: str, init: str) -> list[Layer]:
+    """The layers of `model` from flat images x to the logits, which are the last layer's activations."""
+    if model == "cnn":
+        return cnn_layers(x, init)
+    return mlp_layers(x, HIDDEN_UNITS[model], init)
+
+
+def outputs(logits: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(probabilities, predicted classes), named output/probabilities and output/predictions."""
+    # "output/" with its slash re-enters the output layer's scope instead of opening "output_1", so the
+    # Graph tab shows the softmax inside the layer box it belongs to.
+    with v1.name_scope("output/"):
+        return tf.nn.softmax(logits, name="probabilities"), tf.argmax(logits, axis=1, name="predictions")
+
+
+def loss(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+    """The mean cross-entropy of the batch, softmax and log fused in one numerically stable op."""
+    with v1.name_scope("loss"):
+        cross_entropy = v1.nn.softmax_cross_entropy_with_logits_v2(labels=labels, logits=logits)
+        return tf.reduce_mean(cross_entropy, name="mean")
+
+
+def evaluation(predictions: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+    """The fraction of the batch whose predicted class is the one-hot label's."""
+    with v1.name_scope("accuracy"):
+        correct = tf.equal(predictions, tf.argmax(labels, axis=1))
+        return tf.reduce_mean(tf.cast(correct, tf.float32), name="mean")
+
+
+@dataclasses.dataclass
+class Training:
+    grads_and_vars: list
+    train_op: tf.Operation
+
+
+def training(loss: tf.Tensor, optimizer: v1.train.Optimizer) -> Training:
+    """The gradients of `loss` and the op that applies them and increments the graph's global_step."""
+    with v1.name_scope("train"):
+        # minimize() split in two so the gradients can be histogrammed; compute_gradients keeps
+        # minimize's gating (GATE_OP), which bare tf.gradients + apply_gradients would lose.
+        grads_and_vars = optimizer.compute_gradients(loss)
+        train_op = optimizer.apply_gradients(
+            grads_and_vars, global_step=v1.train.get_or_create_global_step(), name="step"
+        )
+    return Training(grads_and_vars, train_op)
+
+
+# ---- the graphs ------------------------------------------------------------------------------------------
+
+
+def add_model(
+    config: TrainConfig, x: tf.Tensor, y: tf.Tensor, optimizer: v1.train.Optimizer | None = None, train: bool = True
+) -> ModelGraph:
+    """Every stage, into the default graph, on the given inputs; train=False stops before the gradients.
+
+    Either way the graph has global_step: a restored inference graph knows which step its weights are from.
+    """
+    v1.set_random_seed(config.seed)
+    layers = inference(x, config.model, config.init)
+    logits = layers[-1].activations
+    probabilities, predictions = outputs(logits)
+    model = ModelGraph(
+        graph=v1.get_default_graph(),
+        x=x,
+        y=y,
+        layers=layers,
+        logits=logits,
+        probabilities=probabilities,
+        predictions=predictions,
+        loss=loss(logits, y),
+        accuracy=evaluation(predictions, y),
+        global_step=v1.train.get_or_create_global_step(),
+    )
+    if train:
+        model.optimizer = optimizer or make_optimizer(config)
+        parts = training(model.loss, model.optimizer)
+        model.grads_and_vars, model.train_op = parts.grads_and_vars, parts.train_op
+    return model
+
+
+def build_graph(
+    config: TrainConfig, optimizer: v1.train.Optimizer | None = None, batch_size: int | None = None
+) -> ModelGraph:
+    """A new tf.Graph holding config's model, loss, accuracy and train op, fed through placeholders.
+
+    `optimizer` replaces config's (the parity checks train with deliberately wrong formulas); batch_size
+    fixes the placeholders' first dimension (FLOP counting needs static shapes).
+    """
+    with tf.Graph().as_default():
+        return add_model(config, *placeholders(batch_size), optimizer)
+
+
+def build_inference_graph(config: TrainConfig) -> ModelGraph:
+    """A new tf.Graph with the model, its loss and accuracy, but no gradients and no optimizer: what a
+    restored checkpoint is evaluated or served with."""
+    with tf.Graph().as_default():
+        return add_model(config, *placeholders(), train=False)
+
+
+def train_fetches(model: ModelGraph) -> list:
+    """What one training sess.run fetches: the update op (its value is None), the batch's loss and accuracy."""
+    return [model.train_op, model.loss, model.accuracy]
+
+
+def parameter_count(model: ModelGraph) -> int:
+    return sum(v.shape.num_elements() for v in model.graph.get_collection(v1.GraphKeys.TRAINABLE_VARIABLES))
+
+
+# ---- layers ----------------------------------------------------------------------------------------------
+
+
+def initializers(init):
+    """(kernel, bias) initializers: Keras's defaults, or the TF1 article's N(0, 1) for both."""
+    if init == "random_normal":
+        normal = v1.random_normal_initializer(mean=0.0, stddev=1.0)
+        return normal, normal
+    return v1.glorot_uniform_initializer(), v1.zeros_initializer()
+
+
+def dense(inputs, units, name, init, activation=tf.nn.relu):
+    kernel_init, bias_init = initializers(init)
+    with v1.variable_scope(name):
+        kernel = v1.get_variable("kernel", [inputs.shape[-1], units], initializer=kernel_init)
+        bias = v1.get_variable("bias", [units], initializer=bias_init)
+        pre = tf.nn.bias_add(tf.matmul(inputs, kernel), bias, name="preactivations")
+        out = activation(pre, name="activations") if activation else pre
+    return Layer(name, kernel, bias, pre, out)
+
+
+def conv2d(inputs, filters, name, init, size=3):
+    """A VALID 3x3 convolution with an HWIO kernel (Keras Conv2D's layout) and a ReLU."""
+    kernel_init, bias_init = initializers(init)
+    with v1.variable_scope(name):
+        kernel = v1.get_variable("kernel", [size, size, inputs.shape[-1], filters], initializer=kernel_init)
+        bias = v1.get_variable("bias", [filters], initializer=bias_init)
+        conv = tf.nn.conv2d(inputs, kernel, strides=1, padding="VALID")
+        pre = tf.nn.bias_add(conv, bias, name="preactivations")
+        out = tf.nn.relu(pre, name="activations")
+    return Layer(name, kernel, bias, pre, out)
+
+
+def max_pool(inputs, name):
+    return tf.nn.max_pool2d(inputs, ksize=2, strides=2, padding="VALID", name=name)
+
+
+def mlp_layers(x, hidden_units, init):
+    layers = []
+    inputs = x
+    for i, units in enumerate(hidden_units, start=1):
+        layers.append(dense(inputs, units, f"hidden{i}", init))
+        inputs = layers[-1].activations
+    layers.append(dense(inputs, NUM_CLASSES, "output", init, activation=None))
+    return layers
+
+
+def cnn_layers(x, init):
+    images = tf.reshape(x, [-1, IMAGE_SIZE, IMAGE_SIZE, 1], name="images")
+    conv1 = conv2d(images, CNN_FILTERS[0], "conv1", init)
+    pool1 = max_pool(conv1.activations, "pool1")
+    conv2 = conv2d(pool1, CNN_FILTERS[1], "conv2", init)
+    pool2 = max_pool(conv2.activations, "pool2")
+    conv3 = conv2d(pool2, CNN_FILTERS[2], "conv3", init)
+    # Keras's Flatten on NHWC: row-major over (height, width, channels), so Dense kernels transfer as they are.
+    features = conv3.activations.shape[1:].num_elements()
+    flat = tf.reshape(conv3.activations, [-1, features], name="flatten")
+    return [conv1, conv2, conv3, dense(flat, NUM_CLASSES, "output", init, activation=None)]

@@ -1,0 +1,85 @@
+"""What a run writes for TensorBoard: the graph, scalar and histogram summaries in train/ and validation/."""
+
+import time
+
+import tensorflow as tf
+
+from graph_nn.core.errors import GraphNNError
+from graph_nn.core.run_dir import RunDir
+
+v1 = tf.compat.v1
+
+
+def histogram(tag, values):
+    # The raw op takes the tag as an argument; tf.summary.histogram would derive it from a unique
+    # op name and turn "hidden1/kernel" into "hidden1/kernel_1", next to the variable of that name.
+    return tf.raw_ops.HistogramSummary(tag=tag, values=values, name=tag.replace("/", "_"))
+
+
+# Activations are histogrammed over the batch's first examples only: a convolution's activations for a whole
+# batch run into millions of values, whose histograms cost more than the training steps between two of them,
+# and 32 examples already draw the same distribution.
+HISTOGRAM_EXAMPLES = 32
+
+
+def build_histograms(model):
+    """One merged op with histograms of every kernel and bias, pre-activation, activation and gradient."""
+    with model.graph.as_default(), v1.name_scope("summaries"):
+        ops = []
+        for layer in model.layers:
+            ops += [
+                histogram(f"{layer.name}/kernel", layer.kernel),
+                histogram(f"{layer.name}/bias", layer.bias),
+                histogram(f"{layer.name}/preactivations", layer.preactivations[:HISTOGRAM_EXAMPLES]),
+            ]
+            if layer.activations is not layer.preactivations:
+                ops.append(histogram(f"{layer.name}/activations", layer.activations[:HISTOGRAM_EXAMPLES]))
+        for gradient, variable in model.grads_and_vars:
+            ops.append(histogram(f"gradients/{variable.op.name}", gradient))
+        return v1.summary.merge(ops, name="histograms")
+
+
+def scalars(step_values):
+    """A Summary proto of simple scalars, e.g. {"loss": 0.3, "accuracy": 0.9}."""
+    return v1.Summary(
+        value=[v1.Summary.Value(tag=tag, simple_value=float(value)) for tag, value in step_values.items()]
+    )
+
+
+def event_writer(directory, graph=None):
+    """A FileWriter into directory, which logs `graph` when one is given.
+
+    TF1 names an event file after the second its writer opened it, so a second writer in the same directory
+    within that second (a resume just after a stop) would take the same name and empty the first one's file.
+    The nanoseconds in the name keep them apart, and in the order TensorBoard reads them: sorted by name.
+    """
+    try:
+        with (graph or tf.Graph()).as_default():  # FileWriter refuses to work in eager mode, TF2's default
+            return v1.summary.FileWriter(str(directory), graph, filename_suffix=f".{time.time_ns()}")
+    except (tf.errors.OpError, OSError) as e:
+        raise GraphNNError(f"{directory}: cannot write TensorBoard event files ({e}).") from None
+
+
+class Writers:
+    """The train/ and validation/ event writers of one run (TensorBoard shows them as two runs)."""
+
+    def __init__(self, run_dir, graph):
+        run_dir = RunDir(run_dir)
+        self.train = event_writer(run_dir.train_events, graph)
+        self.validation = event_writer(run_dir.validation_events)
+
+    def flush(self):
+        self.train.flush()
+        self.validation.flush()
+
+    def close(self):
+        self.train.close()
+        self.validation.close()
+
+
+def write_graph(directory, graph=None, graph_def=None):
+    """An event file in directory holding one graph (a tf.Graph, or a GraphDef), for TensorBoard's Graph tab."""
+    writer = event_writer(directory)
+    with tf.Graph().as_default():  # add_graph, like FileWriter, refuses to work in eager mode
+        writer.add_graph(graph, graph_def=graph_def)
+    writer.close()

@@ -1,0 +1,1 @@
+"""A trained run put to use: its test-set report, pictures, TensorBoard extras, predictions and exports."""

@@ -1,0 +1,133 @@
+"""A trained run, restored (its graph rebuilt from config.json in a fresh tf.Graph, its final checkpoint loaded)
+and reported on: the test-set report, its pictures, and what TensorBoard shows of a finished run."""
+
+import contextlib
+import sys
+
+import tensorflow as tf
+
+from graph_nn.core.config import load_config
+from graph_nn.core.run_dir import RunDir
+from graph_nn.data.dataset import DIGITS, read_classes
+from graph_nn.graph import batched, checkpoints
+from graph_nn.graph.model import build_inference_graph
+from graph_nn.graph.sessions import session_config
+from graph_nn.observe import logged_scalars
+from graph_nn.observe.summaries import event_writer, scalars
+from graph_nn.reports import classification
+
+v1 = tf.compat.v1
+
+
+@contextlib.contextmanager
+def restored_session(run_dir, which=None):
+    """(session, inference graph, config) with the run's "best" or "latest" checkpoint restored; by default its
+    final one (config.final_checkpoint: the best with early stopping, else the latest).
+
+    The graph has no gradients and no optimizer: the Saver restores the weights alone from the checkpoint.
+    """
+    config = load_config(run_dir)
+    checkpoint = checkpoints.find(run_dir, which or config.final_checkpoint)
+    model = build_inference_graph(config)
+    with model.graph.as_default():
+        saver = v1.train.Saver()
+    with v1.Session(graph=model.graph, config=session_config()) as sess:
+        checkpoints.restore(saver, sess, checkpoint)
+        yield sess, model, config
+
+
+def evaluate_run(run_dir, dataset, which=None):
+    """(test loss, test accuracy) of the run's final (or "best" or "latest") checkpoint."""
+    with restored_session(run_dir, which) as (sess, model, _):
+        return batched.loss_and_accuracy(sess, model, dataset.test)
+
+
+def run_classes(run_dir):
+    """The class names the run was trained with (digits for a run from before classes.txt)."""
+    path = RunDir(run_dir).classes
+    return read_classes(path) if path.exists() else DIGITS
+
+
+def last_hidden_activations(sess, model, images):
+    """The activations of the layer before the output, one flat row per image: what the projector maps."""
+    return batched.run_batched(sess, model.layers[-2].activations, model.x, images).reshape(len(images), -1)
+
+
+def save_pictures(run_dir, split, evaluation, classes):
+    """{name: png} of the report's pictures, each also saved as run_dir/NAME.png; the curves are drawn from the
+    run's event files, so they cover every session of a resumed run."""
+    from graph_nn.reports import plots
+
+    curves = logged_scalars.curves(run_dir)
+    pictures = {
+        "accuracy": plots.accuracy_curves(*curves["accuracy"]),
+        "loss": plots.loss_curves(*curves["loss"]),
+        "misclassified": plots.misclassified_grid(split.images, split.labels, evaluation.probabilities, classes),
+        "confusion_matrix": plots.confusion_matrix(evaluation.confusion_matrix(), classes),
+    }
+    for name, png in pictures.items():
+        RunDir(run_dir).picture(name).write_bytes(png)
+    return pictures
+
+
+def publish(run_dir, step, dataset, evaluation, pictures, embedding_name, embedding, classes):
+    """The run's test figures (test/ scalars, the HParams tab's test metrics), pictures, PR curves and embedding,
+    for TensorBoard."""
+    from graph_nn.reports import dashboards
+
+    run_dir = RunDir(run_dir)
+    writer = event_writer(run_dir.test_events)
+    try:
+        writer.add_summary(scalars({"loss": evaluation.loss, "accuracy": evaluation.accuracy}), step)
+    finally:
+        writer.close()
+    writer = event_writer(run_dir.evaluation)
+    try:
+        dashboards.write_images(writer, step, pictures, dataset.test.images, dataset.test.labels)
+        dashboards.write_pr_curves(writer, step, dataset.test.labels, evaluation.probabilities, classes)
+    finally:
+        writer.close()
+    shown = slice(0, len(embedding))
+    dashboards.write_projector(
+        run_dir,
+        embedding_name,
+        embedding,
+        dataset.test.images[shown],
+        dataset.test.labels[shown],
+        evaluation.predictions[shown],
+        classes,
+    )
+
+
+def checkpoint_line(config, which, step):
+    """Which checkpoint the report is of, and what the run validated on."""
+    chosen = "best (lowest validation loss)" if which == "best" else "last"
+    line = f"Checkpoint: the run's {chosen}, of step {step:,}; validated during training on {config.validation}."
+    if which == "best" and not config.validation_split:
+        line += " Chosen on the test set itself, so its test accuracy is optimistic."
+    return line
+
+
+def report_run(run_dir, dataset, out=None, tensorboard=False, which=None):
+    """Prints the test-set report of the run's final (or "best" or "latest") checkpoint and saves its pictures
+    in run_dir.
+
+    tensorboard=True also writes the test figures, pictures, PR curves and embedding for TensorBoard - once per
+    run, at its end.
+    """
+    from graph_nn.reports import dashboards
+
+    with restored_session(run_dir, which) as (sess, model, config):
+        evaluation = classification.evaluate_split(sess, model, dataset.test)
+        step = int(sess.run(model.global_step))
+        if tensorboard:
+            embedding_name = f"{model.layers[-2].name}/activations"
+            embedding = last_hidden_activations(sess, model, dataset.test.images[: dashboards.PROJECTOR_DIGITS])
+    classes = run_classes(run_dir)
+    out = out or sys.stdout
+    print(checkpoint_line(config, which or config.final_checkpoint, step), file=out)
+    print(classification.format_report(evaluation, classes), file=out, flush=True)
+    pictures = save_pictures(run_dir, dataset.test, evaluation, classes)
+    if tensorboard:
+        publish(run_dir, step, dataset, evaluation, pictures, embedding_name, embedding, classes)
+    return evaluation

@@ -1,0 +1,50 @@
+"""Digits (or the classes of another data set) in the user's own image files, predicted by a trained run."""
+
+import dataclasses
+
+import numpy as np
+
+from graph_nn.core.errors import GraphNNError
+from graph_nn.data.dataset import DIGITS
+from graph_nn.data.digit_images import prepare
+from graph_nn.graph import batched
+from graph_nn.reports.evaluate import restored_session, run_classes
+
+
+@dataclasses.dataclass
+class Prediction:
+    path: str
+    probabilities: np.ndarray | None = None  # float [10], None when the file could not be read
+    error: str | None = None
+    classes: tuple = DIGITS  # the run's class names
+
+    @property
+    def digit(self):
+        return int(self.probabilities.argmax())
+
+
+def predict_files(run_dir, paths, which=None):
+    """One Prediction per path, in order, by the run's final (or "best" or "latest") checkpoint; a file that
+    cannot be read gets its error and the others go on."""
+    predictions, images = [], []
+    classes = run_classes(run_dir)
+    for path in paths:
+        try:
+            images.append(prepare(path))
+            predictions.append(Prediction(str(path), classes=classes))
+        except GraphNNError as e:
+            predictions.append(Prediction(str(path), error=str(e)))
+    if images:
+        with restored_session(run_dir, which) as (sess, model, _):
+            probabilities = iter(batched.probabilities(sess, model, np.stack(images)))
+        for prediction in predictions:
+            if prediction.error is None:
+                prediction.probabilities = next(probabilities)
+    return predictions
+
+
+def format_prediction(prediction):
+    p, names = prediction.probabilities, prediction.classes
+    return f"{prediction.path}: {names[prediction.digit]} (p={p[prediction.digit]:.4f})  " + "  ".join(
+        f"{name}:{value:.3f}" for name, value in zip(names, p)
+    )

@@ -1,0 +1,351 @@
+"""The manual Session loop, as TensorFlow's fully_connected_feed.py has it: feed a mini-batch, run the train
+op, write summaries, evaluate, checkpoint; one step counter from the first step to the last.
+
+With --steps-per-run K, one Session.run trains up to K steps in a while_loop inside the graph
+(graph_nn/graph/in_graph_loop.py) on the same batches; a run ends early wherever the loop has something to do
+between two steps, so summaries, evaluations and checkpoints come at the same steps as with K = 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from graph_nn.core.config import TrainConfig, save_config
+from graph_nn.core.errors import GraphNNError, Interrupted, TrainingDiverged
+from graph_nn.core.run_dir import EARLY_STOPPED, FINISHED, RunDir, exclusive
+from graph_nn.core.signals import stop_requested_by_signals
+from graph_nn.data.batches import BatchSchedule
+from graph_nn.data.dataset import Dataset, hold_out
+from graph_nn.graph import batched, checkpoints
+from graph_nn.graph.determinism import deterministic_ops
+from graph_nn.graph.in_graph_loop import add_in_graph_loop
+from graph_nn.graph.model import build_graph, train_fetches
+from graph_nn.graph.sessions import session_config
+from graph_nn.observe import profiling, tracing
+from graph_nn.observe.summaries import Writers, build_histograms, scalars
+from graph_nn.training import loop_state
+from graph_nn.training.progress import reporter_for
+
+v1 = tf.compat.v1
+
+
+@dataclasses.dataclass
+class TrainingResult:
+    run_dir: str
+    global_step: int
+    history: list[dict]  # one dict per evaluation: step, loss, accuracy, val_loss, val_accuracy, seconds
+    status: str = FINISHED  # or EARLY_STOPPED
+    best_step: int = 0  # the evaluation with the lowest validation loss, its checkpoint kept as checkpoints/best
+
+    # The last evaluation's figures: the test set's when the run validates on it (the default).
+    @property
+    def test_loss(self) -> float:
+        return self.history[-1]["val_loss"]
+
+    @property
+    def test_accuracy(self) -> float:
+        return self.history[-1]["val_accuracy"]
+
+
+class Meter:
+    """Running means of the training loss and accuracy since the last reset."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.count = 0
+        self.loss = 0.0
+        self.accuracy = 0.0
+
+    def add(self, loss, accuracy):
+        self.count += 1
+        self.loss += (float(loss) - self.loss) / self.count
+        self.accuracy += (float(accuracy) - self.accuracy) / self.count
+
+    def means(self):
+        return {"loss": self.loss, "accuracy": self.accuracy}
+
+
+class Best:
+    """The lowest validation loss so far, the step of its evaluation and the evaluations since; step 0: none yet."""
+
+    def __init__(self):
+        self.step, self.loss, self.evaluations_since = 0, 0.0, 0
+
+    def update(self, step, loss):
+        if np.isfinite(loss) and (self.step == 0 or loss < self.loss):
+            self.step, self.loss, self.evaluations_since = step, float(loss), 0
+        else:
+            self.evaluations_since += 1
+
+
+class Trainer:
+    """config's training graph, built and finalized once, and the loop that trains it in a run directory.
+
+    train_steps() is one Session.run of steps as the loop makes it (bench times exactly that); run() is the
+    whole loop.  A cluster's worker passes its own model (built under its device scope, where the Trainer's own
+    variables then go too) and its task (its own batches), and runs its own loop with the Trainer's parts.
+    """
+
+    def __init__(self, config: TrainConfig, dataset: Dataset, out=None, model=None, task=None):
+        self.config = config
+        self.dataset = hold_out(dataset, config.validation_split)
+        self.out = out or sys.stdout
+        self.schedule = BatchSchedule(config, len(self.dataset.train), task=task)
+        self.model = model or build_graph(config)
+        self.in_graph_loop = (
+            add_in_graph_loop(self.model, config, self.dataset.train) if config.steps_per_run > 1 else None
+        )
+        self.histograms = build_histograms(self.model)
+        self.fetches = train_fetches(self.model)
+        # The epoch's means feed the progress bar and the history; the log's, the train scalars.
+        self.epoch_meter, self.log_meter = Meter(), Meter()
+        self.best = Best()
+        self.loop_state = loop_state.LoopState(self.model.graph, [self.epoch_meter, self.log_meter], self.best)
+        self.all_variables_finite = loop_state.all_variables_finite(self.model.graph)
+        with self.model.graph.as_default():
+            self.saver = v1.train.Saver(max_to_keep=checkpoints.KEEP)
+            self.init = v1.global_variables_initializer()
+        # From here on, an op created by mistake inside the loop fails loudly instead of growing the graph.
+        self.model.graph.finalize()
+        self.run_dir = None
+        self.history = []
+        self.saved_step = None
+        self.status = FINISHED
+        self.profiler = profiling.StepProfiler(config.profile_steps)
+
+    def session(self) -> v1.Session:
+        return v1.Session(graph=self.model.graph, config=session_config(self.config.rewrites_off, self.config.xla))
+
+    # ---- the loop ----------------------------------------------------------------------------------------
+
+    def run(self, run_dir, resume: bool = False) -> TrainingResult:
+        """Trains in run_dir from step 1, or with resume=True from the run's latest checkpoint."""
+        self.run_dir = RunDir(run_dir)
+        with exclusive(self.run_dir):
+            if resume:
+                loop_state.check_data_source(self.run_dir, self.dataset.source)
+            else:
+                self.create_run_files()
+            with (
+                deterministic_ops(),
+                stop_requested_by_signals() as stop,
+                self.session() as sess,
+                contextlib.closing(self.profiler),
+            ):
+                first_step = self.restore(sess) if resume else self.initialize(sess)
+                with contextlib.closing(Writers(self.run_dir, self.model.graph)) as writers:
+                    self.mark_session_start(writers, first_step, resume)
+                    self.loop(sess, writers, first_step, stop)
+        return TrainingResult(str(self.run_dir), self.history[-1]["step"], self.history, self.status, self.best.step)
+
+    def loop(self, sess, writers, first_step, stop):
+        schedule, config = self.schedule, self.config
+        reporter = reporter_for(config, schedule, first_step, self.out)
+        start = time.perf_counter()
+        for first, step in self.runs(first_step):
+            for trained, loss, accuracy in self.train_steps(sess, first, step, writers):
+                reporter.step(trained, loss, accuracy, self.epoch_meter.means())
+            # From here, step is the run's last step: what follows happens between two Session.runs.
+            evaluating = schedule.is_eval_point(step)
+            if evaluating:
+                reporter.evaluation(step, self.evaluate(sess, writers, step, time.perf_counter() - start))
+            if schedule.is_epoch_end(step):
+                reporter.epoch_end(step, self.epoch_meter.means())
+                self.epoch_meter.reset()
+            # Saved after the epoch-end reset, so that a resumed run starts from the state the next step sees.
+            if evaluating or stop or (config.checkpoint_every and step % config.checkpoint_every == 0):
+                self.save(sess, writers, step)
+            if evaluating and self.early_stop_due():  # the run ends here, whatever a signal asks
+                reporter.stopped()
+                print(
+                    f"Early stop at step {step}: no lower validation loss in {config.early_stop} evaluations; "
+                    f"the lowest, {self.best.loss:.4f}, was at step {self.best.step}.",
+                    file=self.out,
+                    flush=True,
+                )
+                self.status = EARLY_STOPPED
+                break
+            if stop and step < schedule.total_steps:  # on the last step, the run just ends
+                reporter.stopped()
+                raise Interrupted(
+                    f"stopped by {stop.name} at step {step} after saving its checkpoint; "
+                    f"continue with: python run.py --resume {self.run_dir}",
+                    stop.exit_code,
+                )
+
+    def runs(self, first_step):
+        """(first, last) step of each Session.run after first_step: --steps-per-run steps, fewer where a run
+        must end early because the loop acts between two steps."""
+        first = first_step + 1
+        while first <= self.schedule.total_steps:
+            last = min(first + self.config.steps_per_run - 1, self.schedule.total_steps)
+            last = next((step for step in range(first, last) if self.acts_after(step)), last)
+            yield first, last
+            first = last + 1
+
+    def acts_after(self, step):
+        """Does the loop need the session between step and step + 1: for histograms, a trace, the profiler, an
+        evaluation, the end of an epoch or a checkpoint?  (Train scalars come from the run's per-step values.)"""
+        config, schedule = self.config, self.schedule
+        profile_first, profile_last = config.profile_steps or (None, None)
+        return (
+            (step + 1) % config.histogram_every == 0
+            or step in config.trace_steps
+            or step + 1 in config.trace_steps
+            or step + 1 == profile_first
+            or step == profile_last
+            or schedule.is_eval_point(step)
+            or schedule.is_epoch_end(step)
+            or bool(config.checkpoint_every and step % config.checkpoint_every == 0)
+        )
+
+    def train_steps(self, sess, first: int, last: int, writers: Writers):
+        """Steps first..last in one Session.run: one step fed by feed_dict, or the in-graph loop's steps.
+
+        Yields (step, loss, accuracy) for each step after its NaN check, running means and train scalars;
+        a loss and an accuracy are the batch's before its update, as Keras reports them.
+        """
+        config, train = self.config, self.dataset.train
+        if first % config.histogram_every == 0:
+            # A separate run before the update, so weights and gradients are those of one same state.
+            histograms = sess.run(self.histograms, self.schedule.feed(self.model, train, first))
+            writers.train.add_summary(histograms, first)
+        if self.in_graph_loop:
+            fetches, feed = self.in_graph_loop.fetches, self.in_graph_loop.feed(self.schedule, first, last)
+        else:
+            fetches, feed = self.fetches, self.schedule.feed(self.model, train, first)
+        self.profiler.before(first, self.run_dir)
+        with self.profiler.marking(first):
+            if first in config.trace_steps:
+                values = tracing.traced_train_step(sess, fetches, feed, writers.train, self.run_dir, first)
+            else:
+                values = sess.run(fetches, feed)
+        self.profiler.after(last)
+        # The in-graph loop stops after a non-finite loss, so its last values may come before `last`.
+        losses, accuracies = np.atleast_1d(values[-2]), np.atleast_1d(values[-1])
+        for step, loss, accuracy in zip(range(first, last + 1), losses, accuracies):
+            if not np.isfinite(loss):
+                raise self.diverged(f"the loss became {loss}", step)
+            self.epoch_meter.add(loss, accuracy)
+            self.log_meter.add(loss, accuracy)
+            if step % config.log_every == 0:
+                writers.train.add_summary(scalars(self.log_meter.means()), step)
+                self.log_meter.reset()
+            yield step, float(loss), float(accuracy)
+
+    def train_step(self, sess, step: int, writers: Writers) -> tuple[float, float]:
+        """Step k alone, in a Session.run of its own: its batch's loss and accuracy."""
+        [(_, loss, accuracy)] = self.train_steps(sess, step, step, writers)
+        return loss, accuracy
+
+    # ---- around the loop ---------------------------------------------------------------------------------
+
+    def create_run_files(self):
+        try:
+            save_config(self.config, self.run_dir)
+            loop_state.record_data_source(self.run_dir, self.dataset.source)
+            self.run_dir.classes.write_text("\n".join(self.dataset.classes) + "\n")
+            self.run_dir.checkpoints.mkdir(exist_ok=True)
+        except OSError as e:
+            raise GraphNNError(f"{self.run_dir}: cannot write the run's files ({e.strerror or e}).") from None
+
+    def initialize(self, sess):
+        sess.run(self.init)
+        self.load_training_data(sess)
+        return 0
+
+    def load_training_data(self, sess):
+        if self.in_graph_loop:
+            self.in_graph_loop.load(sess, self.dataset.train)
+
+    def restore(self, sess):
+        """Weights, optimizer slots, global step and loop state from the latest checkpoint; returns the step."""
+        checkpoints.restore(self.saver, sess, checkpoints.latest(self.run_dir))
+        # So that max_to_keep goes on deleting the oldest checkpoints, those of the earlier sessions included.
+        self.saver.recover_last_checkpoints(checkpoints.all_kept(self.run_dir))
+        self.loop_state.load(sess)
+        self.load_training_data(sess)
+        step = int(sess.run(self.model.global_step))
+        total = self.schedule.total_steps
+        if step >= total or self.early_stop_due():
+            done = f"stopped early at step {step}" if step < total else f"already finished its {total} steps"
+            raise GraphNNError(f"{self.run_dir} {done}; test it with: python run.py evaluate --run {self.run_dir}")
+        self.saved_step = step
+        epoch, position = divmod(step, self.schedule.steps_per_epoch)
+        print(
+            f"Resuming {self.run_dir} at step {step}/{total} (epoch {epoch + 1}, {position} of its "
+            f"{self.schedule.steps_per_epoch} steps done)",
+            file=self.out,
+            flush=True,
+        )
+        return step
+
+    def mark_session_start(self, writers, first_step, resume):
+        """SessionLog(START) at step 0, or at the first step of a resumed session.
+
+        On a START, TensorBoard drops the events at and after its step: those a killed run wrote past its
+        last checkpoint, which this session writes again.  Its Python loader ignores a run's first START,
+        hence one at step 0 too.
+        """
+        start = v1.SessionLog(status=v1.SessionLog.START)
+        for writer in (writers.train, writers.validation):
+            writer.add_session_log(start, first_step + 1 if resume else 0)
+
+    def evaluate(self, sess, writers, step, seconds):
+        val_loss, val_accuracy = batched.loss_and_accuracy(sess, self.model, self.dataset.validation)
+        writers.validation.add_summary(scalars({"loss": val_loss, "accuracy": val_accuracy}), step)
+        writers.flush()
+        self.best.update(step, val_loss)
+        metrics = dict(self.epoch_meter.means(), val_loss=val_loss, val_accuracy=val_accuracy)
+        self.history.append(dict(metrics, step=step, seconds=seconds))
+        return metrics
+
+    def early_stop_due(self):
+        return bool(self.config.early_stop) and self.best.evaluations_since >= self.config.early_stop
+
+    def kept_checkpoint(self, which="last"):
+        """What a run that ends now leaves to go on from, in words."""
+        if self.saved_step is None:
+            return "no checkpoint had been saved yet"
+        return f"the {which} checkpoint (step {self.saved_step}) is kept"
+
+    def diverged(self, what, step):
+        return TrainingDiverged(
+            f"{what} at step {step}, most likely because the learning rate "
+            f"{self.config.learning_rate} is too high for {self.config.optimizer}; "
+            f"{self.kept_checkpoint('last good')} in {self.run_dir}.",
+            step,
+        )
+
+    def save(self, sess, writers, step):
+        """A checkpoint of step, only of finite weights, with the events up to it flushed first; at an evaluation
+        that lowered the validation loss, the best checkpoint too.
+
+        Flushed first so that whenever a checkpoint exists, TensorBoard has every event before it.  The best one
+        is written before the rolling one, so that a resume never starts after a best step whose checkpoint is
+        missing: it trains that step again and saves it.  Without write_state the Saver keeps it out of the
+        rolling ones, which max_to_keep deletes.
+        """
+        if not sess.run(self.all_variables_finite):
+            raise self.diverged("the weights became NaN or infinite", step)
+        self.loop_state.store(sess)
+        writers.flush()
+        try:
+            if self.best.step == step:
+                self.saver.save(sess, str(self.run_dir.best_checkpoint), write_meta_graph=False, write_state=False)
+            self.saver.save(sess, str(self.run_dir.checkpoint_prefix), global_step=step)
+        except (tf.errors.OpError, OSError) as e:
+            message = str(e).strip().splitlines()[0]
+            raise GraphNNError(
+                f"cannot write the checkpoint of step {step} ({message}); "
+                f"the earlier checkpoints in {self.run_dir} are kept."
+            ) from None
+        self.saved_step = step
