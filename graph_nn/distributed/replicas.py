@@ -10,16 +10,15 @@ is dropped) and takes a token from a queue on the ps; the chief's update takes r
 gradients from every accumulator, applies their mean, increments global_step and puts a new token per worker
 in the queue.  The token's value is the new global step, which is what the train op returns.  The tokens are
 not per worker; how a worker keeps to one gradient per update, through the queue handle token_queue() makes,
-is graph_nn/distributed/tasks.py's (Worker.next_token).
+is graph_nn/distributed/worker.py's (ClusterSteps.next_token).
 """
 
 import dataclasses
 
 import tensorflow as tf
 
-from graph_nn.graph.model import add_model, placeholders
+from graph_nn.graph.model import ModelGraph, add_model, placeholders
 from graph_nn.graph.optimizers import make_optimizer
-from graph_nn.training.loop import Trainer
 
 v1 = tf.compat.v1
 
@@ -79,7 +78,8 @@ def token_queue(global_step):
 
 @dataclasses.dataclass
 class WorkerGraph:
-    trainer: Trainer  # the model, its summaries, saver, loop state and checks, all built for this worker
+    model: ModelGraph  # not finalized: the worker's Trainer adds its own parts under `device`
+    device: object  # replica_device_setter's device function
     fetches: list  # [global step after this step's update, loss, accuracy, the steps of every worker]
     worker_steps: tf.Variable  # int64 [workers]: how many batches each worker has trained on
     uninitialized: tf.Tensor  # names of the global variables not yet initialized (or restored) by the chief
@@ -87,9 +87,9 @@ class WorkerGraph:
     sync: SyncOps | None  # None in async training
 
 
-def worker_graph(config, dataset, task, replication, out=None):
-    """Worker task.index's graph: the model and its Trainer, placed by replica_device_setter, and what the
-    cluster adds; finalized.  Every worker builds the same variables, in the same order."""
+def worker_graph(config, task, replication):
+    """Worker task.index's graph: the model, placed by replica_device_setter, and what the cluster adds.  Every
+    worker builds the same variables, in the same order (its Trainer's, built next under `device`, included)."""
     workers = task.num_workers
     setter = v1.train.replica_device_setter(cluster=cluster_spec(task), worker_device=f"/job:worker/task:{task.index}")
     graph = tf.Graph()
@@ -131,7 +131,6 @@ def worker_graph(config, dataset, task, replication, out=None):
                     tokens.enqueue(token),
                     token,
                 )
-        trainer = Trainer(config, dataset, out, model=model, task=task.index)
     return WorkerGraph(
-        trainer, [step_after, model.loss, model.accuracy, count_step], worker_steps, uninitialized, done, sync
+        model, setter, [step_after, model.loss, model.accuracy, count_step], worker_steps, uninitialized, done, sync
     )

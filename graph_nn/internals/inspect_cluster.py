@@ -20,6 +20,7 @@ from graph_nn.distributed import replicas
 from graph_nn.distributed.spec import ClusterTask, Replication, free_ports
 from graph_nn.graph.sessions import session_config
 from graph_nn.internals.inspect_graph import print_counter, print_table
+from graph_nn.training.loop import Trainer
 
 v1 = tf.compat.v1
 SYNC_OP_TYPES = (
@@ -127,11 +128,15 @@ def traced_sync_step(config, dataset):
     the partition graphs, while worker 1 sends its gradient in a thread."""
     tasks = local_tasks()
     servers = [v1.train.Server(replicas.cluster_spec(task), job_name=task.job, task_index=task.index) for task in tasks]
-    workers = [replicas.worker_graph(config, dataset, task, Replication("sync")) for task in tasks[1:]]
+    workers = [replicas.worker_graph(config, task, Replication("sync")) for task in tasks[1:]]
+    trainers = [
+        Trainer(config, dataset, model=worker.model, task=task.index, device=worker.device)
+        for worker, task in zip(workers, tasks[1:])
+    ]
     sessions = [
         v1.Session(
             servers[1 + i].target,
-            graph=worker.trainer.model.graph,
+            graph=worker.model.graph,
             config=session_config(device_filters=["/job:ps", f"/job:worker/task:{i}"]),
         )
         for i, worker in enumerate(workers)
@@ -140,7 +145,7 @@ def traced_sync_step(config, dataset):
     with contextlib.ExitStack() as stack:
         for sess in sessions:
             stack.enter_context(contextlib.closing(sess))
-        sessions[0].run(chief.trainer.init)
+        sessions[0].run(trainers[0].init)
         sessions[0].run(chief.sync.chief_init)
         sessions[1].run(other.sync.local_step_init)
         traced = v1.RunOptions(output_partition_graphs=True, trace_level=v1.RunOptions.FULL_TRACE)
@@ -148,9 +153,8 @@ def traced_sync_step(config, dataset):
             step_metadata, update_metadata = v1.RunMetadata(), v1.RunMetadata()
 
             def train(i, metadata=None, step=step):
-                worker = workers[i]
-                feed = worker.trainer.schedule.feed(worker.trainer.model, dataset.train, step)
-                sessions[i].run(worker.fetches, feed, options=traced if metadata else None, run_metadata=metadata)
+                feed = trainers[i].feed(step)
+                sessions[i].run(workers[i].fetches, feed, options=traced if metadata else None, run_metadata=metadata)
 
             threads = [
                 threading.Thread(target=train, args=(0, step_metadata)),
@@ -161,7 +165,7 @@ def traced_sync_step(config, dataset):
             sessions[0].run(chief.sync.update, options=traced, run_metadata=update_metadata)
             for thread in threads:
                 thread.join()
-    return TracedStep(chief.trainer.model.graph, step_metadata, update_metadata)
+    return TracedStep(chief.model.graph, step_metadata, update_metadata)
 
 
 def bytes_between_tasks(found):

@@ -4,6 +4,9 @@ op, write summaries, evaluate, checkpoint; one step counter from the first step 
 With --steps-per-run K, one Session.run trains up to K steps in a while_loop inside the graph
 (graph_nn/graph/in_graph_loop.py) on the same batches; a run ends early wherever the loop has something to do
 between two steps, so summaries, evaluations and checkpoints come at the same steps as with K = 1.
+
+A cluster's workers run this same loop (graph_nn/distributed/worker.py), each with its own way of running a
+step; when the loop acts is graph_nn/training/cadence.py's.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import tensorflow as tf
 
 from graph_nn.core.config import TrainConfig, save_config
 from graph_nn.core.errors import GraphNNError, Interrupted, TrainingDiverged
-from graph_nn.core.run_dir import EARLY_STOPPED, FINISHED, RunDir, exclusive
+from graph_nn.core.run_dir import EARLY_STOPPED, FINISHED, STOPPED, RunDir, exclusive
 from graph_nn.core.signals import stop_requested_by_signals
 from graph_nn.data.batches import BatchSchedule
 from graph_nn.data.dataset import Dataset, hold_out
@@ -30,6 +33,7 @@ from graph_nn.graph.sessions import session_config
 from graph_nn.observe import profiling, tracing
 from graph_nn.observe.summaries import Writers, build_histograms, scalars
 from graph_nn.training import loop_state
+from graph_nn.training.cadence import Cadence
 from graph_nn.training.progress import reporter_for
 
 v1 = tf.compat.v1
@@ -89,28 +93,34 @@ class Best:
 class Trainer:
     """config's training graph, built and finalized once, and the loop that trains it in a run directory.
 
-    train_steps() is one Session.run of steps as the loop makes it (bench times exactly that); run() is the
-    whole loop.  A cluster's worker passes its own model (built under its device scope, where the Trainer's own
-    variables then go too) and its task (its own batches), and runs its own loop with the Trainer's parts.
+    train_steps() is one Session.run of steps as the loop makes it (bench times exactly that); run() is a single
+    process's whole run, loop() the loop itself, which a cluster's workers run too (graph_nn/distributed/worker.py)
+    with their model (built under their device function, where the Trainer's own variables then go too), their
+    batches (task) and their way of running a step.  Only a chief (the single process, worker 0 of a cluster)
+    evaluates, saves checkpoints and writes train/ and validation/, as TensorFlow's is_chief has it.
     """
 
-    def __init__(self, config: TrainConfig, dataset: Dataset, out=None, model=None, task=None):
+    def __init__(
+        self, config: TrainConfig, dataset: Dataset, out=None, model=None, task=None, device=None, is_chief=True
+    ):
         self.config = config
         self.dataset = hold_out(dataset, config.validation_split)
         self.out = out or sys.stdout
+        self.task, self.is_chief = task, is_chief
         self.schedule = BatchSchedule(config, len(self.dataset.train), task=task)
+        self.cadence = Cadence(config, self.schedule)
         self.model = model or build_graph(config)
-        self.in_graph_loop = (
-            add_in_graph_loop(self.model, config, self.dataset.train) if config.steps_per_run > 1 else None
-        )
-        self.histograms = build_histograms(self.model)
-        self.fetches = train_fetches(self.model)
         # The epoch's means feed the progress bar and the history; the log's, the train scalars.
         self.epoch_meter, self.log_meter = Meter(), Meter()
         self.best = Best()
-        self.loop_state = loop_state.LoopState(self.model.graph, [self.epoch_meter, self.log_meter], self.best)
-        self.all_variables_finite = loop_state.all_variables_finite(self.model.graph)
-        with self.model.graph.as_default():
+        with self.model.graph.as_default(), v1.device(device) if device else contextlib.nullcontext():
+            self.in_graph_loop = (
+                add_in_graph_loop(self.model, config, self.dataset.train) if config.steps_per_run > 1 else None
+            )
+            self.histograms = build_histograms(self.model)
+            self.fetches = train_fetches(self.model)
+            self.loop_state = loop_state.LoopState(self.model.graph, [self.epoch_meter, self.log_meter], self.best)
+            self.all_variables_finite = loop_state.all_variables_finite(self.model.graph)
             self.saver = v1.train.Saver(max_to_keep=checkpoints.KEEP)
             self.init = v1.global_variables_initializer()
         # From here on, an op created by mistake inside the loop fails loudly instead of growing the graph.
@@ -124,16 +134,11 @@ class Trainer:
     def session(self) -> v1.Session:
         return v1.Session(graph=self.model.graph, config=session_config(self.config.rewrites_off, self.config.xla))
 
-    # ---- the loop ----------------------------------------------------------------------------------------
-
     def run(self, run_dir, resume: bool = False) -> TrainingResult:
         """Trains in run_dir from step 1, or with resume=True from the run's latest checkpoint."""
-        self.run_dir = RunDir(run_dir)
-        with exclusive(self.run_dir):
-            if resume:
-                loop_state.check_data_source(self.run_dir, self.dataset.source)
-            else:
-                self.create_run_files()
+        run_dir = RunDir(run_dir)
+        with exclusive(run_dir):
+            self.open_run_dir(run_dir, resume)
             with (
                 deterministic_ops(),
                 stop_requested_by_signals() as stop,
@@ -143,43 +148,69 @@ class Trainer:
                 first_step = self.restore(sess) if resume else self.initialize(sess)
                 with contextlib.closing(Writers(self.run_dir, self.model.graph)) as writers:
                     self.mark_session_start(writers, first_step, resume)
-                    self.loop(sess, writers, first_step, stop)
-        return TrainingResult(str(self.run_dir), self.history[-1]["step"], self.history, self.status, self.best.step)
+                    steps = SessionRuns(self, first_step)
+                    reporter = reporter_for(self.config, self.schedule, first_step, self.out)
+                    self.loop(sess, writers, first_step, stop, steps, reporter)
+                if self.status == STOPPED:
+                    raise Interrupted(
+                        f"stopped by {stop.name} at step {steps.step} after saving its checkpoint; "
+                        f"continue with: python run.py --resume {self.run_dir}",
+                        stop.exit_code,
+                    )
+        return self.result(self.history[-1]["step"])
 
-    def loop(self, sess, writers, first_step, stop):
-        schedule, config = self.schedule, self.config
-        reporter = reporter_for(config, schedule, first_step, self.out)
-        start = time.perf_counter()
-        for first, step in self.runs(first_step):
-            for trained, loss, accuracy in self.train_steps(sess, first, step, writers):
-                reporter.step(trained, loss, accuracy, self.epoch_meter.means())
-            # From here, step is the run's last step: what follows happens between two Session.runs.
-            evaluating = schedule.is_eval_point(step)
-            if evaluating:
-                reporter.evaluation(step, self.evaluate(sess, writers, step, time.perf_counter() - start))
-            if schedule.is_epoch_end(step):
-                reporter.epoch_end(step, self.epoch_meter.means())
-                self.epoch_meter.reset()
-            # Saved after the epoch-end reset, so that a resumed run starts from the state the next step sees.
-            if evaluating or stop or (config.checkpoint_every and step % config.checkpoint_every == 0):
-                self.save(sess, writers, step)
-            if evaluating and self.early_stop_due():  # the run ends here, whatever a signal asks
-                reporter.stopped()
-                print(
-                    f"Early stop at step {step}: no lower validation loss in {config.early_stop} evaluations; "
-                    f"the lowest, {self.best.loss:.4f}, was at step {self.best.step}.",
-                    file=self.out,
-                    flush=True,
-                )
-                self.status = EARLY_STOPPED
+    # ---- the loop ----------------------------------------------------------------------------------------
+
+    def loop(self, sess, writers, first_step, stop, steps, reporter):
+        """Trains from first_step until the schedule's last step, the end that early stopping sets (status
+        EARLY_STOPPED) or a stop that a signal requests (status STOPPED, the chief's checkpoint saved).
+
+        steps runs the steps and knows the global step: a single process's SessionRuns, a cluster worker's steps
+        (graph_nn/distributed/worker.py); reporter shows them (graph_nn/training/progress.py).  Between two of
+        steps' runs, the chief does what the cadence asks for the steps the global step went through.
+        """
+        total, start = self.schedule.total_steps, time.perf_counter()
+        previous = first_step
+        while steps.step < total:
+            trained = False
+            for step, loss, accuracy in steps.train(sess, previous, writers, stop):
+                reporter.step(step, loss, accuracy, self.epoch_meter.means())
+                trained = True
+            if trained:
+                if self.is_chief and self.between_steps(sess, writers, previous, steps.step, reporter, start):
+                    return
+                previous = steps.step
+            if stop:
                 break
-            if stop and step < schedule.total_steps:  # on the last step, the run just ends
-                reporter.stopped()
-                raise Interrupted(
-                    f"stopped by {stop.name} at step {step} after saving its checkpoint; "
-                    f"continue with: python run.py --resume {self.run_dir}",
-                    stop.exit_code,
-                )
+        if stop and steps.step < total:  # on the last step, the run just ends
+            if self.is_chief:
+                self.save(sess, writers, steps.step)
+            reporter.stopped()
+            self.status = STOPPED
+
+    def between_steps(self, sess, writers, previous, step, reporter, start):
+        """The chief's evaluation, epoch end and checkpoint, where the global step went past their marks;
+        True where early stopping ends the run."""
+        evaluating = self.cadence.evaluates(previous, step)
+        if evaluating:
+            reporter.evaluation(step, self.evaluate(sess, writers, step, time.perf_counter() - start))
+        if self.cadence.ends_epoch(previous, step):
+            reporter.epoch_end(step, self.epoch_meter.means())
+            self.epoch_meter.reset()
+        # Saved after the epoch-end reset, so that a resumed run starts from the state the next step sees.
+        if evaluating or self.cadence.checkpoints(previous, step):
+            self.save(sess, writers, step)
+        if not (evaluating and self.early_stop_due()):  # early stopping ends the run, whatever a signal asks
+            return False
+        reporter.stopped()
+        print(
+            f"Early stop at step {step}: no lower validation loss in {self.config.early_stop} evaluations; "
+            f"the lowest, {self.best.loss:.4f}, was at step {self.best.step}.",
+            file=self.out,
+            flush=True,
+        )
+        self.status = EARLY_STOPPED
+        return True
 
     def runs(self, first_step):
         """(first, last) step of each Session.run after first_step: --steps-per-run steps, fewer where a run
@@ -187,44 +218,26 @@ class Trainer:
         first = first_step + 1
         while first <= self.schedule.total_steps:
             last = min(first + self.config.steps_per_run - 1, self.schedule.total_steps)
-            last = next((step for step in range(first, last) if self.acts_after(step)), last)
+            last = next((step for step in range(first, last) if self.cadence.acts_after(step)), last)
             yield first, last
             first = last + 1
-
-    def acts_after(self, step):
-        """Does the loop need the session between step and step + 1: for histograms, a trace, the profiler, an
-        evaluation, the end of an epoch or a checkpoint?  (Train scalars come from the run's per-step values.)"""
-        config, schedule = self.config, self.schedule
-        profile_first, profile_last = config.profile_steps or (None, None)
-        return (
-            (step + 1) % config.histogram_every == 0
-            or step in config.trace_steps
-            or step + 1 in config.trace_steps
-            or step + 1 == profile_first
-            or step == profile_last
-            or schedule.is_eval_point(step)
-            or schedule.is_epoch_end(step)
-            or bool(config.checkpoint_every and step % config.checkpoint_every == 0)
-        )
 
     def train_steps(self, sess, first: int, last: int, writers: Writers):
         """Steps first..last in one Session.run: one step fed by feed_dict, or the in-graph loop's steps.
 
-        Yields (step, loss, accuracy) for each step after its NaN check, running means and train scalars;
-        a loss and an accuracy are the batch's before its update, as Keras reports them.
+        Yields (step, loss, accuracy) for each step after it is counted (see count()); a loss and an accuracy
+        are the batch's before its update, as Keras reports them.
         """
-        config, train = self.config, self.dataset.train
-        if first % config.histogram_every == 0:
+        if self.histograms_due(first - 1, first):
             # A separate run before the update, so weights and gradients are those of one same state.
-            histograms = sess.run(self.histograms, self.schedule.feed(self.model, train, first))
-            writers.train.add_summary(histograms, first)
+            self.write_histograms(sess, writers, self.feed(first), first)
         if self.in_graph_loop:
             fetches, feed = self.in_graph_loop.fetches, self.in_graph_loop.feed(self.schedule, first, last)
         else:
-            fetches, feed = self.fetches, self.schedule.feed(self.model, train, first)
+            fetches, feed = self.fetches, self.feed(first)
         self.profiler.before(first, self.run_dir)
         with self.profiler.marking(first):
-            if first in config.trace_steps:
+            if first in self.config.trace_steps:
                 values = tracing.traced_train_step(sess, fetches, feed, writers.train, self.run_dir, first)
             else:
                 values = sess.run(fetches, feed)
@@ -232,13 +245,7 @@ class Trainer:
         # The in-graph loop stops after a non-finite loss, so its last values may come before `last`.
         losses, accuracies = np.atleast_1d(values[-2]), np.atleast_1d(values[-1])
         for step, loss, accuracy in zip(range(first, last + 1), losses, accuracies):
-            if not np.isfinite(loss):
-                raise self.diverged(f"the loss became {loss}", step)
-            self.epoch_meter.add(loss, accuracy)
-            self.log_meter.add(loss, accuracy)
-            if step % config.log_every == 0:
-                writers.train.add_summary(scalars(self.log_meter.means()), step)
-                self.log_meter.reset()
+            self.count(step - 1, step, loss, accuracy, writers)
             yield step, float(loss), float(accuracy)
 
     def train_step(self, sess, step: int, writers: Writers) -> tuple[float, float]:
@@ -246,9 +253,40 @@ class Trainer:
         [(_, loss, accuracy)] = self.train_steps(sess, step, step, writers)
         return loss, accuracy
 
+    def feed(self, batch):
+        """The feed_dict of this trainer's batch number `batch` (a cluster's worker counts its own)."""
+        return self.schedule.feed(self.model, self.dataset.train, batch)
+
+    def count(self, previous, step, loss, accuracy, writers):
+        """A trained batch's loss and accuracy, the global step gone from previous to step: the NaN check, the
+        running means, and the chief's train scalars where the step passed a log mark.  Returns the log's
+        means there (a cluster's worker writes its own scalars too), else None."""
+        if not np.isfinite(loss):
+            raise self.diverged(f"the loss became {loss}", step)
+        self.epoch_meter.add(loss, accuracy)
+        self.log_meter.add(loss, accuracy)
+        if not self.cadence.logs(previous, step):
+            return None
+        means = self.log_meter.means()
+        if self.is_chief:
+            writers.train.add_summary(scalars(means), step)
+        self.log_meter.reset()
+        return means
+
+    def histograms_due(self, previous, step):
+        return self.is_chief and self.cadence.histograms(previous, step)
+
+    def write_histograms(self, sess, writers, feed, step, options=None):
+        writers.train.add_summary(sess.run(self.histograms, feed, options=options), step)
+
     # ---- around the loop ---------------------------------------------------------------------------------
 
-    def create_run_files(self):
+    def open_run_dir(self, run_dir, resume):
+        """The run's files written in run_dir, or for a run that goes on, a check that it trains on the same data."""
+        self.run_dir = RunDir(run_dir)
+        if resume:
+            loop_state.check_data_source(self.run_dir, self.dataset.source)
+            return
         try:
             save_config(self.config, self.run_dir)
             loop_state.record_data_source(self.run_dir, self.dataset.source)
@@ -288,6 +326,14 @@ class Trainer:
         )
         return step
 
+    def rejoin(self, sess):
+        """A restarted cluster chief's start, the variables live on the parameter servers still: the loop's state
+        read from them, and the kept checkpoints taken over, as restore() does."""
+        self.loop_state.load(sess)
+        kept = checkpoints.all_kept(self.run_dir)
+        self.saver.recover_last_checkpoints(kept)
+        self.saved_step = int(kept[-1].rsplit("-", 1)[1]) if kept else None  # model.ckpt-STEP
+
     def mark_session_start(self, writers, first_step, resume):
         """SessionLog(START) at step 0, or at the first step of a resumed session.
 
@@ -318,6 +364,10 @@ class Trainer:
         return f"the {which} checkpoint (step {self.saved_step}) is kept"
 
     def diverged(self, what, step):
+        if not self.is_chief:
+            return TrainingDiverged(
+                f"{what} at step {step} on worker {self.task}; the chief keeps the last good checkpoint", step
+            )
         return TrainingDiverged(
             f"{what} at step {step}, most likely because the learning rate "
             f"{self.config.learning_rate} is too high for {self.config.optimizer}; "
@@ -332,8 +382,11 @@ class Trainer:
         Flushed first so that whenever a checkpoint exists, TensorBoard has every event before it.  The best one
         is written before the rolling one, so that a resume never starts after a best step whose checkpoint is
         missing: it trains that step again and saves it.  Without write_state the Saver keeps it out of the
-        rolling ones, which max_to_keep deletes.
+        rolling ones, which max_to_keep deletes.  A step saved already is not saved again (a cluster's chief
+        that leaves after its last checkpoint).
         """
+        if step == self.saved_step:
+            return
         if not sess.run(self.all_variables_finite):
             raise self.diverged("the weights became NaN or infinite", step)
         self.loop_state.store(sess)
@@ -349,3 +402,20 @@ class Trainer:
                 f"the earlier checkpoints in {self.run_dir} are kept."
             ) from None
         self.saved_step = step
+
+    def result(self, global_step):
+        return TrainingResult(str(self.run_dir), global_step, self.history, self.status, self.best.step)
+
+
+class SessionRuns:
+    """How a single process runs its steps in Trainer.loop: Trainer.runs' Session.runs, --steps-per-run steps
+    each (one by default)."""
+
+    def __init__(self, trainer, first_step):
+        self.trainer, self.step = trainer, first_step
+        self.runs = trainer.runs(first_step)
+
+    def train(self, sess, previous, writers, stop):
+        first, last = next(self.runs)
+        yield from self.trainer.train_steps(sess, first, last, writers)
+        self.step = last
