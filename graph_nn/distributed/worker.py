@@ -62,12 +62,7 @@ class Worker:
     def run(self):
         task = self.task
         server = start_server(task)
-        mode = (
-            f"sync, each update the mean of {self.aggregate} of the {task.num_workers} workers' gradients"
-            if self.sync
-            else f"async, each of the {task.num_workers} workers applying its own gradients"
-        )
-        self.say(f"{task.name}{' (the chief)' if task.is_chief else ''} on {task.address}: {mode}")
+        self.say(self.introduction())
         self.wait_for_parameter_servers()
         filters = ["/job:ps", f"/job:worker/task:{task.index}"]
         self.sess = cluster_session(server.target, self.model.graph, filters)
@@ -104,6 +99,15 @@ class Worker:
         self.recorded(None, FINISHED)
         finish(self.trainer.result(self.steps.step), self.dataset, self.run_dir.path.parent, self.out)
         return 0
+
+    def introduction(self):
+        task = self.task
+        mode = (
+            f"sync, each update the mean of {self.aggregate} of the {task.num_workers} workers' gradients"
+            if self.sync
+            else f"async, each of the {task.num_workers} workers applying its own gradients"
+        )
+        return f"{task.name}{' (the chief)' if task.is_chief else ''} on {task.address}: {mode}"
 
     def recorded(self, error, status):
         """error, once the chief has recorded in result.json how its training ended (as a single-process run's
