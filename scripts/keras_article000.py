@@ -10,7 +10,7 @@ import pathlib
 import numpy as np
 from tensorflow import keras
 
-MNIST = pathlib.Path(__file__).resolve().parent.parent / "graph_nn" / "mnist"
+MNIST = pathlib.Path(__file__).resolve().parent.parent / "graph_nn" / "data" / "mnist"
 
 
 def idx(name, offset):

@@ -20,8 +20,8 @@ from PIL import Image, ImageFilter
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from graph_nn import inference  # noqa: E402
 from graph_nn.data.dataset import IMAGE_SIZE, load_dataset  # noqa: E402
+from graph_nn.graph import batched  # noqa: E402
 from graph_nn.reports.evaluate import restored_session  # noqa: E402
 from graph_nn.reports.predict import predict_files  # noqa: E402
 
@@ -114,7 +114,7 @@ def predict_accuracy(run_dir, paths, labels):
 def accuracies(run_dir, paths, labels):
     """(accuracy of predict, accuracy on plainly resized pages) of one run."""
     with restored_session(run_dir) as (sess, model, _):
-        plain = inference.probabilities(sess, model, np.stack([plain_resize(p) for p in paths])).argmax(axis=1)
+        plain = batched.probabilities(sess, model, np.stack([plain_resize(p) for p in paths])).argmax(axis=1)
     return predict_accuracy(run_dir, paths, labels), float(np.mean(plain == labels))
 
 
