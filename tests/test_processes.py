@@ -14,6 +14,7 @@ import pytest
 
 from graph_nn.core import processes
 from graph_nn.core.processes import Child, stop_all
+from graph_nn.distributed import launcher
 from tests.conftest import ROOT
 
 LIMIT_S = 30
@@ -140,6 +141,31 @@ def gone(pid):
             return stat.read().rsplit(")", 1)[1].split()[0] in "ZX"
     except FileNotFoundError:
         return True
+
+
+def test_the_launcher_ends_the_workers_of_a_failed_chief_then_its_ps_after_their_grace(tmp_path):
+    """The launcher's rules on processes that stand in for its tasks: a chief that fails once worker 1 is ready
+    to be told, worker 1 ending on its SIGINT, and a ps that waits until the launcher ends it."""
+    ready_file = tmp_path / "worker 1 is ready"
+    worker = OBEDIENT.replace("print('ready', flush=True)", f"open({str(ready_file)!r}, 'w').close()")
+    chief = textwrap.dedent(f"""
+        import os, sys, time
+        deadline = time.monotonic() + {LIMIT_S}
+        while not os.path.exists({str(ready_file)!r}) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sys.exit(3)
+    """)
+    out, err = io.StringIO(), io.StringIO()
+    cluster = launcher.Cluster(
+        {"ps 0": python("import time; time.sleep(60)"), "worker 0": python(chief), "worker 1": python(worker)}, out, err
+    )
+    cluster.wait()
+    ps, chief, worker = (cluster.children[name] for name in ("ps 0", "worker 0", "worker 1"))
+    assert (chief.returncode, worker.returncode, ps.returncode) == (3, 130, -signal.SIGTERM)
+    assert out.getvalue() == "[worker 1] stopping\n"
+    assert ps.stop_requested_at - worker.ended_at >= launcher.PS_GRACE_S
+    failed = [child.describe_end() for child in cluster.failed()]
+    assert failed == ["worker 0 exited with 3", "worker 1 exited with 130"]  # not the ps the launcher ended
 
 
 def test_every_child_runs_in_a_session_of_its_own(tmp_path):

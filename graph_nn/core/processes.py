@@ -47,14 +47,14 @@ class Child:
 
     def __init__(self, name, argv, grace_s, log=None, out=None, err=None, env=None, die_with_parent=False):
         self.name, self.grace_s = name, grace_s
+        self.log = None if log is None else pathlib.Path(log)
         options = dict(
             stdin=subprocess.DEVNULL,
             env=child_environment() if env is None else env,
             start_new_session=True,
             preexec_fn=parent_death_signal if die_with_parent and sys.platform == "linux" else None,
         )
-        if log is not None:
-            self.log = pathlib.Path(log)
+        if self.log is not None:
             with self.log.open("a") as file:
                 file.write(f"$ {shlex.join(argv)}\n")
                 file.flush()
