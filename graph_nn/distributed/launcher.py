@@ -9,23 +9,17 @@ terminated.  A task whose launcher dies gets SIGTERM from the kernel (Linux), so
 No TensorFlow here.
 """
 
-import contextlib
-import ctypes
-import os
 import signal
-import subprocess
 import sys
-import threading
 import time
 
 from graph_nn.core.errors import ClusterFailed, Interrupted
-from graph_nn.core.processes import GRAPH_NN, child_environment
+from graph_nn.core.processes import GRAPH_NN, POLL_S, Child, child_environment, running
 from graph_nn.distributed.spec import LOOPBACK, free_ports
 
 WORKER_GRACE_S = 60  # the other workers' time to end after the chief has (their steps time out within 5 s)
 PS_GRACE_S = 15  # the parameter servers' time to end after the last worker (they end as soon as all are done)
 KILL_GRACE_S = 10  # after SIGTERM, before SIGKILL
-PR_SET_PDEATHSIG = 1
 
 
 def task_environment():
@@ -55,69 +49,20 @@ def task_commands(jobs, worker_args, ps_args):
     }
 
 
-def die_with_parent():
-    """In the child, before exec: SIGTERM when the launcher dies, however it dies (Linux's PR_SET_PDEATHSIG)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-class Task:
-    """One task's process and the threads that pass its lines on, prefixed with its name."""
-
-    def __init__(self, name, argv, out, err, lock):
-        self.name = name
-        self.process = subprocess.Popen(
-            argv,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            errors="backslashreplace",
-            env=task_environment(),
-            start_new_session=True,
-            preexec_fn=die_with_parent if sys.platform == "linux" else None,
-        )
-        self.readers = [
-            threading.Thread(target=self.forward, args=(pipe, sink, lock), daemon=True)
-            for pipe, sink in ((self.process.stdout, out), (self.process.stderr, err))
-        ]
-        for reader in self.readers:
-            reader.start()
-        self.ended_at = None
-        self.terminated = False  # ended by the launcher, after its grace time
-
-    def forward(self, pipe, sink, lock):
-        for line in pipe:
-            with lock:
-                sink.write(f"[{self.name}] {line}")
-                sink.flush()
-
-    def poll(self):
-        code = self.process.poll()
-        if code is not None and self.ended_at is None:
-            self.ended_at = time.monotonic()
-        return code
-
-    def signal(self, signum):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signum)
-
-    def describe_end(self):
-        code = self.process.returncode
-        if code < 0:
-            return f"{self.name} was killed by {signal.Signals(-code).name}"
-        return f"{self.name} exited with {code}"
-
-
 class Cluster:
-    """The tasks of one cluster run, started, watched and ended."""
+    """The tasks of one cluster run, each a Child process, started, watched and ended."""
 
     def __init__(self, commands, out=None, err=None):
         self.out, self.err = out or sys.stdout, err or sys.stderr
-        lock = threading.Lock()
-        self.tasks = {name: Task(name, argv, self.out, self.err, lock) for name, argv in commands.items()}
-        self.chief = self.tasks["worker 0"]
-        self.workers = [task for name, task in self.tasks.items() if name.startswith("worker")]
-        self.parameter_servers = [task for name, task in self.tasks.items() if name.startswith("ps")]
+        self.children = {
+            name: Child(
+                name, argv, KILL_GRACE_S, out=self.out, err=self.err, env=task_environment(), die_with_parent=True
+            )
+            for name, argv in commands.items()
+        }
+        self.chief = self.children["worker 0"]
+        self.workers = [child for name, child in self.children.items() if name.startswith("worker")]
+        self.parameter_servers = [child for name, child in self.children.items() if name.startswith("ps")]
         self.stop_signal = None
         self.killing = False
 
@@ -125,33 +70,32 @@ class Cluster:
         """Waits until every task has ended, passing on signals and ending the stragglers."""
         previous = {signum: signal.signal(signum, self.on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
         try:
-            while [task for task in self.tasks.values() if task.poll() is None]:  # every task polled, each time
+            while running(self.children.values()):
                 self.end_stragglers()
-                time.sleep(0.2)
+                time.sleep(POLL_S)
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
-        for task in self.tasks.values():
-            for reader in task.readers:
-                reader.join(5)
+        for child in self.children.values():
+            child.finish_output()
 
     def on_signal(self, signum, frame):
         if self.stop_signal is None:
             self.stop_signal = signum
             for worker in self.workers:
-                worker.signal(signal.SIGINT)  # the chief saves a checkpoint, every worker tells the ps it is done
+                worker.send_signal(signal.SIGINT)  # the chief saves a checkpoint, every worker tells the ps it is done
         else:  # a second Ctrl-C: no more waiting
             self.killing = True
-            for task in self.tasks.values():
-                task.signal(signal.SIGKILL)
+            for child in self.children.values():
+                child.kill()
 
     def end_stragglers(self):
         now = time.monotonic()
         if self.chief.ended_at is not None:
-            if self.chief.process.returncode != 0:
+            if self.chief.returncode != 0:
                 for worker in self.workers:
-                    if worker.poll() is None and not worker.terminated:
-                        worker.signal(signal.SIGINT)  # a failed chief leaves nothing to train for
+                    if worker.poll() is None and worker.stop_requested_at is None:
+                        worker.send_signal(signal.SIGINT)  # a failed chief leaves nothing to train for
             self.terminate_after(self.workers, self.chief.ended_at + WORKER_GRACE_S, now)
         last_worker = [worker.ended_at for worker in self.workers]
         if None not in last_worker:
@@ -161,18 +105,18 @@ class Cluster:
             self.terminate_after(self.parameter_servers, max(last_worker) + grace, now)
 
     @staticmethod
-    def terminate_after(tasks, deadline, now):
-        for task in tasks:
-            if task.poll() is None and now > deadline:
-                task.signal(signal.SIGKILL if task.terminated and now > deadline + KILL_GRACE_S else signal.SIGTERM)
-                task.terminated = True
+    def terminate_after(children, deadline, now):
+        """SIGTERM to those still running past the deadline; SIGKILL KILL_GRACE_S later (Child.poll)."""
+        if now > deadline:
+            for child in children:
+                child.stop(signal.SIGTERM)
 
     def failed(self):
         """The tasks that ended badly: a non-zero exit, not counting a ps the launcher had to end."""
         return [
-            task
-            for task in self.tasks.values()
-            if task.process.returncode != 0 and not (task.terminated and task in self.parameter_servers)
+            child
+            for child in self.children.values()
+            if child.returncode != 0 and not (child.stop_requested_at is not None and child in self.parameter_servers)
         ]
 
 
@@ -198,9 +142,9 @@ def run_cluster(jobs, worker_args, ps_args, run_dir, out=None):
         )
     failed = cluster.failed()
     if failed:
-        error = ClusterFailed("; ".join(task.describe_end() for task in failed) + ".")
-        if cluster.chief.process.returncode > 0:
-            error.exit_code = cluster.chief.process.returncode
+        error = ClusterFailed("; ".join(child.describe_end() for child in failed) + ".")
+        if cluster.chief.returncode > 0:
+            error.exit_code = cluster.chief.returncode
         raise error
     return 0
 

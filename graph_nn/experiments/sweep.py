@@ -19,22 +19,19 @@ import dataclasses
 import itertools
 import json
 import pathlib
-import shlex
 import signal
 import statistics
-import subprocess
 import sys
 import time
 
 from graph_nn.core import config as config_module
 from graph_nn.core.errors import GraphNNError, Interrupted
-from graph_nn.core.processes import GRAPH_NN, child_environment
+from graph_nn.core.processes import GRAPH_NN, POLL_S, Child, stop_all
 from graph_nn.core.run_dir import DONE, STOPPED, RunDir, exclusive, new_run_dir
 from graph_nn.core.signals import EXIT_CODES, stop_requested_by_signals
 
 PLAN = "sweep.json"
 OUTPUT = "output.txt"
-POLL_SECONDS = 0.2
 STOP_SECONDS = 120  # how long a run asked to stop may take to save its checkpoint and exit before it is killed
 
 
@@ -145,58 +142,38 @@ def command(sweep, run):
     return train + flags + data + classes + ["--logdir", str(sweep.directory / run.name)]
 
 
-class Child:
-    """One run's train process, its output going to the run's output.txt."""
+class Training:
+    """A run of the sweep being trained: its place in the list, and its train process (a Child whose output goes
+    to the run's output.txt)."""
 
     def __init__(self, sweep, run, position):
         self.run, self.position = run, position
-        command_line = command(sweep, run)
-        self.resuming = "--resume" in command_line
+        argv = command(sweep, run)
+        self.resuming = "--resume" in argv
         (sweep.directory / run.name).mkdir(exist_ok=True)
-        self.output = sweep.directory / run.name / OUTPUT
-        with self.output.open("a") as log:
-            log.write(f"$ {shlex.join(command_line)}\n")
-            log.flush()
-            # A session of their own, so that a Ctrl-C at the terminal reaches the sweep alone, which then stops
-            # each run the same way.
-            self.process = subprocess.Popen(
-                command_line,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=child_environment(),
-                start_new_session=True,
-            )
-        self.started = time.monotonic()
-        self.asked_to_stop = None  # when a signal asked it to stop
+        self.child = Child(run.name, argv, STOP_SECONDS, log=sweep.directory / run.name / OUTPUT)
         self.timed_out = False
 
-    def ask_to_stop(self, signum):
-        """The signal a run answers by saving a checkpoint of its current step and exiting."""
-        if self.asked_to_stop is None and self.process.poll() is None:
-            self.process.send_signal(signum)
-            self.asked_to_stop = time.monotonic()
-
-    def check_deadlines(self, timeout):
-        if self.asked_to_stop is None and time.monotonic() - self.started > timeout:
+    def check_timeout(self, timeout):
+        if self.child.stop_requested_at is None and time.monotonic() - self.child.started > timeout:
             self.timed_out = True
-            self.ask_to_stop(signal.SIGTERM)
-        elif self.asked_to_stop is not None and time.monotonic() - self.asked_to_stop > STOP_SECONDS:
-            self.process.kill()
+            self.child.stop(signal.SIGTERM)  # the run saves a checkpoint of its current step and exits
 
     def error(self):
         """The sentence the run ended with, or its exit code."""
-        lines = [line for line in self.output.read_text(errors="replace").splitlines() if line.startswith("graph-nn: ")]
+        lines = [
+            line for line in self.child.log.read_text(errors="replace").splitlines() if line.startswith("graph-nn: ")
+        ]
         return (
             lines[-1].removeprefix("graph-nn: ").removeprefix("error: ")
             if lines
-            else f"exit code {self.process.returncode}"
+            else f"exit code {self.child.returncode}"
         )
 
 
-def outcome(sweep, child):
-    seconds = f"{time.monotonic() - child.started:.0f} s"
-    result = sweep.result(child.run)
+def outcome(sweep, training):
+    seconds = f"{time.monotonic() - training.child.started:.0f} s"
+    result = sweep.result(training.run)
     if result:
         figures = [
             f"{name.replace('_', ' ')} {result[name]:.4f}"
@@ -204,39 +181,36 @@ def outcome(sweep, child):
             if name in result
         ]
         return f"{result['status']} in {seconds}" + (f" - {', '.join(figures)}" if figures else "")
-    latest = (sweep.results(child.run) or [{}])[-1]
-    if child.process.returncode in EXIT_CODES.values() and latest.get("status") == STOPPED:
-        why = " by its --timeout" if child.timed_out else ""
+    latest = (sweep.results(training.run) or [{}])[-1]
+    if training.child.returncode in EXIT_CODES.values() and latest.get("status") == STOPPED:
+        why = " by its --timeout" if training.timed_out else ""
         return f"stopped{why} at step {latest['step']} after {seconds}; continuing the sweep resumes it"
-    return f"not done after {seconds}: {child.error()}"
+    return f"not done after {seconds}: {training.error()}"
 
 
 def train_all(sweep, todo, jobs, timeout, out):
     """Trains the runs of `todo`, `jobs` at a time; returns the StopRequest of a SIGINT or SIGTERM that stopped
-    them all, or None."""
-    waiting, running = list(enumerate(todo, start=1)), []
+    them all (each run asked to stop with the same signal), or None."""
+    waiting, trainings = list(enumerate(todo, start=1)), []
+
+    def report(training, what):
+        print(f"[{training.position}/{len(todo)}] {training.run.name}: {what}", file=out, flush=True)
+
     with stop_requested_by_signals() as stop:
-        while (waiting or running) and not stop:
-            while waiting and len(running) < jobs:
+        while (waiting or trainings) and not stop:
+            while waiting and len(trainings) < jobs:
                 position, run = waiting.pop(0)
-                running.append(Child(sweep, run, position))
-                verb = "resuming" if running[-1].resuming else "training"
-                print(f"[{position}/{len(todo)}] {run.name}: {verb}", file=out, flush=True)
-            for child in [child for child in running if child.process.poll() is not None]:
-                running.remove(child)
-                print(f"[{child.position}/{len(todo)}] {child.run.name}: {outcome(sweep, child)}", file=out, flush=True)
-            for child in running:
-                child.check_deadlines(timeout)
-            time.sleep(POLL_SECONDS)
-        for child in running:
-            child.ask_to_stop(stop.signum)
-        for child in running:
-            try:
-                child.process.wait(STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                child.process.kill()
-                child.process.wait()
-            print(f"[{child.position}/{len(todo)}] {child.run.name}: {outcome(sweep, child)}", file=out, flush=True)
+                trainings.append(Training(sweep, run, position))
+                report(trainings[-1], "resuming" if trainings[-1].resuming else "training")
+            for training in [training for training in trainings if training.child.poll() is not None]:
+                trainings.remove(training)
+                report(training, outcome(sweep, training))
+            for training in trainings:
+                training.check_timeout(timeout)
+            time.sleep(POLL_S)
+        stop_all([training.child for training in trainings], stop.signum)
+        for training in trainings:
+            report(training, outcome(sweep, training))
     return stop if stop else None
 
 
