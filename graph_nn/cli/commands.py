@@ -33,6 +33,12 @@ class Command:
     keras: bool = False  # whether it may import Keras (the others run without_keras)
 
 
+def show(report):
+    """Prints a report line by line, each as soon as it is computed."""
+    for line in report.lines():
+        print(line, flush=True)
+
+
 # ---- train: one process, or a task of a cluster --------------------------------------------------------------
 
 
@@ -209,9 +215,9 @@ def run_flags(parser):
 
 
 def command_evaluate(args):
-    from graph_nn.reports.evaluate import report_run
+    from graph_nn.reports.evaluate import evaluation_report
 
-    report_run(args.run, load_dataset(args.data_dir), which=args.checkpoint)
+    show(evaluation_report(args.run, load_dataset(args.data_dir), which=args.checkpoint))
     print(f"Pictures saved in {args.run}")
     return 0
 
@@ -237,7 +243,7 @@ def predict_flags(parser):
 
 
 def command_predict(args):
-    from graph_nn.reports.predict import format_prediction, predict_files
+    from graph_nn.reports.predict import predict_files
 
     run_dir = args.run or newest_run(args.logdir)
     predictions = predict_files(run_dir, args.images, args.checkpoint)
@@ -245,7 +251,7 @@ def command_predict(args):
         if prediction.error:
             print(f"graph-nn: error: {prediction.error}", file=sys.stderr)
         else:
-            print(format_prediction(prediction))
+            print(prediction)
     return GraphNNError.exit_code if any(p.error for p in predictions) else 0
 
 
@@ -269,14 +275,13 @@ def command_compare(args):
     config = config_from_args(args)
     if config.xla:
         enable_xla_on_cpu()
-    from graph_nn.crosscheck.compare import compare, format_table
+    from graph_nn.crosscheck.compare import compare
 
     comparison = compare(
         config, load_dataset(args.data_dir, args.classes), args.baseline, logdir=args.logdir, repeats=args.repeats
     )
     print()
-    print(format_table(comparison))
-    print(f"Graph run directories: {', '.join(map(str, comparison.run_dirs))}")
+    print(comparison)
     return 0
 
 
@@ -306,12 +311,13 @@ def command_parity(args):
 
     dataset = load_dataset(args.data_dir)
     if args.training:
-        holds = parity.print_training_checks(args.model or "mlp64", dataset, args.steps)
+        report = parity.training_report(args.model or "mlp64", dataset, args.steps)
     else:
         models = [args.model] if args.model else MODELS
         api = "functional" if args.functional else "sequential"
-        holds = parity.print_forward_checks(models, dataset, args.images, args.keras_steps, api)
-    return 0 if holds else 1
+        report = parity.forward_report(models, dataset, args.images, args.keras_steps, api)
+    show(report)
+    return 0 if report.outcome else 1
 
 
 def inspect_flags(parser):
@@ -362,46 +368,34 @@ def inspect_flags(parser):
 
 def command_inspect(args):
     config = config_from_args(args)
-    if args.cluster:
-        from graph_nn.internals.inspect_cluster import report
-
-        report(config, load_dataset(args.data_dir), sys.stdout)
-        return 0
-    if args.run:
-        from graph_nn.internals.inspect_graph import run_report
-
-        run_report(args.run, sys.stdout)
-        return 0
     dataset = None
-    if args.trace or args.grappler or args.control_flow or args.xla:
+    if args.trace or args.grappler or args.control_flow or args.xla or args.cluster:
         dataset = load_dataset(args.data_dir)
     if args.xla:
         enable_xla_on_cpu(clustering_debug=True)
-        from graph_nn.internals import xla
+    from graph_nn.internals import control_flow, grappler, inspect_cluster, inspect_graph, xla
 
-        xla.report(config, dataset, args.logdir, sys.stdout)
-        return 0
-    if args.grappler:
-        from graph_nn.internals import grappler
-
-        grappler.report(config, dataset, sys.stdout)
-        return 0
-    if args.control_flow:
-        from graph_nn.internals import control_flow
-
-        control_flow.report(config, dataset, args.control_flow, args.logdir, sys.stdout)
-        return 0
-    from graph_nn.internals.inspect_graph import report
-
-    report(config, sys.stdout, pbtxt=args.pbtxt, dataset=dataset)
+    if args.cluster:
+        report = inspect_cluster.report(config, dataset)
+    elif args.run:
+        report = inspect_graph.run_report(args.run)
+    elif args.xla:
+        report = xla.report(config, dataset, args.logdir)
+    elif args.grappler:
+        report = grappler.report(config, dataset)
+    elif args.control_flow:
+        report = control_flow.report(config, dataset, args.control_flow, args.logdir)
+    else:
+        report = inspect_graph.report(config, pbtxt=args.pbtxt, dataset=dataset)
+    show(report)
     return 0
 
 
 def command_export(args):
-    from graph_nn.reports.export import check_export, export_run, format_check, format_export
+    from graph_nn.reports.export import check_export, export_run
 
-    print(format_export(export_run(args.run, args.checkpoint)))
-    print(format_check(check_export(args.run, load_dataset(args.data_dir), args.checkpoint)))
+    print(export_run(args.run, args.checkpoint))
+    print(check_export(args.run, load_dataset(args.data_dir), args.checkpoint))
     return 0
 
 
@@ -443,9 +437,9 @@ def command_bench(args):
         from graph_nn.experiments import bench
 
         report = bench.run_bench(load_dataset(), bench.Settings(steps=args.steps, repeats=args.repeats), models)
-    print(bench.format_report(report))
+    show(report)
     try:
-        bench.write_json(report, args.json)
+        bench.write_json(report.outcome, args.json)
     except OSError as e:
         raise GraphNNError(
             f"--json {args.json}: cannot write the figures ({e.strerror or e}); the table above has them."

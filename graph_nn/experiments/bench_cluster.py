@@ -21,6 +21,7 @@ from graph_nn.core.processes import GRAPH_NN
 from graph_nn.distributed.launcher import task_environment
 from graph_nn.experiments.bench import machine_description
 from graph_nn.internals.inspect_cluster import bytes_between_tasks, traced_sync_step, transfers
+from graph_nn.reports.report import reported
 
 CONTENDERS = {  # name: (workers, async); 0 workers is one process
     "1 process": (0, False),
@@ -78,17 +79,19 @@ def measure(name, config, steps, logdir):
     )
 
 
-def run_bench(dataset, steps, repeats, models, out=print):
+@reported
+def run_bench(dataset, steps, repeats, models):
+    """What is measured as it starts, then the table; the outcome is the figures (write_json writes them)."""
     rows = []
     for model in models:
         config = make_config(article_preset(model))
-        out(f"tracing one sync step of {model} on 1 ps + 2 workers ...")
+        yield f"tracing one sync step of {model} on 1 ps + 2 workers ..."
         traced = traced_sync_step(config, dataset)
         sent = bytes_between_tasks(transfers(traced.step, traced.graph))
         runs = {name: [] for name in CONTENDERS}
         for repeat in range(repeats):
             for name in CONTENDERS:
-                out(f"{model}, repeat {repeat + 1}/{repeats}: {name}, {steps} steps ...")
+                yield f"{model}, repeat {repeat + 1}/{repeats}: {name}, {steps} steps ..."
                 with tempfile.TemporaryDirectory() as logdir:
                     runs[name].append(measure(name, config, steps, logdir))
         medians = {
@@ -109,12 +112,14 @@ def run_bench(dataset, steps, repeats, models, out=print):
                 bytes_down=sent["ps 0 -> worker 0"],
             )
         )
-    return dict(machine=machine_description(), steps=steps, repeats=repeats, models=rows)
+    figures = dict(machine=machine_description(), steps=steps, repeats=repeats, models=rows)
+    yield format_table(figures)
+    return figures
 
 
-def format_report(report):
+def format_table(figures):
     lines = []
-    for row in report["models"]:
+    for row in figures["models"]:
         lines.append(f"{row['model']}, batch {row['batch_size']}   updates/s   examples/s   local steps/s per worker")
         for name, figures in row["contenders"].items():
             local = ", ".join(f"{value:.0f}" for value in figures["local_steps_per_second"])
@@ -125,5 +130,5 @@ def format_report(report):
     return "\n".join(lines)
 
 
-def write_json(report, path):
-    pathlib.Path(path).write_text(json.dumps(report, indent=2) + "\n")
+def write_json(figures, path):
+    pathlib.Path(path).write_text(json.dumps(figures, indent=2) + "\n")
