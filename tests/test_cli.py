@@ -8,6 +8,10 @@ import sys
 
 import pytest
 
+from graph_nn.cli.flags import config_from_args
+from graph_nn.cli.main import parse_args
+from graph_nn.core.config import command_line, make_config
+from graph_nn.reports.report import Report
 from tests.conftest import IMPORTED_AFTER, ROOT, run_cli
 
 
@@ -82,3 +86,35 @@ def test_a_reader_that_goes_away_ends_the_command_quietly():
     stderr = child.stderr.read()
     assert child.wait(timeout=120) == 128 + signal.SIGPIPE
     assert stderr == ""
+
+
+def test_the_flags_written_for_a_child_process_read_back_as_the_same_configuration():
+    values = dict(
+        preset="tf1", model="cnn", learning_rate=0.05, seed=4, trace_steps=(3, 5), rewrites_off=("remapper",), xla=True
+    )
+    argv = command_line(values)
+    assert "--rewrite-off" in argv and "--xla" in argv and "True" not in argv
+    assert config_from_args(parse_args(["train", *argv])) == make_config(**values)
+
+
+def test_the_help_of_train_shows_its_flags_in_groups(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["train", "--help"])
+    text = capsys.readouterr().out
+    for group in ("model", "optimizer", "schedule", "data", "logging", "instruments", "cluster"):
+        assert re.search(rf"^{group}\b.*:$", text, re.M), group
+
+
+def test_a_report_computes_its_lines_as_they_are_read_and_keeps_them():
+    computed = []
+
+    def lines():
+        for section in ("first", "second"):
+            computed.append(section)
+            yield section
+        return "verdict"
+
+    report = Report(lines())
+    assert next(report.lines()) == "first" and computed == ["first"]
+    assert str(report) == "first\nsecond" and report.outcome == "verdict"
+    assert str(report) == "first\nsecond" and computed == ["first", "second"]

@@ -50,7 +50,7 @@ def test_the_session_runs_both_as_a_frame_with_the_same_losses(loops):
 def test_both_graphs_open_in_the_graph_tab(mnist, tmp_path):
     for version in ("v1", "v2"):
         out = io.StringIO()
-        control_flow.report(CONFIG, mnist, version, tmp_path, out)
+        print(control_flow.report(CONFIG, mnist, version, tmp_path), file=out)
         assert re.search(
             rf"The graph, for TensorBoard's Graph tab: {tmp_path}/inspect/mlp64-control-flow-{version}-", out.getvalue()
         )

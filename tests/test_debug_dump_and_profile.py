@@ -69,6 +69,6 @@ def test_the_profile_of_steps_a_to_b_is_where_the_profile_tab_looks_and_tensorfl
 
 def test_inspect_run_prints_the_profiled_ops(instrumented_run):
     out = io.StringIO()
-    run_report(instrumented_run, out)
+    print(run_report(instrumented_run), file=out)
     assert f"Profiled steps: {profiling.newest_trace(instrumented_run)}" in out.getvalue()
     assert "train/gradients/hidden1/MatMul_grad/MatMul_1" in out.getvalue().split("Profiled steps")[1]

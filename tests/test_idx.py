@@ -154,7 +154,7 @@ def named_set(tmp_path_factory):
 def test_a_data_set_with_classes_txt_is_reported_and_predicted_by_its_class_names(named_set, tmp_path):
     from PIL import Image
 
-    from graph_nn.reports.predict import format_prediction, predict_files
+    from graph_nn.reports.predict import predict_files
 
     result = run_cli(
         "--model", "mlp64", "--steps", "40", "--batch-size", "100", "--data-dir", named_set, "--logdir", tmp_path
@@ -174,8 +174,8 @@ def test_a_data_set_with_classes_txt_is_reported_and_predicted_by_its_class_name
     image = tmp_path / "first.png"
     Image.fromarray(read_idx(named_set / "t10k-images-idx3-ubyte")[0]).save(image)
     (prediction,) = predict_files(run_dir, [image])
-    assert format_prediction(prediction).startswith(f"{image}: {FASHION[prediction.digit]} (p=")
-    assert "  Ankle boot:" in format_prediction(prediction)
+    assert str(prediction).startswith(f"{image}: {FASHION[prediction.digit]} (p=")
+    assert "  Ankle boot:" in str(prediction)
 
 
 def test_class_names_can_come_from_another_file(named_set, tmp_path):

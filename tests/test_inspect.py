@@ -230,7 +230,7 @@ def test_a_traced_step_runs_the_gradient_products_of_the_closed_form_and_not_the
 def test_report_prints_every_section_for_every_model():
     for model in MODELS:
         out = io.StringIO()
-        report(make_config(model=model, optimizer="adam"), out)
+        print(report(make_config(model=model, optimizer="adam")), file=out)
         text = out.getvalue()
         for section in (
             "Placeholders",

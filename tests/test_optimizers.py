@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from graph_nn.cli.main import config_from_args, parse_args
+from graph_nn.cli.flags import config_from_args
+from graph_nn.cli.main import parse_args
 from graph_nn.core.config import PRESETS, make_config
 from graph_nn.core.errors import GraphNNError
 from graph_nn.graph.model import build_graph

@@ -22,7 +22,8 @@ from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorflow.python.framework import config as tf_config
 
-from graph_nn.cli.main import config_from_args, parse_args
+from graph_nn.cli.flags import config_from_args
+from graph_nn.cli.main import parse_args
 from graph_nn.core import run_dir
 from graph_nn.core.config import make_config
 from graph_nn.core.errors import TrainingDiverged

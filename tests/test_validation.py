@@ -13,7 +13,8 @@ import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
-from graph_nn.cli.main import config_from_args, parse_args
+from graph_nn.cli.flags import config_from_args
+from graph_nn.cli.main import parse_args
 from graph_nn.core.config import make_config
 from graph_nn.core.errors import GraphNNError
 from graph_nn.data.dataset import Split

@@ -229,3 +229,42 @@ def load_config(run_dir):
         return TrainConfig.from_json(path.read_text())
     except (ValueError, TypeError) as e:
         raise GraphNNError(f"{path}: unreadable run configuration ({e}).") from None
+
+
+def resumed_config(run_dir, given):
+    """The configuration in run_dir's config.json, for --resume: a run continues as it was configured, so a
+    training flag given ({TrainConfig field: value or None}) with another value than the saved one is a mistake."""
+    if not RunDir(run_dir).path.is_dir():
+        raise GraphNNError(f"--resume {run_dir}: no such run directory.")
+    config = load_config(run_dir)
+    validate(config)
+    for name, value in given.items():
+        saved = getattr(config, name)
+        if value is not None and value != saved:
+            raise GraphNNError(
+                f"{run_dir} was trained with --{name.replace('_', '-')} {saved}, not {value}; "
+                f"--resume continues a run with the configuration in its config.json."
+            )
+    return config
+
+
+# The flags whose name is not their field's (or argparse dest's) name with dashes.
+FLAG_NAMES = {"asynchronous": "--async", "rewrites_off": "--rewrite-off"}
+
+
+def flag_value(value):
+    """A flag's value as typed on a command line."""
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def command_line(values):
+    """The run.py flags that give `values` ({TrainConfig field or other flag's dest: value}), for a child process:
+    None and False are left out, True is the bare flag, a sequence is comma-separated."""
+    argv = []
+    for name, value in values.items():
+        flag = FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
+        if value is True:
+            argv.append(flag)
+        elif value is not None and value is not False:
+            argv += [flag, flag_value(value)]
+    return argv

@@ -51,6 +51,40 @@ class Comparison:
         """Graph minus Keras mean test accuracy, in percentage points."""
         return 100 * (self.graph.test_accuracy - self.keras.test_accuracy)
 
+    def __str__(self):
+        """The table of both sides, and the graph side's run directories."""
+        c, g, k = self.config, self.graph, self.keras
+        repeats = len(self.graph_runs)
+
+        def spread(runs, field):
+            """' ± std' over the seeds, when there is more than one."""
+            return f" ± {np.std([getattr(r, field) for r in runs]):.4f}" if repeats > 1 else ""
+
+        rows = [
+            ("parameters", f"{g.parameters:,}", f"{k.parameters:,}"),
+            (
+                "test accuracy",
+                f"{g.test_accuracy:.4f}" + spread(self.graph_runs, "test_accuracy"),
+                f"{k.test_accuracy:.4f}" + spread(self.keras_runs, "test_accuracy"),
+            ),
+            (
+                "test loss",
+                f"{g.test_loss:.4f}" + spread(self.graph_runs, "test_loss"),
+                f"{k.test_loss:.4f}" + spread(self.keras_runs, "test_loss"),
+            ),
+            ("seconds/epoch", f"{g.seconds_per_epoch:.1f}", f"{k.seconds_per_epoch:.1f}"),
+            ("steps/s", f"{g.steps_per_second:.0f}", f"{k.steps_per_second:.0f}"),
+        ]
+        seeds = f"seed {c.seed}" if repeats == 1 else f"seeds {c.seed}-{c.seed + repeats - 1} (means)"
+        header = f"{c.model}, {c.optimizer} lr {c.learning_rate}, batch {c.batch_size}, {c.epochs} epochs, {seeds}"
+        lines = [header, f"{'':16}{'graph (' + c.semantics + ')':>18}{'Keras (' + self.recipe_name + ')':>26}"]
+        lines += [f"{name:16}{graph:>18}{keras:>26}" for name, graph, keras in rows]
+        lines.append(f"test accuracy, graph - Keras: {self.accuracy_difference:+.2f} percentage points")
+        if repeats > 1:
+            lines.append("per seed: " + ", ".join(f"{d:+.2f}" for d in self.accuracy_differences))
+        lines.append(f"Graph run directories: {', '.join(map(str, self.run_dirs))}")
+        return "\n".join(lines)
+
 
 def mean_side(runs):
     return Side(
@@ -130,36 +164,3 @@ def compare(config, dataset, recipe_name=None, logdir="logs", out=None, keras_ve
         comparison.keras_runs.append(keras)
         comparison.run_dirs.append(run_dir)
     return comparison
-
-
-def format_table(comparison):
-    c, g, k = comparison.config, comparison.graph, comparison.keras
-    repeats = len(comparison.graph_runs)
-
-    def spread(runs, field):
-        """' ± std' over the seeds, when there is more than one."""
-        return f" ± {np.std([getattr(r, field) for r in runs]):.4f}" if repeats > 1 else ""
-
-    rows = [
-        ("parameters", f"{g.parameters:,}", f"{k.parameters:,}"),
-        (
-            "test accuracy",
-            f"{g.test_accuracy:.4f}" + spread(comparison.graph_runs, "test_accuracy"),
-            f"{k.test_accuracy:.4f}" + spread(comparison.keras_runs, "test_accuracy"),
-        ),
-        (
-            "test loss",
-            f"{g.test_loss:.4f}" + spread(comparison.graph_runs, "test_loss"),
-            f"{k.test_loss:.4f}" + spread(comparison.keras_runs, "test_loss"),
-        ),
-        ("seconds/epoch", f"{g.seconds_per_epoch:.1f}", f"{k.seconds_per_epoch:.1f}"),
-        ("steps/s", f"{g.steps_per_second:.0f}", f"{k.steps_per_second:.0f}"),
-    ]
-    seeds = f"seed {c.seed}" if repeats == 1 else f"seeds {c.seed}-{c.seed + repeats - 1} (means)"
-    header = f"{c.model}, {c.optimizer} lr {c.learning_rate}, batch {c.batch_size}, {c.epochs} epochs, {seeds}"
-    lines = [header, f"{'':16}{'graph (' + c.semantics + ')':>18}{'Keras (' + comparison.recipe_name + ')':>26}"]
-    lines += [f"{name:16}{graph:>18}{keras:>26}" for name, graph, keras in rows]
-    lines.append(f"test accuracy, graph - Keras: {comparison.accuracy_difference:+.2f} percentage points")
-    if repeats > 1:
-        lines.append("per seed: " + ", ".join(f"{d:+.2f}" for d in comparison.accuracy_differences))
-    return "\n".join(lines)

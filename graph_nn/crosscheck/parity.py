@@ -8,7 +8,6 @@ their per-step training losses are compared.
 """
 
 import dataclasses
-import sys
 
 import numpy as np
 import tensorflow as tf
@@ -19,6 +18,7 @@ from graph_nn.data.batches import BatchSchedule
 from graph_nn.graph import batched
 from graph_nn.graph.model import build_graph
 from graph_nn.graph.sessions import session_config
+from graph_nn.reports.report import reported
 
 v1 = tf.compat.v1
 FORWARD_TOLERANCE = 1e-5  # max |logit difference|
@@ -224,19 +224,17 @@ def training_checks(model_name, dataset, steps=100, seed=0):
     return results
 
 
-def print_forward_checks(models, dataset, images, keras_steps, api, out=None):
-    """Prints forward parity for each model; True when it holds for all of them."""
-    out = out or sys.stdout
-    print(f"forward parity: Keras weights in the graph model, logits on {images} test images", file=out, flush=True)
+@reported
+def forward_report(models, dataset, images, keras_steps, api):
+    """Forward parity for each model, a line as each is measured; its outcome is True when it holds for all."""
+    yield f"forward parity: Keras weights in the graph model, logits on {images} test images"
     holds = True
     for model in models:
         result = forward_parity(model, dataset, images, keras_steps, api)
-        print(
+        yield (
             f"  {model:7} max |logit difference| {result.max_abs_difference:.1e} "
             f"(tolerance {FORWARD_TOLERANCE:.0e}), different predictions "
-            f"{result.different_predictions}/{result.images} - {'holds' if result.holds else 'FAILS'}",
-            file=out,
-            flush=True,
+            f"{result.different_predictions}/{result.images} - {'holds' if result.holds else 'FAILS'}"
         )
         holds = holds and result.holds
     return holds
@@ -248,22 +246,16 @@ def keras_semantics_hold(checks):
     return all(result.holds for semantics, result in checks if semantics == "keras")
 
 
-def print_training_checks(model, dataset, steps, out=None):
-    """Prints training parity for every optimizer under both semantics; returns keras_semantics_hold's verdict."""
-    out = out or sys.stdout
-    print(
-        f"training parity: per-step training loss, graph vs Keras, {steps} steps from equal weights",
-        file=out,
-        flush=True,
-    )
+@reported
+def training_report(model, dataset, steps):
+    """Training parity for every optimizer under both semantics; its outcome is keras_semantics_hold's verdict."""
+    yield f"training parity: per-step training loss, graph vs Keras, {steps} steps from equal weights"
     checks = []
     for semantics, result in training_checks(model, dataset, steps):
         verdict = "holds" if result.holds else f"differs from step {result.first_failing_step}"
-        print(
+        yield (
             f"  {result.optimizer:8} {semantics:6} semantics: max relative difference "
-            f"{result.max_relative_difference:.1e} (tolerance {result.tolerance:.0e}) - {verdict}",
-            file=out,
-            flush=True,
+            f"{result.max_relative_difference:.1e} (tolerance {result.tolerance:.0e}) - {verdict}"
         )
         checks.append((semantics, result))
     return keras_semantics_hold(checks)

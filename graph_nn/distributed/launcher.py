@@ -13,6 +13,7 @@ import signal
 import sys
 import time
 
+from graph_nn.core.config import command_line
 from graph_nn.core.errors import ClusterFailed, Interrupted
 from graph_nn.core.processes import GRAPH_NN, POLL_S, Child, child_environment, running
 from graph_nn.distributed.spec import LOOPBACK, free_ports
@@ -32,16 +33,12 @@ def task_environment():
 
 def task_commands(jobs, worker_args, ps_args):
     """{task name: argv} of every task: `python -m graph_nn train --job-name ...` with the cluster's hosts."""
-    hosts = ["--ps-hosts", ",".join(jobs["ps"]), "--worker-hosts", ",".join(jobs["worker"])]
+    hosts = dict(ps_hosts=",".join(jobs["ps"]), worker_hosts=",".join(jobs["worker"]))
     return {
         f"{job} {index}": [
             *GRAPH_NN,
             "train",
-            "--job-name",
-            job,
-            "--task-index",
-            str(index),
-            *hosts,
+            *command_line(dict(job_name=job, task_index=index, **hosts)),
             *(ps_args if job == "ps" else worker_args),
         ]
         for job in ("ps", "worker")

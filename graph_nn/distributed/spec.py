@@ -17,6 +17,7 @@ import time
 
 from graph_nn.core.errors import GraphNNError
 from graph_nn.core.run_dir import RunDir
+from graph_nn.data.batches import schedule_for
 
 JOBS = ("ps", "worker")
 HOST_PORT = re.compile(r"(?P<host>[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]):(?P<port>\d+)")
@@ -70,6 +71,66 @@ class Replication:
 
     def replicas_to_aggregate(self, num_workers):
         return num_workers - self.backup_workers
+
+
+def this_task(job_name, task_index, ps_hosts, worker_hosts, tf_config):
+    """This process's task when the cluster is given by the flags or by TF_CONFIG's text, else None."""
+    flags = (job_name, task_index, ps_hosts, worker_hosts)
+    tf_config = (tf_config or "").strip()
+    if any(flag is not None for flag in flags):
+        if tf_config:
+            raise GraphNNError("the cluster is given both by flags and by TF_CONFIG; give it one way.")
+        return task_from_flags(*flags)
+    return task_from_tf_config(tf_config) if tf_config else None
+
+
+def replication_for(num_workers, asynchronous, backup_workers, wait_limit):
+    """The Replication of --async / --backup-workers, checked with --wait-limit against the cluster's workers."""
+    backups = backup_workers or 0
+    if asynchronous and backups:
+        raise GraphNNError("--backup-workers is for sync training; async training never waits for a worker.")
+    if not 0 <= backups < num_workers:
+        raise GraphNNError(
+            f"--backup-workers must be from 0 to {num_workers - 1} with {num_workers} workers, got {backups}."
+        )
+    if wait_limit <= 0:
+        raise GraphNNError(f"--wait-limit must be positive, got {wait_limit}.")
+    return Replication("async" if asynchronous else "sync", backups)
+
+
+def cluster_size(workers, ps):
+    """(number of ps, number of workers) of a new local cluster: --workers N, --ps M (default 1)."""
+    if workers is None:
+        raise GraphNNError("python run.py cluster needs --workers N.")
+    num_ps, num_workers = ps or 1, workers
+    for flag, value in (("--workers", num_workers), ("--ps", num_ps)):
+        if value <= 0:
+            raise GraphNNError(f"{flag} must be positive, got {value}.")
+    return num_ps, num_workers
+
+
+# What a single process's loop does that a cluster's workers do not: the TrainConfig fields, and their values when off.
+SINGLE_PROCESS_FIELDS = {
+    "trace_steps": (),
+    "profile_steps": (),
+    "debug_dump": False,
+    "steps_per_run": 1,
+    "rewrites_off": (),
+    "xla": False,
+    "early_stop": None,
+}
+
+
+def check_cluster_config(config, dataset):
+    """What a cluster refuses of a configuration: the single process's instruments, and a schedule its workers'
+    shards cannot follow."""
+    schedule_for(config, dataset, task=0)  # refuses sequential batches, and batches or splits larger than the data
+    for field, off in SINGLE_PROCESS_FIELDS.items():
+        if (getattr(config, field) or off) != off:
+            raise GraphNNError(
+                f"--{field.replace('_', '-')} is for single-process runs, not a cluster's workers "
+                f"(python run.py inspect --cluster shows a distributed step)."
+            )
 
 
 def parse_hosts(flag, text):
@@ -231,3 +292,22 @@ def load_cluster(run_dir):
         return (len(record["cluster"]["ps"]), record["workers"], Replication(record["mode"], record["backup_workers"]))
     except (ValueError, KeyError, TypeError) as e:
         raise GraphNNError(f"{path}: unreadable cluster record ({e}).") from None
+
+
+def resumed_cluster(run_dir, workers, ps, backup_workers, asynchronous):
+    """(number of ps, number of workers, Replication) of the cluster that trained run_dir: a resumed cluster is
+    the same cluster, so a flag given with another value is a mistake."""
+    num_ps, num_workers, replication = load_cluster(run_dir)
+    given = {
+        "--workers": (workers, num_workers),
+        "--ps": (ps, num_ps),
+        "--backup-workers": (backup_workers, replication.backup_workers),
+    }
+    for flag, (value, saved) in given.items():
+        if value is not None and value != saved:
+            raise GraphNNError(
+                f"{run_dir} was trained with {flag} {saved}, not {value}; a resumed cluster is the same cluster."
+            )
+    if asynchronous and replication.mode != "async":
+        raise GraphNNError(f"{run_dir} was trained in sync mode; a resumed cluster trains as it did.")
+    return num_ps, num_workers, replication

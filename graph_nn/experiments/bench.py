@@ -26,6 +26,7 @@ from graph_nn.graph.model import add_model, train_fetches
 from graph_nn.graph.sessions import session_config
 from graph_nn.internals.inspect_graph import layer_products, training_flops
 from graph_nn.observe.summaries import Writers
+from graph_nn.reports.report import reported
 from graph_nn.training.loop import Trainer
 from graph_nn.training.runs import train
 
@@ -315,21 +316,24 @@ def bench_model(name, dataset, settings, peak):
     return row
 
 
-def run_bench(dataset, settings, models, out=print):
+@reported
+def run_bench(dataset, settings, models):
+    """What is measured as it starts, then the table; the outcome is the figures (write_json writes them)."""
     peak = matmul_peak_flops(settings)
-    out(f"fp32 matmul peak (2048x2048, this process): {peak / 1e9:.1f} GFLOP/s")
+    yield f"fp32 matmul peak (2048x2048, this process): {peak / 1e9:.1f} GFLOP/s"
     rows = []
     for name in models:
-        out(f"measuring {name} ...")
+        yield f"measuring {name} ..."
         rows.append(bench_model(name, dataset, settings, peak))
-    report = dict(
+    figures = dict(
         machine=machine_description(),
         settings=dataclasses.asdict(settings),
         matmul_peak_flops=peak,
         models=rows,
         default_run_event_bytes=event_bytes_of_default_run(dataset),
     )
-    return report
+    yield format_table(figures)
+    return figures
 
 
 def machine_description():
@@ -352,13 +356,13 @@ def machine_description():
     )
 
 
-def format_report(report):
-    lines = [f"{'':34}" + "".join(f"{r['model'] + ' b' + str(r['batch_size']):>16}" for r in report["models"])]
+def format_table(figures):
+    lines = [f"{'':34}" + "".join(f"{r['model'] + ' b' + str(r['batch_size']):>16}" for r in figures["models"])]
 
     def line(label, values):
         lines.append(f"{label:34}" + "".join(f"{v:>16}" for v in values))
 
-    rows = report["models"]
+    rows = figures["models"]
 
     def examples_per_second(seconds, row):
         return f"{row['batch_size'] / seconds:,.0f}"
@@ -406,9 +410,9 @@ def format_report(report):
         line(f"predict 10k: graph, batch {b} (s)", [f"{r[f'graph_predict_10k_b{b}_s']:.3f}" for r in rows])
     line("predict 10k: Keras (s)", [f"{r['keras_predict_10k_s']:.3f}" for r in rows])
     line("predict graph / Keras", [f"{r['keras_predict_10k_s'] / r['graph_predict_10k_s']:.2f}x" for r in rows])
-    lines.append(f"event files of a default run: {report['default_run_event_bytes'] / 1e6:.2f} MB")
+    lines.append(f"event files of a default run: {figures['default_run_event_bytes'] / 1e6:.2f} MB")
     return "\n".join(lines)
 
 
-def write_json(report, path):
-    pathlib.Path(path).write_text(json.dumps(report, indent=2) + "\n")
+def write_json(figures, path):
+    pathlib.Path(path).write_text(json.dumps(figures, indent=2) + "\n")

@@ -15,18 +15,19 @@ import tempfile
 
 from tensorboard.backend.event_processing import event_accumulator
 
-from graph_nn.core.config import article_preset, make_config
+from graph_nn.core.config import article_preset, command_line, make_config
 from graph_nn.core.errors import GraphNNError
 from graph_nn.core.processes import GRAPH_NN
 from graph_nn.distributed.launcher import task_environment
 from graph_nn.experiments.bench import machine_description
 from graph_nn.internals.inspect_cluster import bytes_between_tasks, traced_sync_step, transfers
+from graph_nn.reports.report import reported
 
-CONTENDERS = {  # name: (workers, extra flags); 0 workers is one process
-    "1 process": (0, []),
-    "1 ps + 1 worker, async": (1, ["--async"]),
-    "1 ps + 2 workers, async": (2, ["--async"]),
-    "1 ps + 2 workers, sync": (2, []),
+CONTENDERS = {  # name: (workers, async); 0 workers is one process
+    "1 process": (0, False),
+    "1 ps + 1 worker, async": (1, True),
+    "1 ps + 2 workers, async": (2, True),
+    "1 ps + 2 workers, sync": (2, False),
 }
 TIMEOUT_S = 1800
 
@@ -39,25 +40,24 @@ def scalars(directory, tag):
 
 def measure(name, config, steps, logdir):
     """{global steps/s, examples/s, local steps/s per worker} of one training run of `steps` steps."""
-    workers, flags = CONTENDERS[name]
+    workers, asynchronous = CONTENDERS[name]
     log_every = max(steps // 20, 1)
-    command = [
-        "--preset",
-        config.preset,
-        "--steps",
-        str(steps),
-        "--log-every",
-        str(log_every),
-        "--eval-every",
-        str(steps),
-        "--histogram-every",
-        str(10 * steps),
-        "--print-every",
-        str(steps),
-        "--logdir",
-        str(logdir),
-    ]
-    command = ["train", *command] if not workers else ["cluster", "--workers", str(workers), *flags, *command]
+    flags = command_line(
+        dict(
+            preset=config.preset,
+            steps=steps,
+            log_every=log_every,
+            eval_every=steps,
+            histogram_every=10 * steps,
+            print_every=steps,
+            logdir=logdir,
+        )
+    )
+    command = (
+        ["train", *flags]
+        if not workers
+        else ["cluster", *command_line(dict(workers=workers, asynchronous=asynchronous)), *flags]
+    )
     result = subprocess.run(
         [*GRAPH_NN, *command], capture_output=True, text=True, timeout=TIMEOUT_S, env=task_environment()
     )
@@ -71,7 +71,7 @@ def measure(name, config, steps, logdir):
         statistics.median(event.value for event in scalars(run_dir / f"worker-{i}", "steps_per_second")[1:])
         for i in range(workers)
     ] or [updates]
-    aggregated = workers if workers and "--async" not in flags else 1  # batches in one update
+    aggregated = workers if workers and not asynchronous else 1  # batches in one update
     return dict(
         updates_per_second=updates,
         examples_per_second=updates * aggregated * config.batch_size,
@@ -79,17 +79,19 @@ def measure(name, config, steps, logdir):
     )
 
 
-def run_bench(dataset, steps, repeats, models, out=print):
+@reported
+def run_bench(dataset, steps, repeats, models):
+    """What is measured as it starts, then the table; the outcome is the figures (write_json writes them)."""
     rows = []
     for model in models:
         config = make_config(article_preset(model))
-        out(f"tracing one sync step of {model} on 1 ps + 2 workers ...")
+        yield f"tracing one sync step of {model} on 1 ps + 2 workers ..."
         traced = traced_sync_step(config, dataset)
         sent = bytes_between_tasks(transfers(traced.step, traced.graph))
         runs = {name: [] for name in CONTENDERS}
         for repeat in range(repeats):
             for name in CONTENDERS:
-                out(f"{model}, repeat {repeat + 1}/{repeats}: {name}, {steps} steps ...")
+                yield f"{model}, repeat {repeat + 1}/{repeats}: {name}, {steps} steps ..."
                 with tempfile.TemporaryDirectory() as logdir:
                     runs[name].append(measure(name, config, steps, logdir))
         medians = {
@@ -110,12 +112,14 @@ def run_bench(dataset, steps, repeats, models, out=print):
                 bytes_down=sent["ps 0 -> worker 0"],
             )
         )
-    return dict(machine=machine_description(), steps=steps, repeats=repeats, models=rows)
+    figures = dict(machine=machine_description(), steps=steps, repeats=repeats, models=rows)
+    yield format_table(figures)
+    return figures
 
 
-def format_report(report):
+def format_table(figures):
     lines = []
-    for row in report["models"]:
+    for row in figures["models"]:
         lines.append(f"{row['model']}, batch {row['batch_size']}   updates/s   examples/s   local steps/s per worker")
         for name, figures in row["contenders"].items():
             local = ", ".join(f"{value:.0f}" for value in figures["local_steps_per_second"])
@@ -126,5 +130,5 @@ def format_report(report):
     return "\n".join(lines)
 
 
-def write_json(report, path):
-    pathlib.Path(path).write_text(json.dumps(report, indent=2) + "\n")
+def write_json(figures, path):
+    pathlib.Path(path).write_text(json.dumps(figures, indent=2) + "\n")

@@ -133,13 +133,11 @@ def load(directory):
 def command(sweep, run):
     """The train process of a run: a fresh run in the run's directory, or a resume of its latest checkpoint."""
     train = [*GRAPH_NN, "train"]
-    data = ["--data-dir", sweep.data_dir] if sweep.data_dir else []
     resumed = sweep.to_resume(run)
     if resumed:
-        return train + ["--resume", str(resumed)] + data
-    flags = [part for field, value in run.flags.items() for part in (f"--{field.replace('_', '-')}", text(value))]
-    classes = ["--classes", sweep.classes] if sweep.classes else []
-    return train + flags + data + classes + ["--logdir", str(sweep.directory / run.name)]
+        return train + config_module.command_line(dict(resume=resumed, data_dir=sweep.data_dir))
+    values = dict(run.flags, data_dir=sweep.data_dir, classes=sweep.classes, logdir=sweep.directory / run.name)
+    return train + config_module.command_line(values)
 
 
 class Training:

@@ -21,9 +21,9 @@ from graph_nn.graph.determinism import deterministic_ops
 from graph_nn.graph.in_graph_loop import add_in_graph_loop
 from graph_nn.graph.model import build_graph
 from graph_nn.graph.sessions import session_config
-from graph_nn.internals.inspect_graph import print_table
 from graph_nn.observe import tracing
 from graph_nn.observe.summaries import write_graph
+from graph_nn.reports.report import reported, table
 
 v1 = tf.compat.v1
 FRAME_OPS = ("Enter", "Merge", "Switch", "LoopCond", "NextIteration", "Exit")
@@ -54,24 +54,22 @@ def executed_loop(config, dataset, model, loop, init):
     return executed, losses
 
 
-def report(config, dataset, control_flow, logdir, out):
+@reported
+def report(config, dataset, control_flow, logdir):
     model, loop, init = build(config, dataset, control_flow)
     graph_def = model.graph.as_graph_def()
     name = {"v1": "TF1's control flow (v1)", "v2": "TF2's control flow (v2)"}[control_flow]
-    print(
-        f"The --steps-per-run while_loop of {config.model} in {name}: {len(graph_def.node)} ops in the graph", file=out
-    )
-    print(f"  loop ops: {ops_line(loop_ops(graph_def))}", file=out)
+    yield f"The --steps-per-run while_loop of {config.model} in {name}: {len(graph_def.node)} ops in the graph"
+    yield f"  loop ops: {ops_line(loop_ops(graph_def))}"
     for node in graph_def.node:
         if node.op == "While":
-            print(
+            yield (
                 f"  {node.name}: While, body {node.attr['body'].func.name}, cond {node.attr['cond'].func.name}, "
-                f"parallel_iterations {node.attr['parallel_iterations'].i}",
-                file=out,
+                f"parallel_iterations {node.attr['parallel_iterations'].i}"
             )
     if graph_def.library.function:
-        print("  functions in the GraphDef's library (ops, and their most common types):", file=out)
-        print_table(
+        yield "  functions in the GraphDef's library (ops, and their most common types):"
+        yield from table(
             [
                 (
                     function.signature.name,
@@ -79,8 +77,7 @@ def report(config, dataset, control_flow, logdir, out):
                     ops_line(dict(collections.Counter(n.op for n in function.node_def).most_common(6))),
                 )
                 for function in graph_def.library.function
-            ],
-            out,
+            ]
         )
     frame = collections.Counter(
         node.op for node in graph_def.node if node.op in FRAME_OPS and node.name.startswith("train_loop/")
@@ -91,24 +88,21 @@ def report(config, dataset, control_flow, logdir, out):
             for node in graph_def.node
             if node.op == "Enter" and node.name.startswith("train_loop/")
         )
-        print(
+        yield (
             textwrap.fill(
                 f"the frame's {frame['Enter']} Enter nodes: {', '.join(entered)}",
                 width=116,
                 initial_indent="  ",
                 subsequent_indent="    ",
-            ),
-            file=out,
+            )
         )
     executed, losses = executed_loop(config, dataset, model, loop, init)
     steps = f"{config.steps_per_run} step{'s' if config.steps_per_run > 1 else ''}"
-    print(
-        f"\nOne run of {steps} executed {len(executed.node)} nodes; loop ops: {ops_line(loop_ops(executed))}", file=out
-    )
-    print(f"  its losses: {', '.join(f'{loss:.6f}' for loss in losses)}", file=out)
+    yield f"\nOne run of {steps} executed {len(executed.node)} nodes; loop ops: {ops_line(loop_ops(executed))}"
+    yield f"  its losses: {', '.join(f'{loss:.6f}' for loss in losses)}"
     directory = new_run_dir(pathlib.Path(logdir) / "inspect", f"{config.model}-control-flow-{control_flow}")
     write_graph(directory, graph=model.graph)
-    print(f"\nThe graph, for TensorBoard's Graph tab: {directory} (tensorboard --logdir {logdir})", file=out)
+    yield f"\nThe graph, for TensorBoard's Graph tab: {directory} (tensorboard --logdir {logdir})"
 
 
 def ops_line(counts):

@@ -31,8 +31,8 @@ from graph_nn.graph import batched
 from graph_nn.graph.determinism import deterministic_ops
 from graph_nn.graph.model import build_graph, train_fetches
 from graph_nn.graph.sessions import session_config
-from graph_nn.internals.inspect_graph import print_table
 from graph_nn.observe import tracing
+from graph_nn.reports.report import reported, table
 
 v1 = tf.compat.v1
 COMPARED_STEPS = 50
@@ -215,68 +215,64 @@ def counter_line(counter):
     return ", ".join(f"{name} {count}" for name, count in counter.most_common()) or "none"
 
 
-def report(config, dataset, out):
+@reported
+def report(config, dataset):
     off = f"with {', '.join(config.rewrites_off)} off" if config.rewrites_off else "with Grappler's defaults"
     graphs = step_graphs(config, dataset)
-    print(
+    yield (
         f"One training step of {config.model} ({config.optimizer}, batch {config.batch_size}), {off}: the "
         f"fetches need {len(graphs.written.node)} ops as written; the executor ran {len(graphs.executed.node)} "
-        f"nodes",
-        file=out,
+        f"nodes"
     )
-    print("\nOp types, as written -> as executed:", file=out)
+    yield "\nOp types, as written -> as executed:"
     written, executed = graphs.types(graphs.written), graphs.types(graphs.executed)
     types = sorted(written | executed, key=lambda op: (-written[op], -executed[op]))
-    print_table([(op, written[op] or "-", "->", executed[op] or "-") for op in types], out)
+    yield from table([(op, written[op] or "-", "->", executed[op] or "-") for op in types])
     fusions = graphs.fusions()
-    print("\nFused by the remapper (the node keeps the name of the pattern's last op):", file=out)
+    yield "\nFused by the remapper (the node keeps the name of the pattern's last op):"
     if fusions:
-        print_table(
-            [(f.node, f.kernel, "= " + " + ".join(f"{name} ({op})" for name, op in f.ops)) for f in fusions], out
+        yield from table(
+            [(f.node, f.kernel, "= " + " + ".join(f"{name} ({op})" for name, op in f.ops)) for f in fusions]
         )
     else:
-        print("  nothing", file=out)
-    print(
-        f"Kernels under the written names (oneDNN's layout pass, after Grappler): {counter_line(graphs.kernels())}",
-        file=out,
-    )
+        yield "  nothing"
+    yield f"Kernels under the written names (oneDNN's layout pass, after Grappler): {counter_line(graphs.kernels())}"
     folded = graphs.folded()
-    print(f"Folded into constants: {', '.join(f'{name} ({op})' for name, op in folded) or 'none'}", file=out)
-    print(f"Removed (pruned, merged, folded or fused away): {counter_line(graphs.removed())}", file=out)
-    print(f"Added: {counter_line(graphs.added())} (_Arg: a fed placeholder, _Retval: a fetched tensor)", file=out)
+    yield f"Folded into constants: {', '.join(f'{name} ({op})' for name, op in folded) or 'none'}"
+    yield f"Removed (pruned, merged, folded or fused away): {counter_line(graphs.removed())}"
+    yield f"Added: {counter_line(graphs.added())} (_Arg: a fed placeholder, _Retval: a fetched tensor)"
     try:
         passes = pass_reports(config)
     except (OSError, RuntimeError, subprocess.TimeoutExpired) as e:
-        print(f"\nGrappler's per-pass log is not available ({e}).", file=out)
+        yield f"\nGrappler's per-pass log is not available ({e})."
     else:
-        print("\nGrappler's passes over the step, in order (its meta-optimizer's log; the list runs twice):", file=out)
-        print_table([(p.name, f"{p.nodes} nodes", f"{p.change:+d}", f"{p.milliseconds:.2f} ms") for p in passes], out)
-        print(
+        yield "\nGrappler's passes over the step, in order (its meta-optimizer's log; the list runs twice):"
+        yield from table([(p.name, f"{p.nodes} nodes", f"{p.change:+d}", f"{p.milliseconds:.2f} ms") for p in passes])
+        yield (
             "Then the session's own graph optimizer (OptimizerOptions.opt_level L1: common subexpressions, "
-            "constant folding) works on Grappler's output, and a _Retval node per fetched tensor is added.",
-            file=out,
+            "constant folding) works on Grappler's output, and a _Retval node per fetched tensor is added."
         )
     if config.rewrites_off:
-        print_comparison(compare_with_defaults(config, dataset), off.removeprefix("with "), len(dataset.test), out)
+        yield from comparison_lines(
+            compare_with_defaults(config, dataset), off.removeprefix("with "), len(dataset.test)
+        )
 
 
-def print_comparison(result, name, test_images, out):
-    print(
+def comparison_lines(result, name, test_images):
+    yield (
         f"\nAgainst a session with TensorFlow's defaults (same initial weights, {COMPARED_STEPS} training steps "
-        f"each, op determinism on):",
-        file=out,
+        f"each, op determinism on):"
     )
-    print_table(
+    yield from table(
         [
             ("", "defaults", name),
             ("nodes executed", *result.executed),
             ("ms per step (median)", *(f"{ms:.2f}" for ms in result.step_ms)),
-        ],
-        out,
+        ]
     )
-    print(f"  training losses: {'identical, bit for bit' if result.losses_identical else 'different'}", file=out)
-    print(f"  weights after the steps: {difference(result.weights_difference)}", file=out)
-    print(f"  logits on the {test_images:,} test images: {difference(result.logits_difference)}", file=out)
+    yield f"  training losses: {'identical, bit for bit' if result.losses_identical else 'different'}"
+    yield f"  weights after the steps: {difference(result.weights_difference)}"
+    yield f"  logits on the {test_images:,} test images: {difference(result.logits_difference)}"
 
 
 def difference(value):

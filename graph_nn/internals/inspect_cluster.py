@@ -19,7 +19,7 @@ import tensorflow as tf
 from graph_nn.distributed import replicas
 from graph_nn.distributed.spec import ClusterTask, Replication, free_ports
 from graph_nn.graph.sessions import session_config
-from graph_nn.internals.inspect_graph import print_counter, print_table
+from graph_nn.reports.report import counts, reported, table
 from graph_nn.training.loop import Trainer
 
 v1 = tf.compat.v1
@@ -176,41 +176,35 @@ def bytes_between_tasks(found):
     return dict(total)
 
 
-def report(config, dataset, out):
+@reported
+def report(config, dataset):
     traced = traced_sync_step(config, dataset)
     graph = traced.graph
-    print(
+    yield (
         f"Worker 0's graph of {config.model} with {config.optimizer}, sync training on 1 ps + 2 workers "
-        f"(127.0.0.1): {len(graph.get_operations())} ops",
-        file=out,
+        f"(127.0.0.1): {len(graph.get_operations())} ops"
     )
     variables, ops = placement(graph)
-    print("\nVariables, placed by replica_device_setter:", file=out)
-    print_table(variables, out)
-    print("\nOps per task (the others are placed at run time, mostly next to the variables they read):", file=out)
-    print_counter(ops, out)
-    print(
-        "\nThe ops that synchronize the workers (SyncReplicasOptimizer's, and this project's under cluster/):", file=out
-    )
-    print_table(sync_additions(graph), out)
+    yield "\nVariables, placed by replica_device_setter:"
+    yield from table(variables)
+    yield "\nOps per task (the others are placed at run time, mostly next to the variables they read):"
+    yield from counts(ops)
+    yield "\nThe ops that synchronize the workers (SyncReplicasOptimizer's, and this project's under cluster/):"
+    yield from table(sync_additions(graph))
     for title, metadata in (("worker 0's training step", traced.step), ("the chief's update", traced.update)):
-        print(f"\nPartition graphs of {title} (traced, the second step):", file=out)
+        yield f"\nPartition graphs of {title} (traced, the second step):"
         for task, nodes, types in partitions(metadata):
-            print(
-                f"  {task}: {nodes} nodes, " + ", ".join(f"{t} {n}" for t, n in types.most_common(6)) + ", ...",
-                file=out,
-            )
+            yield f"  {task}: {nodes} nodes, " + ", ".join(f"{t} {n}" for t, n in types.most_common(6)) + ", ..."
         found = transfers(metadata, graph)
         if not found:
-            print("  nothing crosses between tasks", file=out)
+            yield "  nothing crosses between tasks"
             continue
-        print(f"  {len(found)} tensors cross between tasks (_Send -> _Recv):", file=out)
-        print_table(
+        yield f"  {len(found)} tensors cross between tasks (_Send -> _Recv):"
+        yield from table(
             [
                 (f"{t.sender} -> {t.receiver}", t.source, t.dtype, t.shape, f"{t.bytes:,} bytes")
                 for t in sorted(found, key=lambda t: (t.sender, -t.bytes))
-            ],
-            out,
+            ]
         )
         for direction, count in bytes_between_tasks(found).items():
-            print(f"  {direction}: {count:,} bytes per step", file=out)
+            yield f"  {direction}: {count:,} bytes per step"

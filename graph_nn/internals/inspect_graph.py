@@ -23,6 +23,7 @@ from graph_nn.graph import checkpoints
 from graph_nn.graph.model import INPUT_SIZE, build_graph, train_fetches
 from graph_nn.graph.sessions import session_config
 from graph_nn.observe import profiling, tracing
+from graph_nn.reports.report import counts, reported, table
 
 v1 = tf.compat.v1
 GRADIENTS_SCOPE = "train/gradients"
@@ -259,29 +260,26 @@ def checkpoint_contents(run_dir):
     return prefix, tf.train.list_variables(prefix), files
 
 
-def run_report(run_dir, out):
-    """Prints what a finished run left: the graph it logged, its traced steps, what its checkpoint holds."""
+@reported
+def run_report(run_dir):
+    """What a finished run left: the graph it logged, its traced steps, what its checkpoint holds."""
     graph_def, traced = logged_graph(run_dir)
-    print(f"Graph logged by {run_dir}/train: {len(graph_def.node)} ops", file=out)
-    print_counter(collections.Counter(top_level_scope(node.name) for node in graph_def.node), out)
-    print(f"Traced steps (run-metadata tags): {', '.join(traced) if traced else 'none'}", file=out)
+    yield f"Graph logged by {run_dir}/train: {len(graph_def.node)} ops"
+    yield from counts(collections.Counter(top_level_scope(node.name) for node in graph_def.node))
+    yield f"Traced steps (run-metadata tags): {', '.join(traced) if traced else 'none'}"
     trace = profiling.newest_trace(run_dir)
     if trace:
-        print(
-            f"Profiled steps: {trace}; the ops with the most self-time (the Profile tab's framework op stats):",
-            file=out,
-        )
-        print_table(
+        yield f"Profiled steps: {trace}; the ops with the most self-time (the Profile tab's framework op stats):"
+        yield from table(
             [
                 (f"{micros:>9,.0f} us", f"{count}x", kernel, name)
                 for kernel, name, count, micros in profiling.op_stats(trace)
-            ],
-            out,
+            ]
         )
     prefix, contents, files = checkpoint_contents(run_dir)
-    print(f"\nCheckpoint {prefix}: {len(contents)} tensors", file=out)
-    print_table([(name, shape) for name, shape in contents], out)
-    print_table([(name, f"{size:,} bytes") for name, size in files.items()], out)
+    yield f"\nCheckpoint {prefix}: {len(contents)} tensors"
+    yield from table([(name, shape) for name, shape in contents])
+    yield from table([(name, f"{size:,} bytes") for name, size in files.items()])
 
 
 def write_pbtxt(graph, path):
@@ -309,81 +307,65 @@ def trace_step(config, dataset):
     return tracing.most_expensive_ops(metadata), len(tracing.executed_nodes(metadata))
 
 
-def print_table(rows, out):
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  " + "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip(), file=out)
-
-
-def print_counter(counter, out):
-    print_table([(name, count) for name, count in counter.most_common()], out)
-
-
-def report(config, out, pbtxt=None, dataset=None):
-    """Prints everything above about config's graph; with a dataset, also traces a training step."""
+@reported
+def report(config, pbtxt=None, dataset=None):
+    """Everything above about config's graph; with a dataset, also a traced training step."""
     model = build_graph(config)
     graph = model.graph
-    print(
+    yield (
         f"Graph of {config.model} with {config.optimizer} (batch {config.batch_size}): "
-        f"{len(graph.get_operations())} ops",
-        file=out,
+        f"{len(graph.get_operations())} ops"
     )
-    print("\nPlaceholders (fed by feed_dict):", file=out)
-    print_table([(name, shape, dtype) for name, shape, dtype in placeholders(graph)], out)
-    print("\nVariables (name, shape, dtype, trainable, initializer op):", file=out)
-    print_table(
-        [(v.name, v.shape, v.dtype, "trainable" if v.trainable else "-", v.initializer) for v in variables(model)], out
+    yield "\nPlaceholders (fed by feed_dict):"
+    yield from table([(name, shape, dtype) for name, shape, dtype in placeholders(graph)])
+    yield "\nVariables (name, shape, dtype, trainable, initializer op):"
+    yield from table(
+        [(v.name, v.shape, v.dtype, "trainable" if v.trainable else "-", v.initializer) for v in variables(model)]
     )
     slots = slot_variables(model)
-    print(
+    yield (
         f"\nOptimizer slots of {type(model.optimizer).__name__}: "
-        + (", ".join(slots) if slots else "none (plain gradient descent keeps no state)"),
-        file=out,
+        + (", ".join(slots) if slots else "none (plain gradient descent keeps no state)")
     )
     if slots:
-        print_table(
+        yield from table(
             [
                 (f"{slot}:", variable, "->", slot_variable)
                 for slot, per_variable in slots.items()
                 for variable, slot_variable in per_variable.items()
-            ],
-            out,
+            ]
         )
     others = other_optimizer_variables(model)
     if others:
-        print(f"Other optimizer variables: {', '.join(others)}", file=out)
-    print("\nOps per top-level scope:", file=out)
-    print_counter(ops_by_scope(graph), out)
-    print("\nOps per type:", file=out)
-    print_counter(ops_by_type(graph), out)
+        yield f"Other optimizer variables: {', '.join(others)}"
+    yield "\nOps per top-level scope:"
+    yield from counts(ops_by_scope(graph))
+    yield "\nOps per type:"
+    yield from counts(ops_by_type(graph))
     gradients = gradient_ops(graph)
-    print(f"\ncompute_gradients added {sum(gradients.values())} ops under {GRADIENTS_SCOPE}/:", file=out)
-    print_counter(gradients, out)
+    yield f"\ncompute_gradients added {sum(gradients.values())} ops under {GRADIENTS_SCOPE}/:"
+    yield from counts(gradients)
     call = training_call(model)
-    print("\nOne training sess.run:", file=out)
-    print(f"  fetches {', '.join(call.fetches)}", file=out)
-    print(f"  feeds   {', '.join(f'{name} {shape}' for name, shape in call.feeds)}", file=out)
-    print(
-        f"  depends on {call.pruned_ops} of the graph's {call.graph_ops} ops; Session.run prunes the others:", file=out
-    )
-    print("  " + ", ".join(f"{scope} {count}" for scope, count in call.left_out.most_common()), file=out)
+    yield "\nOne training sess.run:"
+    yield f"  fetches {', '.join(call.fetches)}"
+    yield f"  feeds   {', '.join(f'{name} {shape}' for name, shape in call.feeds)}"
+    yield f"  depends on {call.pruned_ops} of the graph's {call.graph_ops} ops; Session.run prunes the others:"
+    yield "  " + ", ".join(f"{scope} {count}" for scope, count in call.left_out.most_common())
     counted = flops(config)
-    print(
+    yield (
         f"\nFLOPs (tf.compat.v1.profiler, static batch {counted.batch_size}, initializers and unread "
-        f"gradients excluded):",
-        file=out,
+        f"gradients excluded):"
     )
-    print(f"  forward pass, per example: {counted.forward_per_example:,}", file=out)
-    print(f"  training step, per batch:  {counted.train_per_step:,}", file=out)
-    print_table([(op_type, f"{count:,}") for op_type, count in counted.train_by_type.items()], out)
+    yield f"  forward pass, per example: {counted.forward_per_example:,}"
+    yield f"  training step, per batch:  {counted.train_per_step:,}"
+    yield from table([(op_type, f"{count:,}") for op_type, count in counted.train_by_type.items()])
     if pbtxt:
         write_pbtxt(graph, pbtxt)
-        print(f"\nGraphDef written as text to {pbtxt}", file=out)
+        yield f"\nGraphDef written as text to {pbtxt}"
     if dataset is not None:
         costs, executed = trace_step(config, dataset)
-        print(
+        yield (
             f"\nTraced training step (FULL_TRACE, the second step): the executor ran {executed} nodes; "
-            f"the ten most expensive:",
-            file=out,
+            f"the ten most expensive:"
         )
-        print_table([(f"{cost.micros:>6} us", cost.type, cost.name) for cost in costs], out)
+        yield from table([(f"{cost.micros:>6} us", cost.type, cost.name) for cost in costs])

@@ -25,9 +25,10 @@ from graph_nn.data.batches import BatchSchedule
 from graph_nn.graph.determinism import deterministic_ops
 from graph_nn.graph.model import build_graph, train_fetches
 from graph_nn.graph.sessions import session_config
-from graph_nn.internals.grappler import compare_with_defaults, counter_line, print_comparison
+from graph_nn.internals.grappler import compare_with_defaults, comparison_lines, counter_line
 from graph_nn.observe import tracing
 from graph_nn.observe.summaries import write_graph
+from graph_nn.reports.report import reported
 
 v1 = tf.compat.v1
 CLUSTER_ATTRIBUTE = "_XlaCluster"
@@ -95,21 +96,21 @@ def clusters(marked):
     return dict(found), left
 
 
-def report(config, dataset, logdir, out):
+@reported
+def report(config, dataset, logdir):
     marked, executed, seconds = clustered_step(config, dataset)
     found, left = clusters(marked)
-    print(
+    yield (
         f"XLA auto-clustering of one {config.model} training step ({config.optimizer}, batch "
-        f"{config.batch_size}; global_jit_level ON_1, TF_XLA_FLAGS={os.environ.get('TF_XLA_FLAGS', '')}):",
-        file=out,
+        f"{config.batch_size}; global_jit_level ON_1, TF_XLA_FLAGS={os.environ.get('TF_XLA_FLAGS', '')}):"
     )
     for name, ops in found.items():
-        print(f"  {name}: {sum(ops.values())} ops: {counter_line(ops)}", file=out)
-    print(f"  left to TensorFlow: {counter_line(left)}", file=out)
+        yield f"  {name}: {sum(ops.values())} ops: {counter_line(ops)}"
+    yield f"  left to TensorFlow: {counter_line(left)}"
     xla_nodes = [f"{node.name} ({node.op})" for node in executed.node if node.op.startswith("_Xla")]
-    print(f"  executed: {len(executed.node)} nodes, among them {', '.join(xla_nodes)}", file=out)
-    print(f"  first run (Grappler, clustering, XLA's compilation, the step): {seconds:.2f} s", file=out)
-    print_comparison(compare_with_defaults(config, dataset), "XLA", len(dataset.test), out)
+    yield f"  executed: {len(executed.node)} nodes, among them {', '.join(xla_nodes)}"
+    yield f"  first run (Grappler, clustering, XLA's compilation, the step): {seconds:.2f} s"
+    yield from comparison_lines(compare_with_defaults(config, dataset), "XLA", len(dataset.test))
     directory = new_run_dir(pathlib.Path(logdir) / "inspect", f"{config.model}-xla")
     write_graph(directory, graph_def=marked)
-    print(f"\nThe clustered graph, for TensorBoard's Graph tab (Color: XLA Cluster): {directory}", file=out)
+    yield f"\nThe clustered graph, for TensorBoard's Graph tab (Color: XLA Cluster): {directory}"

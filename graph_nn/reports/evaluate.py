@@ -2,7 +2,6 @@
 and reported on: the test-set report, its pictures, and what TensorBoard shows of a finished run."""
 
 import contextlib
-import sys
 
 import tensorflow as tf
 
@@ -15,6 +14,7 @@ from graph_nn.graph.sessions import session_config
 from graph_nn.observe import logged_scalars
 from graph_nn.observe.summaries import event_writer, scalars
 from graph_nn.reports import classification
+from graph_nn.reports.report import reported
 
 v1 = tf.compat.v1
 
@@ -108,9 +108,10 @@ def checkpoint_line(config, which, step):
     return line
 
 
-def report_run(run_dir, dataset, out=None, tensorboard=False, which=None):
-    """Prints the test-set report of the run's final (or "best" or "latest") checkpoint and saves its pictures
-    in run_dir.
+@reported
+def evaluation_report(run_dir, dataset, tensorboard=False, which=None):
+    """The test-set report of the run's final (or "best" or "latest") checkpoint; its pictures are saved in
+    run_dir once its lines are read, and its outcome is the Evaluation.
 
     tensorboard=True also writes the test figures, pictures, PR curves and embedding for TensorBoard - once per
     run, at its end.
@@ -124,10 +125,17 @@ def report_run(run_dir, dataset, out=None, tensorboard=False, which=None):
             embedding_name = f"{model.layers[-2].name}/activations"
             embedding = last_hidden_activations(sess, model, dataset.test.images[: dashboards.PROJECTOR_DIGITS])
     classes = run_classes(run_dir)
-    out = out or sys.stdout
-    print(checkpoint_line(config, which or config.final_checkpoint, step), file=out)
-    print(classification.format_report(evaluation, classes), file=out, flush=True)
+    yield checkpoint_line(config, which or config.final_checkpoint, step)
+    yield classification.format_report(evaluation, classes)
     pictures = save_pictures(run_dir, dataset.test, evaluation, classes)
     if tensorboard:
         publish(run_dir, step, dataset, evaluation, pictures, embedding_name, embedding, classes)
     return evaluation
+
+
+def report_run(run_dir, dataset, out=None, tensorboard=False, which=None):
+    """evaluation_report printed on a training run's stream (sys.stdout when None); returns the Evaluation."""
+    report = evaluation_report(run_dir, dataset, tensorboard, which)
+    for line in report.lines():
+        print(line, file=out, flush=True)
+    return report.outcome

@@ -32,6 +32,25 @@ class Exported:
     saved_model_dir: pathlib.Path
     step: int  # the global step of the checkpoint exported
 
+    def __str__(self):
+        return (
+            f"Exported the checkpoint of step {self.step:,}\n"
+            f"Frozen GraphDef: {self.frozen_path} - {self.frozen_nodes} nodes, {self.frozen_bytes:,} "
+            f"bytes (the restored inference graph, with its Saver: {self.restored_nodes} nodes)\n"
+            f"SavedModel:      {self.saved_model_dir} - signature {SIGNATURE}: x -> probabilities, class"
+        )
+
+
+@dataclasses.dataclass
+class ExportCheck:
+    differences: dict  # {export: max |probability difference| against the checkpoint} over the test images
+
+    def __str__(self):
+        return "\n".join(
+            f"{name} reloaded: max |probability difference| vs the checkpoint on the test images: {diff:.2e}"
+            for name, diff in self.differences.items()
+        )
+
 
 def output_names(model):
     return [model.probabilities.op.name, model.predictions.op.name]
@@ -84,15 +103,6 @@ def export_run(run_dir, which=None):
     )
 
 
-def format_export(exported):
-    return (
-        f"Exported the checkpoint of step {exported.step:,}\n"
-        f"Frozen GraphDef: {exported.frozen_path} - {exported.frozen_nodes} nodes, {exported.frozen_bytes:,} "
-        f"bytes (the restored inference graph, with its Saver: {exported.restored_nodes} nodes)\n"
-        f"SavedModel:      {exported.saved_model_dir} - signature {SIGNATURE}: x -> probabilities, class"
-    )
-
-
 def frozen_session_config():
     """Grappler's remapper fuses MatMul+BiasAdd+Relu; with the weights now constants, oneDNN packs them once
     and sums in another order, which moves probabilities by up to ~1.3e-6 from the checkpoint's. Without the
@@ -126,7 +136,7 @@ def checkpoint_probabilities(run_dir, images, which=None):
 
 
 def check_export(run_dir, dataset, which=None):
-    """{export: max |probability difference| against the checkpoint} over the test images."""
+    """How far each export's probabilities are from the checkpoint's on the test images."""
     run_dir = RunDir(run_dir)
     images = dataset.test.images
     expected = checkpoint_probabilities(run_dir, images, which)
@@ -134,11 +144,6 @@ def check_export(run_dir, dataset, which=None):
         "frozen GraphDef": frozen_predictions(run_dir.frozen_graph, images),
         "SavedModel": saved_model_predictions(run_dir.saved_model, images),
     }
-    return {name: float(np.abs(probabilities - expected).max()) for name, (probabilities, _) in reloaded.items()}
-
-
-def format_check(differences):
-    return "\n".join(
-        f"{name} reloaded: max |probability difference| vs the checkpoint on the test images: {diff:.2e}"
-        for name, diff in differences.items()
+    return ExportCheck(
+        {name: float(np.abs(probabilities - expected).max()) for name, (probabilities, _) in reloaded.items()}
     )

@@ -22,6 +22,12 @@ class Prediction:
     def digit(self):
         return int(self.probabilities.argmax())
 
+    def __str__(self):
+        p, names = self.probabilities, self.classes
+        return f"{self.path}: {names[self.digit]} (p={p[self.digit]:.4f})  " + "  ".join(
+            f"{name}:{value:.3f}" for name, value in zip(names, p)
+        )
+
 
 def predict_files(run_dir, paths, which=None):
     """One Prediction per path, in order, by the run's final (or "best" or "latest") checkpoint; a file that
@@ -41,10 +47,3 @@ def predict_files(run_dir, paths, which=None):
             if prediction.error is None:
                 prediction.probabilities = next(probabilities)
     return predictions
-
-
-def format_prediction(prediction):
-    p, names = prediction.probabilities, prediction.classes
-    return f"{prediction.path}: {names[prediction.digit]} (p={p[prediction.digit]:.4f})  " + "  ".join(
-        f"{name}:{value:.3f}" for name, value in zip(names, p)
-    )
