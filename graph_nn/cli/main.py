@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 
+from graph_nn.cli.idiom_flags import add_idiom_flags
 from graph_nn.core import config as config_module
 from graph_nn.core.config import CONTROL_FLOWS, RECIPES
 from graph_nn.core.errors import GraphNNError
@@ -114,6 +115,7 @@ def add_train_flags(parser, listed=False):
     )
     add_rewrite_flag(parser)
     parser.add_argument("--xla", action="store_true", default=None, help="XLA auto-clustering of the session")
+    add_idiom_flags(parser)
     add_data_flag(parser)
     parser.add_argument(
         "--classes",

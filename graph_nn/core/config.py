@@ -65,6 +65,8 @@ class TrainConfig:
     steps_per_run: int = 1  # training steps per Session.run; above 1 a while_loop runs them inside the graph
     rewrites_off: tuple = ()  # Grappler passes switched off in the training session (GRAPPLER_PASSES)
     xla: bool = False  # XLA auto-clustering of the training session
+    # The TF1 idioms (graph_nn/graph/model.py); their defaults build the graph of a run from before them.
+    dropout: float = 0.0  # the rate dropped from the hidden layers' outputs (the CNN's dense input) in training
     preset: str | None = None
 
     def __post_init__(self):
@@ -215,6 +217,18 @@ def validate(config):
         raise GraphNNError(f"--epsilon must be positive, got {config.epsilon}.")
     if config.batching == "sequential" and config.steps is None:
         raise GraphNNError("sequential batching (the TF1 article's slices) needs --steps.")
+    validate_idioms(config)
+
+
+def validate_idioms(config):
+    """The TF1 idioms' values, and what they do not combine with."""
+    if not 0 <= config.dropout < 1:
+        raise GraphNNError(f"--dropout is the rate dropped and must be in [0, 1), got {config.dropout}.")
+    if config.steps_per_run > 1 and config.dropout:
+        raise GraphNNError(
+            "--steps-per-run above 1 does not combine with --dropout: the in-graph loop builds the model "
+            "without the idioms' training inputs."
+        )
 
 
 def save_config(config, run_dir):

@@ -2,6 +2,9 @@
 and returns what it made, and build_graph composes them in a new tf.Graph.
 
     placeholders()  input/x [None, 784], input/y [None, 10]
+    train_inputs()  input/keep_prob, as the TF1 tutorials have them: inputs with a default that only the
+                    train step feeds (Trainer's feed, through ModelGraph.train_feed), so that evaluation,
+                    prediction and export can never drop
     inference()     one variable_scope per layer (hidden1, ..., or conv1, pool1, ..., flatten), then output/
     outputs()       output/probabilities and output/predictions, beside the logits
     loss()          loss/: softmax_cross_entropy_with_logits_v2, then the batch mean
@@ -53,6 +56,8 @@ class ModelGraph:
     grads_and_vars: list | None = None
     train_op: tf.Operation | None = None
     optimizer: v1.train.Optimizer | None = None  # knows its slot variables
+    # What the train step feeds beside the batch (train_inputs()' placeholders and their training values).
+    train_feed: dict = dataclasses.field(default_factory=dict)
 
 
 # ---- the stages ------------------------------------------------------------------------------------------
@@ -66,11 +71,30 @@ def placeholders(batch_size: int | None = None) -> tuple[tf.Tensor, tf.Tensor]:
     return x, y
 
 
-def inference(x: tf.Tensor, model: str, init: str) -> list[Layer]:
+@dataclasses.dataclass
+class TrainInputs:
+    """The inputs whose defaults are right for inference, which the train step alone feeds; None: not built."""
+
+    keep_prob: tf.Tensor | None = None  # dropout's: 1.0 keeps everything
+    seed: int = 0  # dropout's masks are drawn from (seed, layer, global step)
+
+
+def train_inputs(config: TrainConfig) -> tuple[TrainInputs, dict]:
+    """The TrainInputs config's idioms need, and the feed of a train step: (inputs, {placeholder: value})."""
+    inputs, feed = TrainInputs(seed=config.seed), {}
+    with v1.name_scope("input/"):  # re-entered: the Graph tab shows them beside x and y
+        if config.dropout:
+            inputs.keep_prob = v1.placeholder_with_default(1.0, [], name="keep_prob")
+            feed[inputs.keep_prob] = 1.0 - config.dropout
+    return inputs, feed
+
+
+def inference(x: tf.Tensor, model: str, init: str, inputs: TrainInputs | None = None) -> list[Layer]:
     """The layers of `model` from flat images x to the logits, which are the last layer's activations."""
+    inputs = inputs or TrainInputs()
     if model == "cnn":
-        return cnn_layers(x, init)
-    return mlp_layers(x, HIDDEN_UNITS[model], init)
+        return cnn_layers(x, init, inputs)
+    return mlp_layers(x, HIDDEN_UNITS[model], init, inputs)
 
 
 def outputs(logits: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -124,7 +148,8 @@ def add_model(
     Either way the graph has global_step: a restored inference graph knows which step its weights are from.
     """
     v1.set_random_seed(config.seed)
-    layers = inference(x, config.model, config.init)
+    inputs, feed = train_inputs(config)
+    layers = inference(x, config.model, config.init, inputs)
     logits = layers[-1].activations
     probabilities, predictions = outputs(logits)
     model = ModelGraph(
@@ -138,6 +163,7 @@ def add_model(
         loss=loss(logits, y),
         accuracy=evaluation(predictions, y),
         global_step=v1.train.get_or_create_global_step(),
+        train_feed=feed,
     )
     if train:
         model.optimizer = optimizer or make_optimizer(config)
@@ -211,17 +237,29 @@ def max_pool(inputs, name):
     return tf.nn.max_pool2d(inputs, ksize=2, strides=2, padding="VALID", name=name)
 
 
-def mlp_layers(x, hidden_units, init):
+def dropout(inputs, train_inputs, index):
+    """TF1's dropout through keep_prob, its mask a function of (seed, layer, global step): a resumed run drops
+    what the uninterrupted run did, where tf.nn.dropout's stateful generator would start over."""
+    if train_inputs.keep_prob is None:
+        return inputs
+    with v1.name_scope("dropout"):
+        step = v1.train.get_or_create_global_step()
+        seed = tf.stack([tf.constant(train_inputs.seed * 1000 + index, tf.int64), step])
+        return tf.nn.experimental.stateless_dropout(inputs, rate=1.0 - train_inputs.keep_prob, seed=seed)
+
+
+def mlp_layers(x, hidden_units, init, train_inputs):
     layers = []
     inputs = x
     for i, units in enumerate(hidden_units, start=1):
         layers.append(dense(inputs, units, f"hidden{i}", init))
-        inputs = layers[-1].activations
+        with v1.name_scope(f"hidden{i}/"):
+            inputs = dropout(layers[-1].activations, train_inputs, i)
     layers.append(dense(inputs, NUM_CLASSES, "output", init, activation=None))
     return layers
 
 
-def cnn_layers(x, init):
+def cnn_layers(x, init, train_inputs):
     images = tf.reshape(x, [-1, IMAGE_SIZE, IMAGE_SIZE, 1], name="images")
     conv1 = conv2d(images, CNN_FILTERS[0], "conv1", init)
     pool1 = max_pool(conv1.activations, "pool1")
@@ -231,4 +269,6 @@ def cnn_layers(x, init):
     # Keras's Flatten on NHWC: row-major over (height, width, channels), so Dense kernels transfer as they are.
     features = conv3.activations.shape[1:].num_elements()
     flat = tf.reshape(conv3.activations, [-1, features], name="flatten")
+    with v1.name_scope("flatten/"):
+        flat = dropout(flat, train_inputs, 1)
     return [conv1, conv2, conv3, dense(flat, NUM_CLASSES, "output", init, activation=None)]

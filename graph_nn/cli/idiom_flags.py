@@ -1,0 +1,16 @@
+"""The flags of the TF1 idioms (graph_nn/graph/model.py): one per TrainConfig field, in a group of their own.
+
+Each flag's dest is its TrainConfig field and its default None, so that config_from_args takes it like any
+other training flag and a preset's value stays unless the flag is given.
+"""
+
+
+def add_idiom_flags(parser):
+    group = parser.add_argument_group("TF1 idioms")
+    group.add_argument(
+        "--dropout",
+        type=float,
+        metavar="RATE",
+        help="drop this fraction of the hidden layers' outputs (the CNN's dense input) in training steps only, "
+        "through a keep_prob placeholder that defaults to 1 (default 0: no dropout)",
+    )

@@ -1,0 +1,80 @@
+"""The TF1 idioms of graph_nn/graph/model.py on real MNIST, in short runs: each one trains, is checkpointed
+and resumed bit for bit, and leaves evaluation, prediction and export alone where it should."""
+
+import dataclasses
+import io
+import json
+import pathlib
+
+import pytest
+import tensorflow as tf
+
+from graph_nn.core.config import make_config
+from graph_nn.graph import batched
+from graph_nn.graph.model import build_graph
+from graph_nn.training.runs import resume, train
+from tests.conftest import run_cli
+from tests.test_reliability import assert_bit_identical, checkpoint_tensors
+
+v1 = tf.compat.v1
+
+
+def short(**overrides):
+    values = dict(model="mlp64", steps=60, eval_every=30, log_every=10, histogram_every=30)
+    return make_config(**dict(values, **overrides))
+
+
+def trained(config, mnist, logdir):
+    return train(config, mnist, logdir=logdir, out=io.StringIO(), report=False)
+
+
+def interrupted_and_resumed(config, mnist, logdir, at):
+    """A run of config stopped at step `at` (a run of `at` steps, its config then given config's steps) and
+    resumed to its end, as --resume continues it."""
+    first = trained(dataclasses.replace(config, steps=at), mnist, logdir)
+    path = pathlib.Path(first.run_dir) / "config.json"
+    path.write_text(json.dumps(dict(json.loads(path.read_text()), steps=config.steps)))
+    return resume(first.run_dir, mnist, out=io.StringIO())
+
+
+def assert_resume_is_bit_exact(config, mnist, tmp_path):
+    whole = trained(config, mnist, tmp_path / "whole")
+    resumed = interrupted_and_resumed(config, mnist, tmp_path / "resumed", at=30)
+    assert_bit_identical(checkpoint_tensors(resumed.run_dir), checkpoint_tensors(whole.run_dir))
+    return whole, resumed
+
+
+# ---- dropout ---------------------------------------------------------------------------------------------
+
+
+def test_keep_prob_is_one_unless_the_train_step_feeds_it(mnist):
+    model = build_graph(short(dropout=0.5))
+    assert model.train_feed == {model.graph.get_tensor_by_name("input/keep_prob:0"): 0.5}
+    test = mnist.test.take(2000)
+    with v1.Session(graph=model.graph) as sess:
+        sess.run(v1.global_variables_initializer())
+        first, again = (batched.loss_and_accuracy(sess, model, test) for _ in range(2))
+        # The classic mistake: evaluating with the training keep_prob measures a thinned network, whose mask
+        # here changes with the global step (a resumed run must draw the masks the uninterrupted one drew).
+        feed = {model.x: test.images, model.y: test.onehot, **model.train_feed}
+        dropped = [sess.run(model.loss, feed)]
+        sess.run(model.global_step.assign_add(1))
+        dropped.append(sess.run(model.loss, feed))
+    assert first == again
+    assert dropped[0] != dropped[1] and first[0] not in dropped
+
+
+@pytest.mark.parametrize("model", ["mlp5", "cnn"])
+def test_dropout_trains_and_resumes_bit_for_bit(model, mnist, tmp_path):
+    config = short(model=model, dropout=0.3, batch_size=32)
+    whole, _ = assert_resume_is_bit_exact(config, mnist, tmp_path)
+    plain = trained(dataclasses.replace(config, dropout=0.0), mnist, tmp_path / "plain")
+    assert whole.history[-1]["loss"] != plain.history[-1]["loss"]  # the masks did drop
+
+
+def test_dropout_flag_and_its_mistakes():
+    wrong = run_cli("train", "--dropout", "1", "--steps", "1")
+    assert wrong.returncode == 2 and wrong.stderr.strip().endswith("must be in [0, 1), got 1.0.")
+    combined = run_cli("train", "--dropout", "0.2", "--steps-per-run", "5")
+    assert combined.returncode == 2 and "does not combine with --dropout" in combined.stderr
+    assert "TF1 idioms" in run_cli("train", "--help").stdout
