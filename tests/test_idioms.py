@@ -6,12 +6,15 @@ import io
 import json
 import pathlib
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
 from graph_nn.core.config import make_config
+from graph_nn.data.batches import BatchSchedule
 from graph_nn.graph import batched
-from graph_nn.graph.model import build_graph
+from graph_nn.graph.model import add_model, build_graph, placeholders, training
+from graph_nn.graph.optimizers import make_optimizer
 from graph_nn.training.runs import resume, train
 from tests.conftest import run_cli
 from tests.test_reliability import assert_bit_identical, checkpoint_tensors
@@ -78,3 +81,49 @@ def test_dropout_flag_and_its_mistakes():
     combined = run_cli("train", "--dropout", "0.2", "--steps-per-run", "5")
     assert combined.returncode == 2 and "does not combine with --dropout" in combined.stderr
     assert "TF1 idioms" in run_cli("train", "--help").stdout
+
+
+# ---- batch normalization ---------------------------------------------------------------------------------
+
+
+def moving_statistics(run_dir):
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(pathlib.Path(run_dir) / "checkpoints")))
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map() if "/moving_" in name}
+
+
+def test_batch_norm_moves_its_statistics_and_resumes_bit_for_bit(mnist, tmp_path):
+    whole, _ = assert_resume_is_bit_exact(short(model="mlp5", batch_norm=True), mnist, tmp_path)
+    statistics = moving_statistics(whole.run_dir)
+    assert len(statistics) == 8  # a moving mean and variance for each of mlp5's four hidden layers
+    for name, value in statistics.items():
+        initial = 0.0 if name.endswith("moving_mean") else 1.0
+        assert np.all(value != initial), name
+
+
+def test_without_the_control_dependency_the_moving_statistics_never_move(mnist):
+    """The famous mistake: minimize() alone runs the gradients' ops, and nothing asks for UPDATE_OPS."""
+    config = short(batch_norm=True)
+    with tf.Graph().as_default() as graph:
+        model = add_model(config, *placeholders(), train=False)
+        forgetful = make_optimizer(config).minimize(model.loss, global_step=model.global_step)
+        right = training(model.loss, make_optimizer(config)).train_op
+        moving = [v for layer in model.layers for v in layer.normalization[2:]]
+        schedule = BatchSchedule(config, len(mnist.train))
+    with v1.Session(graph=graph) as sess:
+        sess.run(v1.global_variables_initializer())
+        initial = sess.run(moving)
+        for step in range(1, 11):
+            sess.run(forgetful, schedule.feed(model, mnist.train, step))
+        assert all(np.array_equal(a, b) for a, b in zip(sess.run(moving), initial))
+        sess.run(right, schedule.feed(model, mnist.train, 11))
+        assert not any(np.array_equal(a, b) for a, b in zip(sess.run(moving), initial))
+
+
+def test_batch_norm_runs_evaluate_and_export_with_the_moving_statistics(mnist, tmp_path):
+    from graph_nn.reports.evaluate import evaluate_run
+    from graph_nn.reports.export import check_export, export_run
+
+    run = trained(short(batch_norm=True), mnist, tmp_path)
+    assert evaluate_run(run.run_dir, mnist) == (run.test_loss, run.test_accuracy)
+    export_run(run.run_dir)
+    assert max(check_export(run.run_dir, mnist).values()) < 1e-5

@@ -14,3 +14,10 @@ def add_idiom_flags(parser):
         help="drop this fraction of the hidden layers' outputs (the CNN's dense input) in training steps only, "
         "through a keep_prob placeholder that defaults to 1 (default 0: no dropout)",
     )
+    group.add_argument(
+        "--batch-norm",
+        action="store_true",
+        default=None,
+        help="batch normalization before each hidden layer's ReLU, Keras's semantics (momentum 0.99, epsilon 1e-3): "
+        "the batch's statistics in training steps, the moving ones (updated through UPDATE_OPS) everywhere else",
+    )

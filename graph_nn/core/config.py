@@ -67,6 +67,7 @@ class TrainConfig:
     xla: bool = False  # XLA auto-clustering of the training session
     # The TF1 idioms (graph_nn/graph/model.py); their defaults build the graph of a run from before them.
     dropout: float = 0.0  # the rate dropped from the hidden layers' outputs (the CNN's dense input) in training
+    batch_norm: bool = False  # batch normalization before each hidden layer's ReLU
     preset: str | None = None
 
     def __post_init__(self):
@@ -224,11 +225,12 @@ def validate_idioms(config):
     """The TF1 idioms' values, and what they do not combine with."""
     if not 0 <= config.dropout < 1:
         raise GraphNNError(f"--dropout is the rate dropped and must be in [0, 1), got {config.dropout}.")
-    if config.steps_per_run > 1 and config.dropout:
-        raise GraphNNError(
-            "--steps-per-run above 1 does not combine with --dropout: the in-graph loop builds the model "
-            "without the idioms' training inputs."
-        )
+    for field in ("dropout", "batch_norm"):
+        if config.steps_per_run > 1 and getattr(config, field):
+            raise GraphNNError(
+                f"--steps-per-run above 1 does not combine with --{field.replace('_', '-')}: the in-graph loop "
+                f"builds the model without the idioms' training inputs."
+            )
 
 
 def save_config(config, run_dir):

@@ -2,15 +2,17 @@
 and returns what it made, and build_graph composes them in a new tf.Graph.
 
     placeholders()  input/x [None, 784], input/y [None, 10]
-    train_inputs()  input/keep_prob, as the TF1 tutorials have them: inputs with a default that only the
-                    train step feeds (Trainer's feed, through ModelGraph.train_feed), so that evaluation,
-                    prediction and export can never drop
-    inference()     one variable_scope per layer (hidden1, ..., or conv1, pool1, ..., flatten), then output/
+    train_inputs()  input/keep_prob and input/training, as the TF1 tutorials have them: inputs with a default
+                    that only the train step feeds (Trainer's feed, through ModelGraph.train_feed), so that
+                    evaluation, prediction and export can never drop, nor normalize by their own batch
+    inference()     one variable_scope per layer (hidden1, ..., or conv1, pool1, ..., flatten), then output/;
+                    with batch norm, LAYER/batch_norm/ between each hidden layer's bias and its ReLU, whose
+                    moving statistics' assign ops go to the UPDATE_OPS collection
     outputs()       output/probabilities and output/predictions, beside the logits
     loss()          loss/: softmax_cross_entropy_with_logits_v2, then the batch mean
     evaluation()    accuracy/: the predicted classes against the labels' argmax
     training()      train/: the gradients and the optimizer's update ops, which also increment global_step
-                    (a variable at the top level, where TF1 always puts it)
+                    (a variable at the top level, where TF1 always puts it), run after the UPDATE_OPS
 
 Every stage works on the default graph, so a caller can put its own scopes around one (tf.compat.v1.device for
 a cluster, a while_loop body, a tf.data iterator instead of the placeholders).
@@ -37,6 +39,7 @@ class Layer:
     bias: tf.Variable
     preactivations: tf.Tensor
     activations: tf.Tensor
+    normalization: list = dataclasses.field(default_factory=list)  # batch norm's gamma, beta, moving mean, variance
 
 
 @dataclasses.dataclass
@@ -76,7 +79,9 @@ class TrainInputs:
     """The inputs whose defaults are right for inference, which the train step alone feeds; None: not built."""
 
     keep_prob: tf.Tensor | None = None  # dropout's: 1.0 keeps everything
+    training: tf.Tensor | None = None  # batch norm's: False normalizes by the moving statistics
     seed: int = 0  # dropout's masks are drawn from (seed, layer, global step)
+    moving_updates: bool = True  # batch norm's update ops go to UPDATE_OPS (a second tower of the model: False)
 
 
 def train_inputs(config: TrainConfig) -> tuple[TrainInputs, dict]:
@@ -86,6 +91,9 @@ def train_inputs(config: TrainConfig) -> tuple[TrainInputs, dict]:
         if config.dropout:
             inputs.keep_prob = v1.placeholder_with_default(1.0, [], name="keep_prob")
             feed[inputs.keep_prob] = 1.0 - config.dropout
+        if config.batch_norm:
+            inputs.training = v1.placeholder_with_default(False, [], name="training")
+            feed[inputs.training] = True
     return inputs, feed
 
 
@@ -131,9 +139,12 @@ def training(loss: tf.Tensor, optimizer: v1.train.Optimizer) -> Training:
         # minimize() split in two so the gradients can be histogrammed; compute_gradients keeps
         # minimize's gating (GATE_OP), which bare tf.gradients + apply_gradients would lose.
         grads_and_vars = optimizer.compute_gradients(loss)
-        train_op = optimizer.apply_gradients(
-            grads_and_vars, global_step=v1.train.get_or_create_global_step(), name="step"
-        )
+        # Batch norm's moving statistics are no gradient's business: nothing runs their assign ops unless
+        # the train op depends on them, the famous mistake of TF1 batch norm.
+        with tf.control_dependencies(v1.get_collection(v1.GraphKeys.UPDATE_OPS)):
+            train_op = optimizer.apply_gradients(
+                grads_and_vars, global_step=v1.train.get_or_create_global_step(), name="step"
+            )
     return Training(grads_and_vars, train_op)
 
 
@@ -196,6 +207,12 @@ def train_fetches(model: ModelGraph) -> list:
     return [model.train_op, model.loss, model.accuracy]
 
 
+def model_variables(model: ModelGraph) -> list:
+    """What the model computes with: every layer's kernel and bias and its batch norm's variables (the moving
+    statistics are not trainable, and an export needs them all the same)."""
+    return [v for layer in model.layers for v in (layer.kernel, layer.bias, *layer.normalization)]
+
+
 def parameter_count(model: ModelGraph) -> int:
     return sum(v.shape.num_elements() for v in model.graph.get_collection(v1.GraphKeys.TRAINABLE_VARIABLES))
 
@@ -211,17 +228,55 @@ def initializers(init):
     return v1.glorot_uniform_initializer(), v1.zeros_initializer()
 
 
-def dense(inputs, units, name, init, activation=tf.nn.relu):
+# Keras BatchNormalization's defaults, so that a Keras twin computes what the graph does.
+BATCH_NORM_MOMENTUM = 0.99
+BATCH_NORM_EPSILON = 1e-3
+
+
+def batch_norm(inputs, train_inputs):
+    """Batch normalization over every axis but the last, as TF1 code wrote it before tf.layers: the batch's
+    tf.nn.moments when training is fed True, else the moving statistics, which assign ops in UPDATE_OPS move
+    towards the batch's (Keras's moving = moving * momentum + batch * (1 - momentum), biased variance).
+
+    Returns (normalized inputs, [gamma, beta, moving_mean, moving_variance])."""
+    channels = [inputs.shape[-1]]
+    with v1.variable_scope("batch_norm"):
+        gamma = v1.get_variable("gamma", channels, initializer=v1.ones_initializer())
+        beta = v1.get_variable("beta", channels, initializer=v1.zeros_initializer())
+        moving_mean = v1.get_variable("moving_mean", channels, initializer=v1.zeros_initializer(), trainable=False)
+        moving_variance = v1.get_variable(
+            "moving_variance", channels, initializer=v1.ones_initializer(), trainable=False
+        )
+        batch_mean, batch_variance = tf.nn.moments(inputs, axes=list(range(len(inputs.shape) - 1)))
+        if train_inputs.moving_updates:
+            for moving, batch in ((moving_mean, batch_mean), (moving_variance, batch_variance)):
+                update = moving.assign(moving * BATCH_NORM_MOMENTUM + batch * (1 - BATCH_NORM_MOMENTUM))
+                v1.add_to_collection(v1.GraphKeys.UPDATE_OPS, update.op)
+        mean = tf.where(train_inputs.training, batch_mean, moving_mean, name="mean")
+        variance = tf.where(train_inputs.training, batch_variance, moving_variance, name="variance")
+        normalized = tf.nn.batch_normalization(inputs, mean, variance, beta, gamma, BATCH_NORM_EPSILON)
+    return normalized, [gamma, beta, moving_mean, moving_variance]
+
+
+def activate(pre, activation, train_inputs):
+    """The layer's activation, after batch norm when the model has it (Keras's Dense, BatchNormalization, ReLU)."""
+    if train_inputs.training is None or activation is None:
+        return (activation(pre, name="activations") if activation else pre), []
+    normalized, variables = batch_norm(pre, train_inputs)
+    return activation(normalized, name="activations"), variables
+
+
+def dense(inputs, units, name, init, activation=tf.nn.relu, train_inputs=None):
     kernel_init, bias_init = initializers(init)
     with v1.variable_scope(name):
         kernel = v1.get_variable("kernel", [inputs.shape[-1], units], initializer=kernel_init)
         bias = v1.get_variable("bias", [units], initializer=bias_init)
         pre = tf.nn.bias_add(tf.matmul(inputs, kernel), bias, name="preactivations")
-        out = activation(pre, name="activations") if activation else pre
-    return Layer(name, kernel, bias, pre, out)
+        out, normalization = activate(pre, activation, train_inputs or TrainInputs())
+    return Layer(name, kernel, bias, pre, out, normalization)
 
 
-def conv2d(inputs, filters, name, init, size=3):
+def conv2d(inputs, filters, name, init, train_inputs, size=3):
     """A VALID 3x3 convolution with an HWIO kernel (Keras Conv2D's layout) and a ReLU."""
     kernel_init, bias_init = initializers(init)
     with v1.variable_scope(name):
@@ -229,8 +284,8 @@ def conv2d(inputs, filters, name, init, size=3):
         bias = v1.get_variable("bias", [filters], initializer=bias_init)
         conv = tf.nn.conv2d(inputs, kernel, strides=1, padding="VALID")
         pre = tf.nn.bias_add(conv, bias, name="preactivations")
-        out = tf.nn.relu(pre, name="activations")
-    return Layer(name, kernel, bias, pre, out)
+        out, normalization = activate(pre, tf.nn.relu, train_inputs)
+    return Layer(name, kernel, bias, pre, out, normalization)
 
 
 def max_pool(inputs, name):
@@ -252,7 +307,7 @@ def mlp_layers(x, hidden_units, init, train_inputs):
     layers = []
     inputs = x
     for i, units in enumerate(hidden_units, start=1):
-        layers.append(dense(inputs, units, f"hidden{i}", init))
+        layers.append(dense(inputs, units, f"hidden{i}", init, train_inputs=train_inputs))
         with v1.name_scope(f"hidden{i}/"):
             inputs = dropout(layers[-1].activations, train_inputs, i)
     layers.append(dense(inputs, NUM_CLASSES, "output", init, activation=None))
@@ -261,11 +316,11 @@ def mlp_layers(x, hidden_units, init, train_inputs):
 
 def cnn_layers(x, init, train_inputs):
     images = tf.reshape(x, [-1, IMAGE_SIZE, IMAGE_SIZE, 1], name="images")
-    conv1 = conv2d(images, CNN_FILTERS[0], "conv1", init)
+    conv1 = conv2d(images, CNN_FILTERS[0], "conv1", init, train_inputs)
     pool1 = max_pool(conv1.activations, "pool1")
-    conv2 = conv2d(pool1, CNN_FILTERS[1], "conv2", init)
+    conv2 = conv2d(pool1, CNN_FILTERS[1], "conv2", init, train_inputs)
     pool2 = max_pool(conv2.activations, "pool2")
-    conv3 = conv2d(pool2, CNN_FILTERS[2], "conv3", init)
+    conv3 = conv2d(pool2, CNN_FILTERS[2], "conv3", init, train_inputs)
     # Keras's Flatten on NHWC: row-major over (height, width, channels), so Dense kernels transfer as they are.
     features = conv3.activations.shape[1:].num_elements()
     flat = tf.reshape(conv3.activations, [-1, features], name="flatten")

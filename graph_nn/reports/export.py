@@ -16,6 +16,7 @@ import tensorflow as tf
 from graph_nn.core.errors import GraphNNError
 from graph_nn.core.run_dir import RunDir
 from graph_nn.graph import batched
+from graph_nn.graph.model import model_variables
 from graph_nn.graph.sessions import session_config
 from graph_nn.reports.evaluate import restored_session
 
@@ -48,7 +49,7 @@ def write_saved_model(sess, model, path):
         inputs={"x": model.x}, outputs={"probabilities": model.probabilities, "class": model.predictions}
     )
     with model.graph.as_default():
-        saver = v1.train.Saver(model.graph.get_collection(v1.GraphKeys.TRAINABLE_VARIABLES))
+        saver = v1.train.Saver(model_variables(model))
         builder.add_meta_graph_and_variables(
             sess,
             [v1.saved_model.SERVING],
