@@ -17,3 +17,11 @@ def test_batch_norm_trains_as_keras_does_moving_statistics_included(mnist):
     check = idiom_parity.training_parity(config, mnist, steps=50)
     assert check.max_relative_difference <= idiom_parity.TRAINING_TOLERANCE
     assert check.max_weight_difference <= 1e-5
+
+
+def test_l2_trains_as_a_keras_kernel_regularizer(mnist):
+    """λ·Σw², Keras's l2(λ): a penalty of Σw²/2 (tf.nn.l2_loss) would part from Keras at the first step."""
+    config = make_config(model="mlp64", l2=1e-3, optimizer="sgd", learning_rate=0.1, semantics="keras")
+    check = idiom_parity.training_parity(config, mnist, steps=50)
+    assert check.max_relative_difference <= idiom_parity.TRAINING_TOLERANCE
+    assert check.max_weight_difference <= 1e-5

@@ -127,3 +127,22 @@ def test_batch_norm_runs_evaluate_and_export_with_the_moving_statistics(mnist, t
     assert evaluate_run(run.run_dir, mnist) == (run.test_loss, run.test_accuracy)
     export_run(run.run_dir)
     assert max(check_export(run.run_dir, mnist).values()) < 1e-5
+
+
+# ---- weight decay through a collection --------------------------------------------------------------------
+
+
+def test_l2_is_in_the_loss_and_logged_and_resumes_bit_for_bit(mnist, tmp_path):
+    from tests.test_reliability import scalars
+
+    config = short(model="mlp5", l2=1e-3)
+    whole, _ = assert_resume_is_bit_exact(config, mnist, tmp_path)
+    tensors = checkpoint_tensors(whole.run_dir)
+    expected = 1e-3 * sum(float(np.sum(np.square(v))) for k, v in tensors.items() if k.endswith("/kernel"))
+    logged = dict(scalars(whole.run_dir, "regularization_loss"))
+    assert sorted(logged) == list(range(10, 61, 10))
+    assert logged[60] == pytest.approx(expected, rel=1e-5)
+    model = build_graph(config)
+    assert len(model.graph.get_collection(v1.GraphKeys.REGULARIZATION_LOSSES)) == 5
+    wrong = run_cli("train", "--l2=-1e-4")
+    assert wrong.returncode == 2 and "must be zero or positive, got -0.0001." in wrong.stderr

@@ -21,3 +21,10 @@ def add_idiom_flags(parser):
         help="batch normalization before each hidden layer's ReLU, Keras's semantics (momentum 0.99, epsilon 1e-3): "
         "the batch's statistics in training steps, the moving ones (updated through UPDATE_OPS) everywhere else",
     )
+    group.add_argument(
+        "--l2",
+        type=float,
+        metavar="LAMBDA",
+        help="weight decay: λ·Σw² of every kernel added to the loss through the REGULARIZATION_LOSSES collection "
+        "(Keras's l2(λ) convention; tf.nn.l2_loss would be Σw²/2) (default 0: none)",
+    )

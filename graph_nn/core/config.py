@@ -68,6 +68,7 @@ class TrainConfig:
     # The TF1 idioms (graph_nn/graph/model.py); their defaults build the graph of a run from before them.
     dropout: float = 0.0  # the rate dropped from the hidden layers' outputs (the CNN's dense input) in training
     batch_norm: bool = False  # batch normalization before each hidden layer's ReLU
+    l2: float = 0.0  # λ of the weight decay λ·Σw² of every kernel (Keras's l2(λ)), added to the loss
     preset: str | None = None
 
     def __post_init__(self):
@@ -225,7 +226,9 @@ def validate_idioms(config):
     """The TF1 idioms' values, and what they do not combine with."""
     if not 0 <= config.dropout < 1:
         raise GraphNNError(f"--dropout is the rate dropped and must be in [0, 1), got {config.dropout}.")
-    for field in ("dropout", "batch_norm"):
+    if not config.l2 >= 0:
+        raise GraphNNError(f"--l2 is the weight decay's λ and must be zero or positive, got {config.l2}.")
+    for field in ("dropout", "batch_norm", "l2"):
         if config.steps_per_run > 1 and getattr(config, field):
             raise GraphNNError(
                 f"--steps-per-run above 1 does not combine with --{field.replace('_', '-')}: the in-graph loop "

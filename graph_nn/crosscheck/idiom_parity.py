@@ -1,7 +1,8 @@
-"""The TF1 idioms against their Keras twins: batch norm against keras.layers.BatchNormalization.
+"""The TF1 idioms against their Keras twins: batch norm against keras.layers.BatchNormalization, the L2 penalty
+in REGULARIZATION_LOSSES against a kernel_regularizer.
 
 The twin is the article model with the idioms' Keras layers: Dense (or Conv2D), BatchNormalization, ReLU for each
-hidden layer.  Its weights, batch norm's moving
+hidden layer, every kernel regularized by keras.regularizers.l2(λ) (λ·Σw²).  Its weights, batch norm's moving
 statistics included, are loaded into the graph model by Variable.load (no loader ops: the graph stays as
 training builds it), then both compute logits, or train side by side from the same weights on the same batches.
 """
@@ -25,12 +26,13 @@ TRAINING_TOLERANCE = 1e-4  # relative difference of the training loss at every s
 
 
 def keras_twin(config):
-    """config's model as Keras builds it with config's batch norm, its weights from Keras's seeded
+    """config's model as Keras builds it with config's batch norm and L2, its weights from Keras's seeded
     initializers."""
     import keras
-    from keras import layers
+    from keras import layers, regularizers
 
     keras.utils.set_random_seed(config.seed)
+    regularizer = {"kernel_regularizer": regularizers.l2(config.l2)} if config.l2 else {}
 
     def hidden(layer):
         norm = [layers.BatchNormalization()] if config.batch_norm else []
@@ -39,13 +41,13 @@ def keras_twin(config):
     if config.model == "cnn":
         stack = []
         for i, filters in enumerate(CNN_FILTERS):
-            stack += hidden(layers.Conv2D(filters, 3))
+            stack += hidden(layers.Conv2D(filters, 3, **regularizer))
             stack += [layers.MaxPooling2D(2)] if i < 2 else [layers.Flatten()]
         shape = (None, IMAGE_SIZE, IMAGE_SIZE, 1)
     else:
-        stack = [part for units in HIDDEN_UNITS[config.model] for part in hidden(layers.Dense(units))]
+        stack = [part for units in HIDDEN_UNITS[config.model] for part in hidden(layers.Dense(units, **regularizer))]
         shape = (None, IMAGE_SIZE * IMAGE_SIZE)
-    model = keras.Sequential([*stack, layers.Dense(NUM_CLASSES, activation="softmax")])
+    model = keras.Sequential([*stack, layers.Dense(NUM_CLASSES, activation="softmax", **regularizer)])
     model.build(input_shape=shape)
     return model
 
@@ -104,7 +106,7 @@ class TrainingParity:
 
 def training_parity(config, dataset, steps=50):
     """`steps` SGD steps of the graph's train op (the train step's feed: batch statistics, UPDATE_OPS) and of a
-    Keras GradientTape loop, from the same weights."""
+    Keras GradientTape loop (loss = cross-entropy + the twin's regularization losses), from the same weights."""
     import keras
 
     keras_model = keras_twin(config)
@@ -127,6 +129,7 @@ def training_parity(config, dataset, steps=50):
         batch = schedule.batch(step)
         with tf.GradientTape() as tape:
             loss = cross_entropy(dataset.train.onehot[batch], keras_model(images[batch], training=True))
+            loss = loss + sum(keras_model.losses)
         weights = keras_model.trainable_weights
         optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
         keras_losses.append(float(loss))

@@ -9,7 +9,8 @@ and returns what it made, and build_graph composes them in a new tf.Graph.
                     with batch norm, LAYER/batch_norm/ between each hidden layer's bias and its ReLU, whose
                     moving statistics' assign ops go to the UPDATE_OPS collection
     outputs()       output/probabilities and output/predictions, beside the logits
-    loss()          loss/: softmax_cross_entropy_with_logits_v2, then the batch mean
+    loss()          loss/: softmax_cross_entropy_with_logits_v2, then the batch mean; with weight decay, plus
+                    the REGULARIZATION_LOSSES collection's sum (weight_decay() puts each kernel's λ·Σw² there)
     evaluation()    accuracy/: the predicted classes against the labels' argmax
     training()      train/: the gradients and the optimizer's update ops, which also increment global_step
                     (a variable at the top level, where TF1 always puts it), run after the UPDATE_OPS
@@ -61,6 +62,8 @@ class ModelGraph:
     optimizer: v1.train.Optimizer | None = None  # knows its slot variables
     # What the train step feeds beside the batch (train_inputs()' placeholders and their training values).
     train_feed: dict = dataclasses.field(default_factory=dict)
+    # Train scalars the chief writes at its log marks beside loss and accuracy: {tag: tensor needing no feed}.
+    logged: dict = dataclasses.field(default_factory=dict)
 
 
 # ---- the stages ------------------------------------------------------------------------------------------
@@ -113,11 +116,25 @@ def outputs(logits: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         return tf.nn.softmax(logits, name="probabilities"), tf.argmax(logits, axis=1, name="predictions")
 
 
-def loss(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-    """The mean cross-entropy of the batch, softmax and log fused in one numerically stable op."""
+def loss(logits: tf.Tensor, labels: tf.Tensor, regularized: bool = False) -> tf.Tensor:
+    """The mean cross-entropy of the batch, softmax and log fused in one numerically stable op; regularized:
+    plus the penalties in the graph's REGULARIZATION_LOSSES collection, as cifar10.py's total loss."""
     with v1.name_scope("loss"):
         cross_entropy = v1.nn.softmax_cross_entropy_with_logits_v2(labels=labels, logits=logits)
-        return tf.reduce_mean(cross_entropy, name="mean")
+        mean = tf.reduce_mean(cross_entropy, name="mean")
+        if not regularized:
+            return mean
+        return tf.add(mean, v1.losses.get_regularization_loss(), name="total")
+
+
+def weight_decay(layers: list[Layer], l2: float) -> tf.Tensor:
+    """Each kernel's L2 penalty into REGULARIZATION_LOSSES, Keras's convention: l2(λ) is λ·Σw², where
+    tf.nn.l2_loss is Σw²/2 (the classic factor of two).  Returns their sum, the regularization loss."""
+    for layer in layers:
+        with v1.name_scope(f"{layer.name}/"):
+            penalty = tf.multiply(l2, tf.reduce_sum(tf.square(layer.kernel)), name="weight_decay")
+        v1.add_to_collection(v1.GraphKeys.REGULARIZATION_LOSSES, penalty)
+    return v1.losses.get_regularization_loss()
 
 
 def evaluation(predictions: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
@@ -161,6 +178,7 @@ def add_model(
     v1.set_random_seed(config.seed)
     inputs, feed = train_inputs(config)
     layers = inference(x, config.model, config.init, inputs)
+    logged = {"regularization_loss": weight_decay(layers, config.l2)} if config.l2 else {}
     logits = layers[-1].activations
     probabilities, predictions = outputs(logits)
     model = ModelGraph(
@@ -171,10 +189,11 @@ def add_model(
         logits=logits,
         probabilities=probabilities,
         predictions=predictions,
-        loss=loss(logits, y),
+        loss=loss(logits, y, regularized=bool(config.l2)),
         accuracy=evaluation(predictions, y),
         global_step=v1.train.get_or_create_global_step(),
         train_feed=feed,
+        logged=logged,
     )
     if train:
         model.optimizer = optimizer or make_optimizer(config)

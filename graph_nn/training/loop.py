@@ -191,6 +191,9 @@ class Trainer:
     def between_steps(self, sess, writers, previous, step, reporter, start):
         """The chief's evaluation, epoch end and checkpoint, where the global step went past their marks;
         True where early stopping ends the run."""
+        if self.model.logged and self.cadence.logs(previous, step):
+            values = sess.run(self.model.logged)
+            writers.train.add_summary(scalars(values), step)
         evaluating = self.cadence.evaluates(previous, step)
         if evaluating:
             reporter.evaluation(step, self.evaluate(sess, writers, step, time.perf_counter() - start))
