@@ -146,3 +146,38 @@ def test_l2_is_in_the_loss_and_logged_and_resumes_bit_for_bit(mnist, tmp_path):
     assert len(model.graph.get_collection(v1.GraphKeys.REGULARIZATION_LOSSES)) == 5
     wrong = run_cli("train", "--l2=-1e-4")
     assert wrong.returncode == 2 and "must be zero or positive, got -0.0001." in wrong.stderr
+
+
+# ---- moving averages of the weights -------------------------------------------------------------------------
+
+
+def test_ema_evaluation_is_the_evaluation_of_the_shadow_values(mnist, tmp_path):
+    from graph_nn.reports.evaluate import evaluate_run
+    from graph_nn.reports.export import check_export, export_run
+
+    whole, _ = assert_resume_is_bit_exact(short(model="mlp5", ema=0.9, batch_norm=True), mnist, tmp_path)
+    tensors = checkpoint_tensors(whole.run_dir)
+    shadows = {name[: -len("/ExponentialMovingAverage")]: v for name, v in tensors.items() if "MovingAverage" in name}
+    assert len(shadows) == 5 * 2 + 4 * 2  # kernels and biases, batch norm's gamma and beta
+    # The shadow values loaded by hand into a graph of raw weights: what --weights ema must evaluate.
+    model = build_graph(short(model="mlp5", batch_norm=True))
+    with v1.Session(graph=model.graph) as sess:
+        sess.run(v1.global_variables_initializer())
+        for variable in v1.global_variables():
+            name = variable.op.name
+            if name in tensors and "RMSProp" not in name:
+                variable.load(shadows.get(name, tensors[name]), sess)
+        by_hand = batched.loss_and_accuracy(sess, model, mnist.test)
+    assert evaluate_run(whole.run_dir, mnist, weights="ema") == by_hand
+    last = whole.history[-1]
+    assert (last["val_loss_ema"], last["val_accuracy_ema"]) == pytest.approx(by_hand, abs=1e-6)
+    assert evaluate_run(whole.run_dir, mnist) == (last["val_loss"], last["val_accuracy"]) != by_hand
+    export_run(whole.run_dir, weights="ema")
+    assert max(check_export(whole.run_dir, mnist, weights="ema").values()) < 1e-5
+
+
+def test_weights_ema_needs_a_run_with_moving_averages(short_run):
+    for command in (["evaluate", "--run"], ["export", "--run"]):
+        wrong = run_cli(*command, short_run.run_dir, "--weights", "ema")
+        assert wrong.returncode == 2 and "trained without --ema" in wrong.stderr
+    assert run_cli("train", "--ema", "1").stderr.strip().endswith("must be in (0, 1), got 1.0.")

@@ -28,3 +28,28 @@ def add_idiom_flags(parser):
         help="weight decay: λ·Σw² of every kernel added to the loss through the REGULARIZATION_LOSSES collection "
         "(Keras's l2(λ) convention; tf.nn.l2_loss would be Σw²/2) (default 0: none)",
     )
+    group.add_argument(
+        "--ema",
+        type=float,
+        metavar="DECAY",
+        help="keep an ExponentialMovingAverage of the weights (num_updates = the global step, as cifar10.py), "
+        "validated beside them; evaluate, predict and export take it with --weights ema",
+    )
+
+
+def add_weights_flag(parser):
+    parser.add_argument(
+        "--weights",
+        choices=("raw", "ema"),
+        default="raw",
+        help="the checkpoint's weights (raw, the default) or their moving averages (ema, for a run trained with --ema)",
+    )
+
+
+def check_weights(run_dir, weights):
+    """--weights ema on a run without moving averages, refused before TensorFlow is imported."""
+    from graph_nn.core.config import load_config
+    from graph_nn.core.errors import GraphNNError
+
+    if weights == "ema" and run_dir and load_config(run_dir).ema is None:
+        raise GraphNNError(f"{run_dir} was trained without --ema, so it has no moving averages; use --weights raw.")

@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 
-from graph_nn.cli.idiom_flags import add_idiom_flags
+from graph_nn.cli.idiom_flags import add_idiom_flags, add_weights_flag, check_weights
 from graph_nn.core import config as config_module
 from graph_nn.core.config import CONTROL_FLOWS, RECIPES
 from graph_nn.core.errors import GraphNNError
@@ -273,6 +273,7 @@ def make_parser():
     evaluate = command("evaluate", help="restore a run's final checkpoint and test it")
     evaluate.add_argument("--run", required=True, help="a run directory under logs/")
     add_checkpoint_flag(evaluate)
+    add_weights_flag(evaluate)
     add_data_flag(evaluate)
 
     summary = command("summary", help="print a model's layers, output shapes and parameter counts")
@@ -283,6 +284,7 @@ def make_parser():
     predict.add_argument("--run", help="a run directory (default: the newest run under --logdir)")
     predict.add_argument("--logdir", default="logs", help="where to look for the newest run (default logs)")
     add_checkpoint_flag(predict)
+    add_weights_flag(predict)
 
     compare = command("compare", help="train the graph model and its Keras twin, print both results")
     add_train_flags(compare)
@@ -366,6 +368,7 @@ def make_parser():
     export = command("export", help="freeze a run's final checkpoint into a GraphDef and a SavedModel")
     export.add_argument("--run", required=True, help="a run directory under logs/")
     add_checkpoint_flag(export)
+    add_weights_flag(export)
     add_data_flag(export)
 
     bench = command("bench", help="training and inference throughput: graph mode vs Keras vs the hardware")
@@ -503,6 +506,7 @@ SINGLE_PROCESS_FLAGS = {
     "rewrites_off": (),
     "xla": False,
     "early_stop": None,
+    "ema": None,  # a sync worker's train op is its gradients' enqueue: the averages would precede the update
 }
 
 
@@ -627,7 +631,8 @@ def command_evaluate(args):
     from graph_nn.data.dataset import load_dataset
     from graph_nn.reports.evaluate import report_run
 
-    report_run(args.run, load_dataset(args.data_dir), which=args.checkpoint)
+    check_weights(args.run, args.weights)
+    report_run(args.run, load_dataset(args.data_dir), which=args.checkpoint, weights=args.weights)
     print(f"Pictures saved in {args.run}")
     return 0
 
@@ -646,7 +651,8 @@ def command_predict(args):
     from graph_nn.reports.predict import format_prediction, predict_files
 
     run_dir = args.run or newest_run(args.logdir)
-    predictions = predict_files(run_dir, args.images, args.checkpoint)
+    check_weights(run_dir, args.weights)
+    predictions = predict_files(run_dir, args.images, args.checkpoint, args.weights)
     for prediction in predictions:
         if prediction.error:
             print(f"graph-nn: error: {prediction.error}", file=sys.stderr)
@@ -737,8 +743,9 @@ def command_export(args):
     from graph_nn.data.dataset import load_dataset
     from graph_nn.reports.export import check_export, export_run, format_check, format_export
 
-    print(format_export(export_run(args.run, args.checkpoint)))
-    print(format_check(check_export(args.run, load_dataset(args.data_dir), args.checkpoint)))
+    check_weights(args.run, args.weights)
+    print(format_export(export_run(args.run, args.checkpoint, args.weights)))
+    print(format_check(check_export(args.run, load_dataset(args.data_dir), args.checkpoint, args.weights)))
     return 0
 
 

@@ -69,6 +69,7 @@ class TrainConfig:
     dropout: float = 0.0  # the rate dropped from the hidden layers' outputs (the CNN's dense input) in training
     batch_norm: bool = False  # batch normalization before each hidden layer's ReLU
     l2: float = 0.0  # λ of the weight decay λ·Σw² of every kernel (Keras's l2(λ)), added to the loss
+    ema: float | None = None  # the decay of an exponential moving average of the weights, kept beside them
     preset: str | None = None
 
     def __post_init__(self):
@@ -228,7 +229,9 @@ def validate_idioms(config):
         raise GraphNNError(f"--dropout is the rate dropped and must be in [0, 1), got {config.dropout}.")
     if not config.l2 >= 0:
         raise GraphNNError(f"--l2 is the weight decay's λ and must be zero or positive, got {config.l2}.")
-    for field in ("dropout", "batch_norm", "l2"):
+    if config.ema is not None and not 0 < config.ema < 1:
+        raise GraphNNError(f"--ema is the moving average's decay and must be in (0, 1), got {config.ema}.")
+    for field in ("dropout", "batch_norm", "l2", "ema"):
         if config.steps_per_run > 1 and getattr(config, field):
             raise GraphNNError(
                 f"--steps-per-run above 1 does not combine with --{field.replace('_', '-')}: the in-graph loop "

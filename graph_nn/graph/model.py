@@ -13,7 +13,10 @@ and returns what it made, and build_graph composes them in a new tf.Graph.
                     the REGULARIZATION_LOSSES collection's sum (weight_decay() puts each kernel's λ·Σw² there)
     evaluation()    accuracy/: the predicted classes against the labels' argmax
     training()      train/: the gradients and the optimizer's update ops, which also increment global_step
-                    (a variable at the top level, where TF1 always puts it), run after the UPDATE_OPS
+                    (a variable at the top level, where TF1 always puts it), run after the UPDATE_OPS; with
+                    --ema, then the ExponentialMovingAverage of the weights (cifar10.py's), whose shadow
+                    variables LAYER/kernel/ExponentialMovingAverage are checkpointed with them
+    averaged()      averaged/: the model once more, on the shadow values (a custom getter), for validation
 
 Every stage works on the default graph, so a caller can put its own scopes around one (tf.compat.v1.device for
 a cluster, a while_loop body, a tf.data iterator instead of the placeholders).
@@ -60,6 +63,8 @@ class ModelGraph:
     grads_and_vars: list | None = None
     train_op: tf.Operation | None = None
     optimizer: v1.train.Optimizer | None = None  # knows its slot variables
+    ema: v1.train.ExponentialMovingAverage | None = None
+    averaged: tuple | None = None  # (loss, accuracy) of the moving averages of the weights
     # What the train step feeds beside the batch (train_inputs()' placeholders and their training values).
     train_feed: dict = dataclasses.field(default_factory=dict)
     # Train scalars the chief writes at its log marks beside loss and accuracy: {tag: tensor needing no feed}.
@@ -148,10 +153,12 @@ def evaluation(predictions: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
 class Training:
     grads_and_vars: list
     train_op: tf.Operation
+    ema: v1.train.ExponentialMovingAverage | None = None
 
 
-def training(loss: tf.Tensor, optimizer: v1.train.Optimizer) -> Training:
-    """The gradients of `loss` and the op that applies them and increments the graph's global_step."""
+def training(loss: tf.Tensor, optimizer: v1.train.Optimizer, ema: float | None = None) -> Training:
+    """The gradients of `loss` and the op that applies them and increments the graph's global_step; with `ema`,
+    and then updates the moving averages of the trainable variables (decay min(ema, (1 + step) / (10 + step)))."""
     with v1.name_scope("train"):
         # minimize() split in two so the gradients can be histogrammed; compute_gradients keeps
         # minimize's gating (GATE_OP), which bare tf.gradients + apply_gradients would lose.
@@ -162,7 +169,34 @@ def training(loss: tf.Tensor, optimizer: v1.train.Optimizer) -> Training:
             train_op = optimizer.apply_gradients(
                 grads_and_vars, global_step=v1.train.get_or_create_global_step(), name="step"
             )
-    return Training(grads_and_vars, train_op)
+        if ema is None:
+            return Training(grads_and_vars, train_op)
+        average = v1.train.ExponentialMovingAverage(ema, num_updates=v1.train.get_or_create_global_step())
+        # After the update, as cifar10.py has it: the averages follow the weights the step wrote.
+        with tf.control_dependencies([train_op]):
+            train_op = tf.group(average.apply(v1.trainable_variables()), name="averaged_step")
+    return Training(grads_and_vars, train_op, average)
+
+
+def averaged(model: ModelGraph, config: TrainConfig, inputs: TrainInputs) -> tuple[tf.Tensor, tf.Tensor]:
+    """(loss, accuracy) of the model computed with the moving averages of its weights, in the same graph: the
+    layers again, each variable swapped for its shadow by a custom getter (batch norm's moving statistics,
+    not averaged, are read as they are, and not updated)."""
+
+    def shadow(getter, name, *args, **kwargs):
+        variable = getter(name, *args, **kwargs)
+        average = model.ema.average(variable)
+        return variable if average is None else average
+
+    scope = v1.get_variable_scope()
+    with v1.name_scope("averaged"), v1.variable_scope(scope, reuse=True, custom_getter=shadow):
+        tower = TrainInputs(inputs.keep_prob, inputs.training, inputs.seed, moving_updates=False)
+        layers = inference(model.x, config.model, config.init, tower)
+        with v1.name_scope("loss"):
+            cross_entropy = v1.nn.softmax_cross_entropy_with_logits_v2(labels=model.y, logits=layers[-1].activations)
+            penalties = [config.l2 * tf.reduce_sum(tf.square(layer.kernel)) for layer in layers if config.l2]
+            averaged_loss = tf.add_n([tf.reduce_mean(cross_entropy), *penalties])
+        return averaged_loss, evaluation(tf.argmax(layers[-1].activations, axis=1), model.y)
 
 
 # ---- the graphs ------------------------------------------------------------------------------------------
@@ -197,8 +231,10 @@ def add_model(
     )
     if train:
         model.optimizer = optimizer or make_optimizer(config)
-        parts = training(model.loss, model.optimizer)
-        model.grads_and_vars, model.train_op = parts.grads_and_vars, parts.train_op
+        parts = training(model.loss, model.optimizer, config.ema)
+        model.grads_and_vars, model.train_op, model.ema = parts.grads_and_vars, parts.train_op, parts.ema
+        if model.ema:
+            model.averaged = averaged(model, config, inputs)
     return model
 
 

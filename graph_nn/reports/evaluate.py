@@ -7,6 +7,7 @@ import sys
 import tensorflow as tf
 
 from graph_nn.core.config import load_config
+from graph_nn.core.errors import GraphNNError
 from graph_nn.core.run_dir import RunDir
 from graph_nn.data.dataset import DIGITS, read_classes
 from graph_nn.graph import batched, checkpoints
@@ -20,25 +21,30 @@ v1 = tf.compat.v1
 
 
 @contextlib.contextmanager
-def restored_session(run_dir, which=None):
+def restored_session(run_dir, which=None, weights="raw"):
     """(session, inference graph, config) with the run's "best" or "latest" checkpoint restored; by default its
     final one (config.final_checkpoint: the best with early stopping, else the latest).
 
-    The graph has no gradients and no optimizer: the Saver restores the weights alone from the checkpoint.
+    The graph has no gradients and no optimizer: the Saver restores the weights alone from the checkpoint, or
+    with weights="ema" their moving averages into them, as cifar10_eval.py did through variables_to_restore().
     """
     config = load_config(run_dir)
+    if weights == "ema" and config.ema is None:
+        raise GraphNNError(f"{run_dir} was trained without --ema, so it has no moving averages; use --weights raw.")
     checkpoint = checkpoints.find(run_dir, which or config.final_checkpoint)
     model = build_inference_graph(config)
     with model.graph.as_default():
-        saver = v1.train.Saver()
+        averages = v1.train.ExponentialMovingAverage(config.ema) if weights == "ema" else None
+        saver = v1.train.Saver(averages.variables_to_restore() if averages else None)
     with v1.Session(graph=model.graph, config=session_config()) as sess:
         checkpoints.restore(saver, sess, checkpoint)
         yield sess, model, config
 
 
-def evaluate_run(run_dir, dataset, which=None):
-    """(test loss, test accuracy) of the run's final (or "best" or "latest") checkpoint."""
-    with restored_session(run_dir, which) as (sess, model, _):
+def evaluate_run(run_dir, dataset, which=None, weights="raw"):
+    """(test loss, test accuracy) of the run's final (or "best" or "latest") checkpoint, its weights or their
+    moving averages (weights="ema")."""
+    with restored_session(run_dir, which, weights) as (sess, model, _):
         return batched.loss_and_accuracy(sess, model, dataset.test)
 
 
@@ -108,7 +114,7 @@ def checkpoint_line(config, which, step):
     return line
 
 
-def report_run(run_dir, dataset, out=None, tensorboard=False, which=None):
+def report_run(run_dir, dataset, out=None, tensorboard=False, which=None, weights="raw"):
     """Prints the test-set report of the run's final (or "best" or "latest") checkpoint and saves its pictures
     in run_dir.
 
@@ -117,7 +123,7 @@ def report_run(run_dir, dataset, out=None, tensorboard=False, which=None):
     """
     from graph_nn.reports import dashboards
 
-    with restored_session(run_dir, which) as (sess, model, config):
+    with restored_session(run_dir, which, weights) as (sess, model, config):
         evaluation = classification.evaluate_split(sess, model, dataset.test)
         step = int(sess.run(model.global_step))
         if tensorboard:
@@ -126,6 +132,10 @@ def report_run(run_dir, dataset, out=None, tensorboard=False, which=None):
     classes = run_classes(run_dir)
     out = out or sys.stdout
     print(checkpoint_line(config, which or config.final_checkpoint, step), file=out)
+    if weights == "ema":
+        print(
+            f"Weights: their moving averages (--ema {config.ema}), restored through variables_to_restore().", file=out
+        )
     print(classification.format_report(evaluation, classes), file=out, flush=True)
     pictures = save_pictures(run_dir, dataset.test, evaluation, classes)
     if tensorboard:

@@ -60,11 +60,11 @@ def write_saved_model(sess, model, path):
     builder.save()
 
 
-def export_run(run_dir, which=None):
+def export_run(run_dir, which=None, weights="raw"):
     """Writes run_dir/export/ (replacing an earlier export) from the run's final (or "best" or "latest")
     checkpoint."""
     run_dir = RunDir(run_dir)
-    with restored_session(run_dir, which) as (sess, model, _):
+    with restored_session(run_dir, which, weights) as (sess, model, _):
         frozen = freeze(sess, model)
         restored_nodes = len(model.graph.as_graph_def().node)
         step = int(sess.run(model.global_step))
@@ -121,16 +121,16 @@ def saved_model_predictions(path, images):
         return tuple(batched.run_batched(sess, outputs, signature.inputs["x"].name, images))
 
 
-def checkpoint_probabilities(run_dir, images, which=None):
-    with restored_session(run_dir, which) as (sess, model, _):
+def checkpoint_probabilities(run_dir, images, which=None, weights="raw"):
+    with restored_session(run_dir, which, weights) as (sess, model, _):
         return batched.probabilities(sess, model, images)
 
 
-def check_export(run_dir, dataset, which=None):
+def check_export(run_dir, dataset, which=None, weights="raw"):
     """{export: max |probability difference| against the checkpoint} over the test images."""
     run_dir = RunDir(run_dir)
     images = dataset.test.images
-    expected = checkpoint_probabilities(run_dir, images, which)
+    expected = checkpoint_probabilities(run_dir, images, which, weights)
     reloaded = {
         "frozen GraphDef": frozen_predictions(run_dir.frozen_graph, images),
         "SavedModel": saved_model_predictions(run_dir.saved_model, images),
