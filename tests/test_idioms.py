@@ -181,3 +181,44 @@ def test_weights_ema_needs_a_run_with_moving_averages(short_run):
         wrong = run_cli(*command, short_run.run_dir, "--weights", "ema")
         assert wrong.returncode == 2 and "trained without --ema" in wrong.stderr
     assert run_cli("train", "--ema", "1").stderr.strip().endswith("must be in (0, 1), got 1.0.")
+
+
+# ---- learning-rate schedules -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        dict(lr_schedule="exponential", decay_steps=7, decay_rate=0.5, staircase=True),
+        dict(lr_schedule="piecewise", boundaries=(20, 40), values=(1e-2, 1e-3, 1e-4)),
+        dict(lr_schedule="cosine", decay_steps=50, end_lr=1e-5),
+    ],
+)
+def test_a_resumed_run_has_the_uninterrupted_runs_rate_at_every_step(schedule, mnist, tmp_path):
+    from tests.test_reliability import scalars
+
+    config = short(log_every=1, learning_rate=1e-2, **schedule)
+    whole, resumed = assert_resume_is_bit_exact(config, mnist, tmp_path)
+    rates = dict(scalars(whole.run_dir, "lr"))
+    assert sorted(rates) == list(range(1, 61))
+    assert dict(scalars(resumed.run_dir, "lr")) == rates
+    if schedule["lr_schedule"] == "piecewise":  # the rate at global step s, which step s + 1 trains with
+        assert [rates[s] for s in (19, 20, 21, 40, 41)] == pytest.approx([1e-2, 1e-2, 1e-3, 1e-3, 1e-4])
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (
+            ["--lr-schedule", "exponential", "--decay-steps", "10", "--decay-rate", "1.5"],
+            "needs --decay-rate in (0, 1)",
+        ),
+        (["--lr-schedule", "cosine"], "needs --decay-steps"),
+        (["--lr-schedule", "piecewise", "--boundaries", "20,10", "--values", "1,2,3"], "must be increasing"),
+        (["--lr-schedule", "piecewise", "--boundaries", "10,20", "--values", "1,2"], "one positive rate more"),
+        (["--lr-schedule", "polynomial", "--decay-steps", "5", "--end-lr", "1"], "below --lr"),
+    ],
+)
+def test_schedule_mistakes_are_one_sentence_before_tensorflow(flags, message):
+    wrong = run_cli("train", *flags)
+    assert wrong.returncode == 2 and message in wrong.stderr and "Traceback" not in wrong.stderr

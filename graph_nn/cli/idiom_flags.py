@@ -4,6 +4,22 @@ Each flag's dest is its TrainConfig field and its default None, so that config_f
 other training flag and a preset's value stays unless the flag is given.
 """
 
+import argparse
+
+
+def numbers(parse):
+    """An argparse type: comma-separated numbers, e.g. 1000,2000."""
+
+    def values(text):
+        try:
+            return tuple(parse(item) for item in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {parse.__name__} values, got '{text}'"
+            ) from None
+
+    return values
+
 
 def add_idiom_flags(parser):
     group = parser.add_argument_group("TF1 idioms")
@@ -34,6 +50,23 @@ def add_idiom_flags(parser):
         metavar="DECAY",
         help="keep an ExponentialMovingAverage of the weights (num_updates = the global step, as cifar10.py), "
         "validated beside them; evaluate, predict and export take it with --weights ema",
+    )
+    group.add_argument(
+        "--lr-schedule",
+        metavar="SCHEDULE",
+        help="the learning rate as a function of the global step (a resumed run continues its curve): constant "
+        "(default), exponential (--decay-steps, --decay-rate, --staircase), piecewise (--boundaries, --values), "
+        "cosine or polynomial (--decay-steps, --end-lr); written as the lr train scalar",
+    )
+    group.add_argument("--decay-steps", type=int, metavar="N", help="the steps of one decay")
+    group.add_argument("--decay-rate", type=float, metavar="RATE", help="exponential: the factor per --decay-steps")
+    group.add_argument(
+        "--boundaries", type=numbers(int), metavar="S1,S2", help="piecewise: steps where the rate changes"
+    )
+    group.add_argument("--values", type=numbers(float), metavar="LR0,LR1,LR2", help="piecewise: the rates")
+    group.add_argument("--end-lr", type=float, metavar="LR", help="cosine, polynomial: the final rate (default 0)")
+    group.add_argument(
+        "--staircase", action="store_true", default=None, help="exponential: decay at whole --decay-steps only"
     )
 
 

@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from graph_nn.core.config import CNN_FILTERS, HIDDEN_UNITS, TrainConfig
 from graph_nn.data.dataset import IMAGE_SIZE, NUM_CLASSES
+from graph_nn.graph import schedules
 from graph_nn.graph.optimizers import make_optimizer
 
 v1 = tf.compat.v1
@@ -213,6 +214,8 @@ def add_model(
     inputs, feed = train_inputs(config)
     layers = inference(x, config.model, config.init, inputs)
     logged = {"regularization_loss": weight_decay(layers, config.l2)} if config.l2 else {}
+    if config.lr_schedule != "constant":
+        logged["lr"] = schedules.learning_rate(config)  # the rate at the global step the chief logs
     logits = layers[-1].activations
     probabilities, predictions = outputs(logits)
     model = ModelGraph(
