@@ -222,3 +222,32 @@ def test_a_resumed_run_has_the_uninterrupted_runs_rate_at_every_step(schedule, m
 def test_schedule_mistakes_are_one_sentence_before_tensorflow(flags, message):
     wrong = run_cli("train", *flags)
     assert wrong.returncode == 2 and message in wrong.stderr and "Traceback" not in wrong.stderr
+
+
+# ---- all of them at once, from the command line ----------------------------------------------------------
+
+
+def test_every_idiom_combined_trains_resumes_evaluates_exports_and_predicts(mnist, tmp_path):
+    from PIL import Image
+
+    flags = ["--model", "cnn", "--batch-norm", "--dropout", "0.3", "--l2", "1e-4", "--ema", "0.999"]
+    flags += ["--lr-schedule", "exponential", "--decay-steps", "10", "--decay-rate", "0.9"]
+    flags += ["--steps", "20", "--batch-size", "32", "--eval-every", "10", "--print-every", "10"]
+    trained_run = run_cli("train", *flags, "--logdir", tmp_path / "logs")
+    assert trained_run.returncode == 0, trained_run.stderr
+    (run_dir,) = (tmp_path / "logs").iterdir()
+    assert "val_accuracy_ema" in trained_run.stdout
+    config = json.loads((run_dir / "config.json").read_text())
+    assert (config["batch_norm"], config["dropout"], config["ema"]) == (True, 0.3, 0.999)
+    evaluated = run_cli("evaluate", "--run", run_dir, "--weights", "ema")
+    assert evaluated.returncode == 0 and "Weights: their moving averages" in evaluated.stdout
+    exported = run_cli("export", "--run", run_dir, "--weights", "ema")
+    assert exported.returncode == 0, exported.stderr
+    image = tmp_path / "digit.png"
+    Image.fromarray((255 - mnist.test.images[0].reshape(28, 28) * 255).astype(np.uint8)).save(image)
+    for weights in ("raw", "ema"):
+        predicted = run_cli("predict", "--run", run_dir, "--weights", weights, image)
+        assert predicted.returncode == 0 and "digit.png" in predicted.stdout
+    resumed = interrupted_and_resumed(make_config(**{**config, "preset": None}), mnist, tmp_path / "resumed", at=10)
+    whole = trained(make_config(**{**config, "preset": None}), mnist, tmp_path / "whole")
+    assert_bit_identical(checkpoint_tensors(resumed.run_dir), checkpoint_tensors(whole.run_dir))

@@ -506,7 +506,10 @@ SINGLE_PROCESS_FLAGS = {
     "rewrites_off": (),
     "xla": False,
     "early_stop": None,
-    "ema": None,  # a sync worker's train op is its gradients' enqueue: the averages would precede the update
+    # A sync worker's train op is its gradients' enqueue, applied by the chief's queue runner: the averages would
+    # precede the update, and UPDATE_OPS would run there without a batch.
+    "ema": None,
+    "batch_norm": False,
 }
 
 

@@ -49,7 +49,9 @@ def write_saved_model(sess, model, path):
         inputs={"x": model.x}, outputs={"probabilities": model.probabilities, "class": model.predictions}
     )
     with model.graph.as_default():
-        saver = v1.train.Saver(model_variables(model))
+        # Dropout draws its masks from the global step, which the outputs then read (keep_prob 1 keeps all).
+        dropout = any(placeholder.op.name == "input/keep_prob" for placeholder in model.train_feed)
+        saver = v1.train.Saver(model_variables(model) + ([model.global_step] if dropout else []))
         builder.add_meta_graph_and_variables(
             sess,
             [v1.saved_model.SERVING],
