@@ -5,6 +5,8 @@ import dataclasses
 import io
 import json
 import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -16,7 +18,7 @@ from graph_nn.graph import batched
 from graph_nn.graph.model import add_model, build_graph, placeholders, training
 from graph_nn.graph.optimizers import make_optimizer
 from graph_nn.training.runs import resume, train
-from tests.conftest import run_cli
+from tests.conftest import IMPORTED_AFTER, ROOT, run_cli
 from tests.test_reliability import assert_bit_identical, checkpoint_tensors
 
 v1 = tf.compat.v1
@@ -251,3 +253,20 @@ def test_every_idiom_combined_trains_resumes_evaluates_exports_and_predicts(mnis
     resumed = interrupted_and_resumed(make_config(**{**config, "preset": None}), mnist, tmp_path / "resumed", at=10)
     whole = trained(make_config(**{**config, "preset": None}), mnist, tmp_path / "whole")
     assert_bit_identical(checkpoint_tensors(resumed.run_dir), checkpoint_tensors(whole.run_dir))
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--dropout", "1"],
+        ["--l2=-1"],
+        ["--ema", "0"],
+        ["--lr-schedule", "cosine"],
+        ["--batch-norm", "--steps-per-run", "2"],
+    ],
+)
+def test_idiom_mistakes_are_answered_before_tensorflow_is_imported(flags):
+    wrong = subprocess.run(
+        [sys.executable, "-c", IMPORTED_AFTER, "train", *flags], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert "exit 2 imported nothing heavy" in wrong.stderr and "Traceback" not in wrong.stderr
