@@ -211,13 +211,15 @@ def command_sweep(args):
 def run_flags(parser):
     parser.add_argument("--run", required=True, help="a run directory under logs/")
     flags.add_checkpoint(parser)
+    flags.add_weights(parser)
     flags.add_data_dir(parser)
 
 
 def command_evaluate(args):
     from graph_nn.reports.evaluate import evaluation_report
 
-    show(evaluation_report(args.run, load_dataset(args.data_dir), which=args.checkpoint))
+    config_module.check_weights(args.run, args.weights)
+    show(evaluation_report(args.run, load_dataset(args.data_dir), which=args.checkpoint, weights=args.weights))
     print(f"Pictures saved in {args.run}")
     return 0
 
@@ -240,13 +242,15 @@ def predict_flags(parser):
     parser.add_argument("--run", help="a run directory (default: the newest run under --logdir)")
     parser.add_argument("--logdir", default="logs", help="where to look for the newest run (default logs)")
     flags.add_checkpoint(parser)
+    flags.add_weights(parser)
 
 
 def command_predict(args):
     from graph_nn.reports.predict import predict_files
 
     run_dir = args.run or newest_run(args.logdir)
-    predictions = predict_files(run_dir, args.images, args.checkpoint)
+    config_module.check_weights(run_dir, args.weights)
+    predictions = predict_files(run_dir, args.images, args.checkpoint, args.weights)
     for prediction in predictions:
         if prediction.error:
             print(f"graph-nn: error: {prediction.error}", file=sys.stderr)
@@ -394,8 +398,9 @@ def command_inspect(args):
 def command_export(args):
     from graph_nn.reports.export import check_export, export_run
 
-    print(export_run(args.run, args.checkpoint))
-    print(check_export(args.run, load_dataset(args.data_dir), args.checkpoint))
+    config_module.check_weights(args.run, args.weights)
+    print(export_run(args.run, args.checkpoint, args.weights))
+    print(check_export(args.run, load_dataset(args.data_dir), args.checkpoint, args.weights))
     return 0
 
 

@@ -150,8 +150,73 @@ def instrument_flags(parser, listed=False):
     group.add_argument("--xla", action="store_true", default=None, help="XLA auto-clustering of the session")
 
 
+def number_list(parse):
+    """An argparse type: comma-separated numbers making one value, e.g. --boundaries 1000,2000."""
+
+    def values(text):
+        try:
+            return tuple(parse(item) for item in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {parse.__name__} values, got '{text}'"
+            ) from None
+
+    return values
+
+
+def idiom_flags(parser, listed=False):
+    """The TF1 idioms (graph_nn/graph/model.py, graph_nn/graph/schedules.py)."""
+    group, flag = training_group(parser, "TF1 idioms", listed)
+    flag(
+        "--dropout",
+        type=float,
+        metavar="RATE",
+        help="drop this fraction of the hidden layers' outputs (the CNN's dense input) in training steps only, "
+        "through a keep_prob placeholder that defaults to 1 (default 0: no dropout)",
+    )
+    group.add_argument(
+        "--batch-norm",
+        action="store_true",
+        default=None,
+        help="batch normalization before each hidden layer's ReLU, Keras's semantics (momentum 0.99, epsilon 1e-3): "
+        "the batch's statistics in training steps, the moving ones (updated through UPDATE_OPS) everywhere else",
+    )
+    flag(
+        "--l2",
+        type=float,
+        metavar="LAMBDA",
+        help="weight decay: λ·Σw² of every kernel added to the loss through the REGULARIZATION_LOSSES collection "
+        "(Keras's l2(λ) convention; tf.nn.l2_loss would be Σw²/2) (default 0: none)",
+    )
+    flag(
+        "--ema",
+        type=float,
+        metavar="DECAY",
+        help="keep an ExponentialMovingAverage of the weights (num_updates = the global step, as cifar10.py), "
+        "validated beside them; evaluate, predict and export take it with --weights ema",
+    )
+    flag(
+        "--lr-schedule",
+        metavar="SCHEDULE",
+        help="the learning rate as a function of the global step (a resumed run continues its curve): constant "
+        "(default), exponential (--decay-steps, --decay-rate, --staircase), piecewise (--boundaries, --values), "
+        "cosine or polynomial (--decay-steps, --end-lr); written as the lr train scalar",
+    )
+    flag("--decay-steps", type=int, metavar="N", help="the steps of one decay")
+    flag("--decay-rate", type=float, metavar="RATE", help="exponential: the factor per --decay-steps")
+    # Not listed: a boundary list is one value of a run.
+    group.add_argument(
+        "--boundaries", type=number_list(int), metavar="S1,S2", help="piecewise: steps where the rate changes"
+    )
+    group.add_argument("--values", type=number_list(float), metavar="LR0,LR1,LR2", help="piecewise: the rates")
+    flag("--end-lr", type=float, metavar="LR", help="cosine, polynomial: the final rate (default 0)")
+    group.add_argument(
+        "--staircase", action="store_true", default=None, help="exponential: decay at whole --decay-steps only"
+    )
+
+
 # Every training flag, a group a function.
-TRAINING = (model_flags, optimizer_flags, schedule_flags, data_flags, logging_flags, instrument_flags)
+TRAINING = (model_flags, optimizer_flags, schedule_flags, data_flags, logging_flags, instrument_flags, idiom_flags)
 
 
 def training_flags(parser, listed=False):
@@ -179,6 +244,15 @@ def add_checkpoint(parser):
         choices=("best", "latest"),
         help="which checkpoint: the best (lowest validation loss) or the latest (default: the run's "
         "result, its best with --early-stop, else its latest)",
+    )
+
+
+def add_weights(parser):
+    parser.add_argument(
+        "--weights",
+        choices=("raw", "ema"),
+        default="raw",
+        help="the checkpoint's weights (raw, the default) or their moving averages (ema, for a run trained with --ema)",
     )
 
 

@@ -14,6 +14,7 @@ INITS = ("glorot_uniform", "random_normal")
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
 SEMANTICS = ("tf1", "keras")  # whose optimizer formulas and defaults graph mode uses
 BATCHING = ("shuffle", "sequential")
+LR_SCHEDULES = ("constant", "exponential", "piecewise", "cosine", "polynomial")
 CONTROL_FLOWS = ("v1", "v2")  # TF1's while_loop frame, or TF2's functional While (graph_nn/graph/in_graph_loop.py)
 # Grappler's passes as its meta-optimizer log names them, and the RewriterConfig field that switches each off
 # (graph_nn/graph/sessions.py sets it); --rewrite-off takes the names.  "meta_optimizer" is all of them at once.
@@ -65,6 +66,18 @@ class TrainConfig:
     steps_per_run: int = 1  # training steps per Session.run; above 1 a while_loop runs them inside the graph
     rewrites_off: tuple = ()  # Grappler passes switched off in the training session (GRAPPLER_PASSES)
     xla: bool = False  # XLA auto-clustering of the training session
+    # The TF1 idioms (graph_nn/graph/model.py); their defaults build the graph of a run from before them.
+    dropout: float = 0.0  # the rate dropped from the hidden layers' outputs (the CNN's dense input) in training
+    batch_norm: bool = False  # batch normalization before each hidden layer's ReLU
+    l2: float = 0.0  # λ of the weight decay λ·Σw² of every kernel (Keras's l2(λ)), added to the loss
+    ema: float | None = None  # the decay of an exponential moving average of the weights, kept beside them
+    lr_schedule: str = "constant"  # LR_SCHEDULES: the learning rate as a function of the global step
+    decay_steps: int | None = None  # exponential, cosine, polynomial: the steps of one decay (of the whole decay)
+    decay_rate: float | None = None  # exponential: the factor per decay_steps
+    boundaries: tuple = ()  # piecewise: the global steps where the rate changes
+    values: tuple = ()  # piecewise: the rates, one more than the boundaries
+    end_lr: float | None = None  # cosine, polynomial: the rate at decay_steps and after (default 0)
+    staircase: bool = False  # exponential: decay at whole multiples of decay_steps only
     preset: str | None = None
 
     def __post_init__(self):
@@ -73,6 +86,7 @@ class TrainConfig:
         # config.json gives lists back
         self.trace_steps, self.profile_steps = tuple(self.trace_steps), tuple(self.profile_steps)
         self.rewrites_off = tuple(self.rewrites_off)
+        self.boundaries, self.values = tuple(self.boundaries), tuple(self.values)
 
     @property
     def validation(self):
@@ -215,6 +229,50 @@ def validate(config):
         raise GraphNNError(f"--epsilon must be positive, got {config.epsilon}.")
     if config.batching == "sequential" and config.steps is None:
         raise GraphNNError("sequential batching (the TF1 article's slices) needs --steps.")
+    validate_idioms(config)
+
+
+def validate_idioms(config):
+    """The TF1 idioms' values, and what they do not combine with."""
+    if not 0 <= config.dropout < 1:
+        raise GraphNNError(f"--dropout is the rate dropped and must be in [0, 1), got {config.dropout}.")
+    if not config.l2 >= 0:
+        raise GraphNNError(f"--l2 is the weight decay's λ and must be zero or positive, got {config.l2}.")
+    if config.ema is not None and not 0 < config.ema < 1:
+        raise GraphNNError(f"--ema is the moving average's decay and must be in (0, 1), got {config.ema}.")
+    validate_schedule(config)
+    for field in ("dropout", "batch_norm", "l2", "ema"):
+        if config.steps_per_run > 1 and getattr(config, field):
+            raise GraphNNError(
+                f"--steps-per-run above 1 does not combine with --{field.replace('_', '-')}: the in-graph loop "
+                f"builds the model without the idioms' training inputs."
+            )
+
+
+def validate_schedule(config):
+    if config.lr_schedule not in LR_SCHEDULES:
+        raise GraphNNError(f"unknown lr_schedule '{config.lr_schedule}'; choose one of {', '.join(LR_SCHEDULES)}.")
+    if config.steps_per_run > 1 and config.lr_schedule != "constant":
+        raise GraphNNError(
+            "--steps-per-run above 1 does not combine with --lr-schedule: the in-graph loop reads "
+            "the rate once per Session.run."
+        )
+    if config.lr_schedule in ("exponential", "cosine", "polynomial") and not (config.decay_steps or 0) > 0:
+        raise GraphNNError(f"--lr-schedule {config.lr_schedule} needs --decay-steps, a positive number of steps.")
+    if config.lr_schedule == "exponential" and not 0 < (config.decay_rate or 0) < 1:
+        raise GraphNNError(f"--lr-schedule exponential needs --decay-rate in (0, 1), got {config.decay_rate}.")
+    if config.end_lr is not None and not 0 <= config.end_lr < config.learning_rate:
+        raise GraphNNError(
+            f"--end-lr must be zero or positive and below --lr {config.learning_rate}, got {config.end_lr}."
+        )
+    if config.lr_schedule == "piecewise":
+        b, v = config.boundaries, config.values
+        if not b or any(not 0 <= x < y for x, y in zip((0, *b), b)):
+            raise GraphNNError(f"--boundaries must be increasing positive steps, got {list(b)}.")
+        if len(v) != len(b) + 1 or any(not x > 0 for x in v):
+            raise GraphNNError(
+                f"--values takes one positive rate more than --boundaries ({len(b) + 1}), got {list(v)}."
+            )
 
 
 def save_config(config, run_dir):
@@ -229,6 +287,12 @@ def load_config(run_dir):
         return TrainConfig.from_json(path.read_text())
     except (ValueError, TypeError) as e:
         raise GraphNNError(f"{path}: unreadable run configuration ({e}).") from None
+
+
+def check_weights(run_dir, weights):
+    """--weights ema asks for moving averages that only a run trained with --ema has."""
+    if weights == "ema" and load_config(run_dir).ema is None:
+        raise GraphNNError(f"{run_dir} was trained without --ema, so it has no moving averages; use --weights raw.")
 
 
 def resumed_config(run_dir, given):

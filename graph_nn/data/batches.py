@@ -53,9 +53,10 @@ class BatchSchedule:
         return self._permutation[position * b : (position + 1) * b]
 
     def feed(self, model, split, step):
-        """The feed_dict of step k's batch of `split` for the placeholders of `model`."""
+        """The feed_dict of step k's batch of `split` for the placeholders of `model`, with what only a train
+        step feeds (model.train_feed: dropout's keep_prob, ...)."""
         batch = self.batch(step)
-        return {model.x: split.images[batch], model.y: split.onehot[batch]}
+        return {model.x: split.images[batch], model.y: split.onehot[batch], **model.train_feed}
 
     def permutation(self, epoch):
         key = [self.config.seed, epoch] if self.task is None else [self.config.seed, epoch, self.task]

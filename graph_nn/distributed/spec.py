@@ -118,6 +118,10 @@ SINGLE_PROCESS_FIELDS = {
     "rewrites_off": (),
     "xla": False,
     "early_stop": None,
+    # A sync worker's train op is its gradients' enqueue, applied by the chief's queue runner: the averages would
+    # precede the update, and UPDATE_OPS would run there without a batch.
+    "ema": None,
+    "batch_norm": False,
 }
 
 

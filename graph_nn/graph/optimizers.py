@@ -11,6 +11,8 @@ global_step work as for TF1's own; in TensorBoard their update ops show as
 
 import tensorflow as tf
 
+from graph_nn.graph.schedules import learning_rate
+
 v1 = tf.compat.v1
 
 # TF1's defaults (tensorflow/python/training/rmsprop.py and adam.py): RMSProp epsilon 1e-10, Adam 1e-8.
@@ -128,7 +130,7 @@ def make_optimizer(config):
 
 def tf1_optimizer(config):
     train = v1.train
-    lr = config.learning_rate
+    lr = learning_rate(config)
     epsilon = default_epsilon(config)
     if config.optimizer == "sgd":
         return train.GradientDescentOptimizer(lr)
@@ -140,7 +142,7 @@ def tf1_optimizer(config):
 
 
 def keras_formula_optimizer(config):
-    lr = config.learning_rate
+    lr = learning_rate(config)
     epsilon = default_epsilon(config)
     if config.optimizer == "sgd":
         return KerasSGD(lr)

@@ -5,7 +5,7 @@ import contextlib
 
 import tensorflow as tf
 
-from graph_nn.core.config import load_config
+from graph_nn.core.config import check_weights, load_config
 from graph_nn.core.run_dir import RunDir
 from graph_nn.data.dataset import DIGITS, read_classes
 from graph_nn.graph import batched, checkpoints
@@ -20,25 +20,29 @@ v1 = tf.compat.v1
 
 
 @contextlib.contextmanager
-def restored_session(run_dir, which=None):
+def restored_session(run_dir, which=None, weights="raw"):
     """(session, inference graph, config) with the run's "best" or "latest" checkpoint restored; by default its
     final one (config.final_checkpoint: the best with early stopping, else the latest).
 
-    The graph has no gradients and no optimizer: the Saver restores the weights alone from the checkpoint.
+    The graph has no gradients and no optimizer: the Saver restores the weights alone from the checkpoint, or
+    with weights="ema" their moving averages into them, as cifar10_eval.py did through variables_to_restore().
     """
+    check_weights(run_dir, weights)
     config = load_config(run_dir)
     checkpoint = checkpoints.find(run_dir, which or config.final_checkpoint)
     model = build_inference_graph(config)
     with model.graph.as_default():
-        saver = v1.train.Saver()
+        averages = v1.train.ExponentialMovingAverage(config.ema) if weights == "ema" else None
+        saver = v1.train.Saver(averages.variables_to_restore() if averages else None)
     with v1.Session(graph=model.graph, config=session_config()) as sess:
         checkpoints.restore(saver, sess, checkpoint)
         yield sess, model, config
 
 
-def evaluate_run(run_dir, dataset, which=None):
-    """(test loss, test accuracy) of the run's final (or "best" or "latest") checkpoint."""
-    with restored_session(run_dir, which) as (sess, model, _):
+def evaluate_run(run_dir, dataset, which=None, weights="raw"):
+    """(test loss, test accuracy) of the run's final (or "best" or "latest") checkpoint, its weights or their
+    moving averages (weights="ema")."""
+    with restored_session(run_dir, which, weights) as (sess, model, _):
         return batched.loss_and_accuracy(sess, model, dataset.test)
 
 
@@ -109,7 +113,7 @@ def checkpoint_line(config, which, step):
 
 
 @reported
-def evaluation_report(run_dir, dataset, tensorboard=False, which=None):
+def evaluation_report(run_dir, dataset, tensorboard=False, which=None, weights="raw"):
     """The test-set report of the run's final (or "best" or "latest") checkpoint; its pictures are saved in
     run_dir once its lines are read, and its outcome is the Evaluation.
 
@@ -118,7 +122,7 @@ def evaluation_report(run_dir, dataset, tensorboard=False, which=None):
     """
     from graph_nn.reports import dashboards
 
-    with restored_session(run_dir, which) as (sess, model, config):
+    with restored_session(run_dir, which, weights) as (sess, model, config):
         evaluation = classification.evaluate_split(sess, model, dataset.test)
         step = int(sess.run(model.global_step))
         if tensorboard:
@@ -126,6 +130,8 @@ def evaluation_report(run_dir, dataset, tensorboard=False, which=None):
             embedding = last_hidden_activations(sess, model, dataset.test.images[: dashboards.PROJECTOR_DIGITS])
     classes = run_classes(run_dir)
     yield checkpoint_line(config, which or config.final_checkpoint, step)
+    if weights == "ema":
+        yield f"Weights: their moving averages (--ema {config.ema}), restored through variables_to_restore()."
     yield classification.format_report(evaluation, classes)
     pictures = save_pictures(run_dir, dataset.test, evaluation, classes)
     if tensorboard:

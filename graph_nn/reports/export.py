@@ -16,6 +16,7 @@ import tensorflow as tf
 from graph_nn.core.errors import GraphNNError
 from graph_nn.core.run_dir import RunDir
 from graph_nn.graph import batched
+from graph_nn.graph.model import model_variables
 from graph_nn.graph.sessions import session_config
 from graph_nn.reports.evaluate import restored_session
 
@@ -67,7 +68,9 @@ def write_saved_model(sess, model, path):
         inputs={"x": model.x}, outputs={"probabilities": model.probabilities, "class": model.predictions}
     )
     with model.graph.as_default():
-        saver = v1.train.Saver(model.graph.get_collection(v1.GraphKeys.TRAINABLE_VARIABLES))
+        # Dropout draws its masks from the global step, which the outputs then read (keep_prob 1 keeps all).
+        dropout = any(placeholder.op.name == "input/keep_prob" for placeholder in model.train_feed)
+        saver = v1.train.Saver(model_variables(model) + ([model.global_step] if dropout else []))
         builder.add_meta_graph_and_variables(
             sess,
             [v1.saved_model.SERVING],
@@ -78,11 +81,11 @@ def write_saved_model(sess, model, path):
     builder.save()
 
 
-def export_run(run_dir, which=None):
+def export_run(run_dir, which=None, weights="raw"):
     """Writes run_dir/export/ (replacing an earlier export) from the run's final (or "best" or "latest")
     checkpoint."""
     run_dir = RunDir(run_dir)
-    with restored_session(run_dir, which) as (sess, model, _):
+    with restored_session(run_dir, which, weights) as (sess, model, _):
         frozen = freeze(sess, model)
         restored_nodes = len(model.graph.as_graph_def().node)
         step = int(sess.run(model.global_step))
@@ -130,16 +133,16 @@ def saved_model_predictions(path, images):
         return tuple(batched.run_batched(sess, outputs, signature.inputs["x"].name, images))
 
 
-def checkpoint_probabilities(run_dir, images, which=None):
-    with restored_session(run_dir, which) as (sess, model, _):
+def checkpoint_probabilities(run_dir, images, which=None, weights="raw"):
+    with restored_session(run_dir, which, weights) as (sess, model, _):
         return batched.probabilities(sess, model, images)
 
 
-def check_export(run_dir, dataset, which=None):
+def check_export(run_dir, dataset, which=None, weights="raw"):
     """How far each export's probabilities are from the checkpoint's on the test images."""
     run_dir = RunDir(run_dir)
     images = dataset.test.images
-    expected = checkpoint_probabilities(run_dir, images, which)
+    expected = checkpoint_probabilities(run_dir, images, which, weights)
     reloaded = {
         "frozen GraphDef": frozen_predictions(run_dir.frozen_graph, images),
         "SavedModel": saved_model_predictions(run_dir.saved_model, images),

@@ -29,7 +29,7 @@ class Prediction:
         )
 
 
-def predict_files(run_dir, paths, which=None):
+def predict_files(run_dir, paths, which=None, weights="raw"):
     """One Prediction per path, in order, by the run's final (or "best" or "latest") checkpoint; a file that
     cannot be read gets its error and the others go on."""
     predictions, images = [], []
@@ -41,7 +41,7 @@ def predict_files(run_dir, paths, which=None):
         except GraphNNError as e:
             predictions.append(Prediction(str(path), error=str(e)))
     if images:
-        with restored_session(run_dir, which) as (sess, model, _):
+        with restored_session(run_dir, which, weights) as (sess, model, _):
             probabilities = iter(batched.probabilities(sess, model, np.stack(images)))
         for prediction in predictions:
             if prediction.error is None:

@@ -191,6 +191,9 @@ class Trainer:
     def between_steps(self, sess, writers, previous, step, reporter, start):
         """The chief's evaluation, epoch end and checkpoint, where the global step went past their marks;
         True where early stopping ends the run."""
+        if self.model.logged and self.cadence.logs(previous, step):
+            values = sess.run(self.model.logged)
+            writers.train.add_summary(scalars(values), step)
         evaluating = self.cadence.evaluates(previous, step)
         if evaluating:
             reporter.evaluation(step, self.evaluate(sess, writers, step, time.perf_counter() - start))
@@ -347,10 +350,19 @@ class Trainer:
 
     def evaluate(self, sess, writers, step, seconds):
         val_loss, val_accuracy = batched.loss_and_accuracy(sess, self.model, self.dataset.validation)
-        writers.validation.add_summary(scalars({"loss": val_loss, "accuracy": val_accuracy}), step)
+        figures = {"loss": val_loss, "accuracy": val_accuracy}
+        if self.model.averaged:  # the moving averages of the weights, validated beside the weights
+            loss, accuracy = self.model.averaged
+            averaged = dataclasses.replace(self.model, loss=loss, accuracy=accuracy)
+            figures["ema/loss"], figures["ema/accuracy"] = batched.loss_and_accuracy(
+                sess, averaged, self.dataset.validation
+            )
+        writers.validation.add_summary(scalars(figures), step)
         writers.flush()
         self.best.update(step, val_loss)
         metrics = dict(self.epoch_meter.means(), val_loss=val_loss, val_accuracy=val_accuracy)
+        if self.model.averaged:
+            metrics.update(val_loss_ema=figures["ema/loss"], val_accuracy_ema=figures["ema/accuracy"])
         self.history.append(dict(metrics, step=step, seconds=seconds))
         return metrics
 
