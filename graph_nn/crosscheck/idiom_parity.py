@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from graph_nn.core.config import CNN_FILTERS, HIDDEN_UNITS
 from graph_nn.crosscheck import keras_models
-from graph_nn.crosscheck.parity import as_written, compare_logits
+from graph_nn.crosscheck.parity import as_written, compare_logits, keras_training_losses
 from graph_nn.data.batches import BatchSchedule
 from graph_nn.data.dataset import IMAGE_SIZE, NUM_CLASSES
 from graph_nn.graph import batched
@@ -107,8 +107,6 @@ class TrainingParity:
 def training_parity(config, dataset, steps=50):
     """`steps` SGD steps of the graph's train op (the train step's feed: batch statistics, UPDATE_OPS) and of a
     Keras GradientTape loop (loss = cross-entropy + the twin's regularization losses), from the same weights."""
-    import keras
-
     keras_model = keras_twin(config)
     values = twin_values(keras_model)
     schedule = BatchSchedule(config, len(dataset.train))
@@ -121,18 +119,5 @@ def training_parity(config, dataset, steps=50):
             _, loss = sess.run([model.train_op, model.loss], schedule.feed(model, dataset.train, step))
             graph_losses.append(loss)
         graph_values = sess.run(model_variables(model))
-    optimizer = keras_models.keras_optimizer(config)
-    cross_entropy = keras.losses.CategoricalCrossentropy()
-    images = keras_models.images_for(config.model, dataset.train.images)
-    keras_losses = []
-    for step in range(1, steps + 1):
-        batch = schedule.batch(step)
-        with tf.GradientTape() as tape:
-            loss = cross_entropy(dataset.train.onehot[batch], keras_model(images[batch], training=True))
-            loss = loss + sum(keras_model.losses)
-        weights = keras_model.trainable_weights
-        optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
-        keras_losses.append(float(loss))
-    return TrainingParity(
-        np.array(graph_losses, np.float64), np.array(keras_losses, np.float64), graph_values, twin_values(keras_model)
-    )
+    keras_losses = keras_training_losses(keras_model, config, dataset, steps)
+    return TrainingParity(np.array(graph_losses, np.float64), keras_losses, graph_values, twin_values(keras_model))

@@ -179,7 +179,8 @@ def graph_training_losses(config, dataset, weights, steps, optimizer=None):
 
 
 def keras_training_losses(keras_model, config, dataset, steps):
-    """Losses of `steps` Keras optimizer steps (a GradientTape loop) on BatchSchedule's batches."""
+    """Losses of `steps` Keras optimizer steps (a GradientTape loop) on BatchSchedule's batches: cross-entropy plus
+    the model's regularization losses (keras_model.losses, none for the articles' models), as fit() minimizes."""
     import keras
 
     optimizer = keras_models.keras_optimizer(config)
@@ -192,6 +193,7 @@ def keras_training_losses(keras_model, config, dataset, steps):
         batch = schedule.batch(step)
         with tf.GradientTape() as tape:
             loss = loss_fn(dataset.train.onehot[batch], keras_model(images[batch], training=True))
+            loss = loss + sum(keras_model.losses)
         optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
         losses.append(float(loss))
     return np.array(losses, dtype=np.float64)
