@@ -128,7 +128,7 @@ def test_batch_norm_runs_evaluate_and_export_with_the_moving_statistics(mnist, t
     run = trained(short(batch_norm=True), mnist, tmp_path)
     assert evaluate_run(run.run_dir, mnist) == (run.test_loss, run.test_accuracy)
     export_run(run.run_dir)
-    assert max(check_export(run.run_dir, mnist).values()) < 1e-5
+    assert max(check_export(run.run_dir, mnist).differences.values()) < 1e-5
 
 
 # ---- weight decay through a collection --------------------------------------------------------------------
@@ -175,7 +175,7 @@ def test_ema_evaluation_is_the_evaluation_of_the_shadow_values(mnist, tmp_path):
     assert (last["val_loss_ema"], last["val_accuracy_ema"]) == pytest.approx(by_hand, abs=1e-6)
     assert evaluate_run(whole.run_dir, mnist) == (last["val_loss"], last["val_accuracy"]) != by_hand
     export_run(whole.run_dir, weights="ema")
-    assert max(check_export(whole.run_dir, mnist, weights="ema").values()) < 1e-5
+    assert max(check_export(whole.run_dir, mnist, weights="ema").differences.values()) < 1e-5
 
 
 def test_weights_ema_needs_a_run_with_moving_averages(short_run):
