@@ -61,6 +61,18 @@ def test_bench_command_writes_every_figure(tmp_path):
     assert report["default_run_event_bytes"] > 100_000
 
 
+def test_bench_cluster_times_every_contender_and_counts_the_bytes(tmp_path):
+    result = run_cli(
+        "bench", "--cluster", "--models", "mlp512", "--steps", "40", "--repeats", "1", "--json", tmp_path / "c.json",
+        timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "1 ps + 2 workers, sync" in result.stdout and "bytes per worker step" in result.stdout
+    (row,) = json.loads((tmp_path / "c.json").read_text())["models"]
+    assert len(row["contenders"]["1 ps + 2 workers, async"]["local_steps_per_second"]) == 2
+    assert row["contenders"]["1 ps + 2 workers, sync"]["examples_per_second"] > 0
+
+
 def test_the_whole_process_comparison_runs_both_scripts_and_prints_their_ratio():
     # One repeat, and a one-epoch graph run (a flag passed on to run.py); the Keras script is always the article's.
     result = subprocess.run(

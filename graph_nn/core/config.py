@@ -173,9 +173,9 @@ def recipe_name_for(config, name=None):
     return name
 
 
-def article_preset(model):
-    """The preset of the article that trains `model`: mlp512 -> chapter2, cnn -> cnn, ..."""
-    return next(name for name, values in PRESETS.items() if values["model"] == model)
+def article_preset(model_name):
+    """The preset of the article that trains `model_name`: mlp512 -> chapter2, cnn -> cnn, ..."""
+    return next(name for name, values in PRESETS.items() if values["model"] == model_name)
 
 
 def make_config(preset=None, **overrides):

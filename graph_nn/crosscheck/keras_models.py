@@ -115,9 +115,9 @@ def make_loss(recipe):
     return recipe.loss
 
 
-def compile_model(model, recipe, config):
-    model.compile(optimizer=keras_optimizer(config), loss=make_loss(recipe), metrics=["accuracy"])
-    return model
+def compile_model(keras_model, recipe, config):
+    keras_model.compile(optimizer=keras_optimizer(config), loss=make_loss(recipe), metrics=["accuracy"])
+    return keras_model
 
 
 def article_dataset(images, labels, config, shuffle):
@@ -167,14 +167,14 @@ def epoch_timer():
 
 def fit(recipe, config, dataset, verbose=2):
     """Builds, compiles and fits config's Keras twin the recipe's way, then evaluates it on the test set."""
-    model = compile_model(build_model(config.model, recipe.api, config.seed), recipe, config)
+    keras_model = compile_model(build_model(config.model, recipe.api, config.seed), recipe, config)
     x_train, x_test = images_for(config.model, dataset.train.images), images_for(config.model, dataset.test.images)
     timer = epoch_timer()
     if recipe.pipeline == "tf.data":
         db = article_dataset(x_train, dataset.train.labels, config, shuffle=True)
         ds_val = article_dataset(x_test, dataset.test.labels, config, shuffle=False)
         # shuffle=False only tells fit that the dataset shuffles itself (else Keras warns on every run).
-        model.fit(
+        keras_model.fit(
             db,
             epochs=config.epochs,
             validation_data=ds_val,
@@ -183,12 +183,12 @@ def fit(recipe, config, dataset, verbose=2):
             callbacks=[timer],
             verbose=verbose,
         )
-        test_loss, test_accuracy = model.evaluate(ds_val, verbose=0)
+        test_loss, test_accuracy = keras_model.evaluate(ds_val, verbose=0)
     else:
         y_train, y_test = labels_for(recipe, dataset.train), labels_for(recipe, dataset.test)
-        model.fit(
+        keras_model.fit(
             x_train, y_train, epochs=config.epochs, batch_size=config.batch_size, callbacks=[timer], verbose=verbose
         )
-        test_loss, test_accuracy = model.evaluate(x_test, y_test, verbose=0)
+        test_loss, test_accuracy = keras_model.evaluate(x_test, y_test, verbose=0)
     steps_per_epoch = int(np.ceil(len(x_train) / config.batch_size))
-    return FitResult(model.count_params(), float(test_loss), float(test_accuracy), timer.seconds, steps_per_epoch)
+    return FitResult(keras_model.count_params(), float(test_loss), float(test_accuracy), timer.seconds, steps_per_epoch)

@@ -231,10 +231,10 @@ def forward_report(models, dataset, images, keras_steps, api):
     """Forward parity for each model, a line as each is measured; its outcome is True when it holds for all."""
     yield f"forward parity: Keras weights in the graph model, logits on {images} test images"
     holds = True
-    for model in models:
-        result = forward_parity(model, dataset, images, keras_steps, api)
+    for model_name in models:
+        result = forward_parity(model_name, dataset, images, keras_steps, api)
         yield (
-            f"  {model:7} max |logit difference| {result.max_abs_difference:.1e} "
+            f"  {model_name:7} max |logit difference| {result.max_abs_difference:.1e} "
             f"(tolerance {FORWARD_TOLERANCE:.0e}), different predictions "
             f"{result.different_predictions}/{result.images} - {'holds' if result.holds else 'FAILS'}"
         )
@@ -249,11 +249,11 @@ def keras_semantics_hold(checks):
 
 
 @reported
-def training_report(model, dataset, steps):
+def training_report(model_name, dataset, steps):
     """Training parity for every optimizer under both semantics; its outcome is keras_semantics_hold's verdict."""
     yield f"training parity: per-step training loss, graph vs Keras, {steps} steps from equal weights"
     checks = []
-    for semantics, result in training_checks(model, dataset, steps):
+    for semantics, result in training_checks(model_name, dataset, steps):
         verdict = "holds" if result.holds else f"differs from step {result.first_failing_step}"
         yield (
             f"  {result.optimizer:8} {semantics:6} semantics: max relative difference "

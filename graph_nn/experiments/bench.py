@@ -162,17 +162,17 @@ def keras_twin(config, split):
     from graph_nn.crosscheck import keras_models
 
     recipe = RECIPES[recipe_name_for(config)]
-    model = keras_models.compile_model(keras_models.build_model(config.model, seed=config.seed), recipe, config)
-    return model, keras_models.images_for(config.model, split.images), keras_models.labels_for(recipe, split)
+    keras_model = keras_models.compile_model(keras_models.build_model(config.model, seed=config.seed), recipe, config)
+    return keras_model, keras_models.images_for(config.model, split.images), keras_models.labels_for(recipe, split)
 
 
 def keras_fit_steps(config, dataset):
     """Keras `fit` on the twin model, the articles' way (arrays, batch_size=...): one fit call per run(n)."""
-    model, images, labels = keras_twin(config, dataset.train)
+    keras_model, images, labels = keras_twin(config, dataset.train)
     b = config.batch_size
 
     def train_steps(n):
-        model.fit(images[: n * b], labels[: n * b], batch_size=b, epochs=1, verbose=0)
+        keras_model.fit(images[: n * b], labels[: n * b], batch_size=b, epochs=1, verbose=0)
 
     return train_steps
 

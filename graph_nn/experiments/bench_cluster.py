@@ -38,6 +38,19 @@ def scalars(directory, tag):
     return events.Scalars(tag)
 
 
+def local_rate(run_dir, worker):
+    """The median of a worker's logged steps/s, its first (start-up) left out."""
+    try:
+        rates = scalars(run_dir / f"worker-{worker}", "steps_per_second")[1:]
+    except KeyError:  # the tag is missing where the worker never reached a log mark
+        rates = []
+    if not rates:
+        raise GraphNNError(
+            f"bench --cluster: worker {worker} logged too few steps to be timed; give it more --steps (default 1000)."
+        )
+    return statistics.median(event.value for event in rates)
+
+
 def measure(name, config, steps, logdir):
     """{global steps/s, examples/s, local steps/s per worker} of one training run of `steps` steps."""
     workers, asynchronous = CONTENDERS[name]
@@ -67,10 +80,7 @@ def measure(name, config, steps, logdir):
     (run_dir,) = pathlib.Path(logdir).iterdir()
     losses = scalars(run_dir / "train", "loss")[1:]
     updates = (losses[-1].step - losses[0].step) / (losses[-1].wall_time - losses[0].wall_time)
-    local = [
-        statistics.median(event.value for event in scalars(run_dir / f"worker-{i}", "steps_per_second")[1:])
-        for i in range(workers)
-    ] or [updates]
+    local = [local_rate(run_dir, i) for i in range(workers)] or [updates]
     aggregated = workers if workers and not asynchronous else 1  # batches in one update
     return dict(
         updates_per_second=updates,
@@ -83,15 +93,15 @@ def measure(name, config, steps, logdir):
 def run_bench(dataset, steps, repeats, models):
     """What is measured as it starts, then the table; the outcome is the figures (write_json writes them)."""
     rows = []
-    for model in models:
-        config = make_config(article_preset(model))
-        yield f"tracing one sync step of {model} on 1 ps + 2 workers ..."
+    for model_name in models:
+        config = make_config(article_preset(model_name))
+        yield f"tracing one sync step of {model_name} on 1 ps + 2 workers ..."
         traced = traced_sync_step(config, dataset)
         sent = bytes_between_tasks(transfers(traced.step, traced.graph))
         runs = {name: [] for name in CONTENDERS}
         for repeat in range(repeats):
             for name in CONTENDERS:
-                yield f"{model}, repeat {repeat + 1}/{repeats}: {name}, {steps} steps ..."
+                yield f"{model_name}, repeat {repeat + 1}/{repeats}: {name}, {steps} steps ..."
                 with tempfile.TemporaryDirectory() as logdir:
                     runs[name].append(measure(name, config, steps, logdir))
         medians = {
@@ -105,7 +115,7 @@ def run_bench(dataset, steps, repeats, models):
         }
         rows.append(
             dict(
-                model=model,
+                model=model_name,
                 batch_size=config.batch_size,
                 contenders=medians,
                 bytes_up=sent["worker 0 -> ps 0"],
