@@ -19,7 +19,7 @@ from graph_nn.core.config import CONTROL_FLOWS, MODELS, RECIPES
 from graph_nn.core.errors import GraphNNError
 from graph_nn.core.run_dir import RunDir, new_run_dir, newest_run
 from graph_nn.data.batches import schedule_for
-from graph_nn.data.dataset import load_dataset  # numpy, not TensorFlow
+from graph_nn.data.dataset import load_dataset, record_files  # numpy, not TensorFlow
 from graph_nn.distributed import launcher, spec
 from graph_nn.experiments import sweep
 
@@ -76,11 +76,11 @@ def command_train(args):
             raise GraphNNError(
                 f"--resume {args.resume} keeps the class names the run was trained with; give no --classes."
             )
-        dataset = load_dataset(args.data_dir)
+        dataset = training_data(config, args.data_dir)
     else:
         config = config_from_args(args)
-        dataset = load_dataset(args.data_dir, args.classes)
-        schedule_for(config, dataset)  # the data's own checks, before TensorFlow is imported
+        dataset = training_data(config, args.data_dir, args.classes)
+        schedule_for(config, dataset)  # the data's own checks
     if config.xla:
         enable_xla_on_cpu()
     from graph_nn.training import runs
@@ -90,6 +90,20 @@ def command_train(args):
     else:
         runs.train(config, dataset, logdir=args.logdir)
     return 0
+
+
+def training_data(config, data_dir, classes=None):
+    """The data a run trains on: the IDX files, or with --input tfrecord the .tfrecords files, in data_dir."""
+    if config.input != "tfrecord":
+        return load_dataset(data_dir, classes)
+    if data_dir is None:
+        raise GraphNNError(
+            "--input tfrecord reads the files of python run.py convert-to-records OUT_DIR; give --data-dir OUT_DIR."
+        )
+    record_files(data_dir)  # before TensorFlow is imported
+    from graph_nn.graph.tfrecords import load_records
+
+    return load_records(data_dir, classes)
 
 
 def command_task(args, task):
@@ -404,6 +418,28 @@ def command_export(args):
     return 0
 
 
+def records_flags(parser):
+    flags.add_data_dir(parser)
+    parser.add_argument(
+        "--validation-size",
+        type=int,
+        default=5000,
+        metavar="N",
+        help="the training set's last N examples go to validation.tfrecords (default 5000, as convert_to_records.py)",
+    )
+    parser.add_argument("out_dir", metavar="OUT_DIR", help="where train/validation/test.tfrecords are written")
+
+
+def command_convert_to_records(args):
+    dataset = load_dataset(args.data_dir)
+    from graph_nn.graph.tfrecords import write_records
+
+    for name, (path, examples) in write_records(dataset, args.out_dir, args.validation_size).items():
+        print(f"{name:>10}: {examples:6,} examples -> {path}")
+    print(f"Train from them with: python run.py --input tfrecord --data-dir {args.out_dir}")
+    return 0
+
+
 def bench_flags(parser):
     parser.add_argument(
         "--models",
@@ -498,6 +534,12 @@ COMMANDS = (
         command_inspect,
     ),
     Command("export", "freeze a run's final checkpoint into a GraphDef and a SavedModel", (run_flags,), command_export),
+    Command(
+        "convert-to-records",
+        "write the data set as train/validation/test .tfrecords of tf.train.Examples, as convert_to_records.py did",
+        (records_flags,),
+        command_convert_to_records,
+    ),
     Command(
         "bench",
         "training and inference throughput: graph mode vs Keras vs the hardware",

@@ -213,6 +213,13 @@ def idiom_flags(parser, listed=False):
     group.add_argument(
         "--staircase", action="store_true", default=None, help="exponential: decay at whole --decay-steps only"
     )
+    flag(
+        "--input",
+        metavar="PIPELINE",
+        help="where a train step's batch comes from, the same batches each way: feed (feed_dict, the default), "
+        "dataset (a tf.data pipeline in the graph), queue (TF1's FIFOQueue and QueueRunner), tfrecord (the "
+        "dataset pipeline reading the .tfrecords files of convert-to-records in --data-dir)",
+    )
 
 
 # Every training flag, a group a function.
@@ -235,7 +242,11 @@ def add_rewrite_off(parser):
 
 
 def add_data_dir(parser):
-    parser.add_argument("--data-dir", help="a directory of IDX files in MNIST's names (default: the shipped MNIST)")
+    parser.add_argument(
+        "--data-dir",
+        help="a directory of IDX files in MNIST's names (default: the shipped MNIST), or of .tfrecords files for "
+        "--input tfrecord",
+    )
 
 
 def add_checkpoint(parser):

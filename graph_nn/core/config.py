@@ -15,6 +15,7 @@ OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
 SEMANTICS = ("tf1", "keras")  # whose optimizer formulas and defaults graph mode uses
 BATCHING = ("shuffle", "sequential")
 LR_SCHEDULES = ("constant", "exponential", "piecewise", "cosine", "polynomial")
+INPUTS = ("feed", "dataset", "queue", "tfrecord")  # where a train step's batch comes from (graph/input_pipelines.py)
 CONTROL_FLOWS = ("v1", "v2")  # TF1's while_loop frame, or TF2's functional While (graph_nn/graph/in_graph_loop.py)
 # Grappler's passes as its meta-optimizer log names them, and the RewriterConfig field that switches each off
 # (graph_nn/graph/sessions.py sets it); --rewrite-off takes the names.  "meta_optimizer" is all of them at once.
@@ -78,6 +79,7 @@ class TrainConfig:
     values: tuple = ()  # piecewise: the rates, one more than the boundaries
     end_lr: float | None = None  # cosine, polynomial: the rate at decay_steps and after (default 0)
     staircase: bool = False  # exponential: decay at whole multiples of decay_steps only
+    input: str = "feed"  # INPUTS: feed_dict, or a pipeline in the graph drawing the same batches
     preset: str | None = None
 
     def __post_init__(self):
@@ -241,6 +243,13 @@ def validate_idioms(config):
     if config.ema is not None and not 0 < config.ema < 1:
         raise GraphNNError(f"--ema is the moving average's decay and must be in (0, 1), got {config.ema}.")
     validate_schedule(config)
+    if config.input not in INPUTS:
+        raise GraphNNError(f"unknown input '{config.input}'; choose one of {', '.join(INPUTS)}.")
+    if config.steps_per_run > 1 and config.input != "feed":
+        raise GraphNNError(
+            f"--steps-per-run above 1 does not combine with --input {config.input}: the in-graph loop gathers "
+            f"its batches itself."
+        )
     for field in ("dropout", "batch_norm", "l2", "ema"):
         if config.steps_per_run > 1 and getattr(config, field):
             raise GraphNNError(

@@ -58,6 +58,13 @@ class BatchSchedule:
         batch = self.batch(step)
         return {model.x: split.images[batch], model.y: split.onehot[batch], **model.train_feed}
 
+    def steps_examples(self, first, last):
+        """Steps first..last's example indices, concatenated in step order, and each step's batch size: what an
+        in-graph loop or input pipeline gathers its batches from."""
+        batches = [self.batch(step) for step in range(first, last + 1)]
+        batches = [np.arange(b.start, b.stop) if isinstance(b, slice) else b for b in batches]
+        return np.concatenate(batches), np.array([len(b) for b in batches])
+
     def permutation(self, epoch):
         key = [self.config.seed, epoch] if self.task is None else [self.config.seed, epoch, self.task]
         return np.random.default_rng(key).permutation(self.n)

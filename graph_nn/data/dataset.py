@@ -28,6 +28,12 @@ FILES = {
 }
 
 
+# The TFRecord files `python run.py convert-to-records` writes, SPLIT.tfrecords, as TensorFlow's
+# convert_to_records.py named them; validation.tfrecords holds the last examples of the training set.
+RECORD_SPLITS = ("train", "validation", "test")
+RECORDS_SUFFIX = ".tfrecords"
+
+
 @dataclasses.dataclass(frozen=True)
 class Split:
     images: np.ndarray  # float32 [n, 784] in [0, 1]
@@ -179,3 +185,18 @@ def load_dataset(data_dir=None, classes_file=None):
     train = make_split(data_dir, FILES["train_images"], FILES["train_labels"], checksums)
     test = make_split(data_dir, FILES["test_images"], FILES["test_labels"], checksums)
     return Dataset(train=train, test=test, source=str(data_dir), classes=classes)
+
+
+def record_files(data_dir):
+    """{split: path} of the TFRecord files in data_dir, validation's only where it exists."""
+    data_dir = pathlib.Path(data_dir)
+    paths = {split: data_dir / (split + RECORDS_SUFFIX) for split in RECORD_SPLITS}
+    for split in ("train", "test"):
+        if not paths[split].is_file():
+            raise GraphNNError(
+                f"{paths[split]}: file not found; --input tfrecord trains from the files that "
+                f"python run.py convert-to-records OUT_DIR writes (then give --data-dir OUT_DIR)."
+            )
+    if not paths["validation"].is_file():
+        del paths["validation"]
+    return paths

@@ -122,6 +122,8 @@ SINGLE_PROCESS_FIELDS = {
     # precede the update, and UPDATE_OPS would run there without a batch.
     "ema": None,
     "batch_norm": False,
+    # A worker counts its own batches; its pipeline would have to follow the global step's jumps instead.
+    "input": "feed",
 }
 
 

@@ -20,7 +20,6 @@ Switch, LoopCond, NextIteration and Exit nodes instead, for that one graph.
 import contextlib
 import dataclasses
 
-import numpy as np
 import tensorflow as tf
 
 # TensorFlow reads this switch whenever a while_loop or TensorArray is built; the public
@@ -52,9 +51,8 @@ class InGraphLoop:
 
     def feed(self, schedule, first, last):
         """The feed of one run that trains steps first..last."""
-        batches = [schedule.batch(step) for step in range(first, last + 1)]
-        batches = [np.arange(b.start, b.stop) if isinstance(b, slice) else b for b in batches]
-        return {self.indices: np.concatenate(batches), self.sizes: [len(b) for b in batches]}
+        indices, sizes = schedule.steps_examples(first, last)
+        return {self.indices: indices, self.sizes: sizes}
 
 
 @contextlib.contextmanager

@@ -242,15 +242,17 @@ def add_model(
 
 
 def build_graph(
-    config: TrainConfig, optimizer: v1.train.Optimizer | None = None, batch_size: int | None = None
+    config: TrainConfig, optimizer: v1.train.Optimizer | None = None, batch_size: int | None = None, pipeline=None
 ) -> ModelGraph:
     """A new tf.Graph holding config's model, loss, accuracy and train op, fed through placeholders.
 
     `optimizer` replaces config's (the parity checks train with deliberately wrong formulas); batch_size
-    fixes the placeholders' first dimension (FLOP counting needs static shapes).
+    fixes the placeholders' first dimension (FLOP counting needs static shapes); `pipeline` (an input
+    pipeline of graph/input_pipelines.py) builds the inputs instead, its batch their default.
     """
     with tf.Graph().as_default():
-        return add_model(config, *placeholders(batch_size), optimizer)
+        x, y = pipeline.build() if pipeline else placeholders(batch_size)
+        return add_model(config, x, y, optimizer)
 
 
 def build_inference_graph(config: TrainConfig) -> ModelGraph:

@@ -25,7 +25,7 @@ from graph_nn.core.run_dir import EARLY_STOPPED, FINISHED, STOPPED, RunDir, excl
 from graph_nn.core.signals import stop_requested_by_signals
 from graph_nn.data.batches import BatchSchedule
 from graph_nn.data.dataset import Dataset, hold_out
-from graph_nn.graph import batched, checkpoints
+from graph_nn.graph import batched, checkpoints, input_pipelines
 from graph_nn.graph.determinism import deterministic_ops
 from graph_nn.graph.in_graph_loop import add_in_graph_loop
 from graph_nn.graph.model import build_graph, train_fetches
@@ -109,7 +109,8 @@ class Trainer:
         self.task, self.is_chief = task, is_chief
         self.schedule = BatchSchedule(config, len(self.dataset.train), task=task)
         self.cadence = Cadence(config, self.schedule)
-        self.model = model or build_graph(config)
+        self.pipeline = input_pipelines.pipeline_for(config, self.dataset, self.schedule.total_steps)
+        self.model = model or build_graph(config, pipeline=self.pipeline)
         # The epoch's means feed the progress bar and the history; the log's, the train scalars.
         self.epoch_meter, self.log_meter = Meter(), Meter()
         self.best = Best()
@@ -123,6 +124,8 @@ class Trainer:
             self.all_variables_finite = loop_state.all_variables_finite(self.model.graph)
             self.saver = v1.train.Saver(max_to_keep=checkpoints.KEEP)
             self.init = v1.global_variables_initializer()
+            if self.pipeline:
+                self.model.logged.update(self.pipeline.logged)
         # From here on, an op created by mistake inside the loop fails loudly instead of growing the graph.
         self.model.graph.finalize()
         self.run_dir = None
@@ -146,9 +149,12 @@ class Trainer:
                 contextlib.closing(self.profiler),
             ):
                 first_step = self.restore(sess) if resume else self.initialize(sess)
-                with contextlib.closing(Writers(self.run_dir, self.model.graph)) as writers:
+                steps = SessionRuns(self, first_step)
+                with (
+                    contextlib.closing(Writers(self.run_dir, self.model.graph)) as writers,
+                    self.input_pipeline(sess, steps),
+                ):
                     self.mark_session_start(writers, first_step, resume)
-                    steps = SessionRuns(self, first_step)
                     reporter = reporter_for(self.config, self.schedule, first_step, self.out)
                     self.loop(sess, writers, first_step, stop, steps, reporter)
                 if self.status == STOPPED:
@@ -237,7 +243,7 @@ class Trainer:
         if self.in_graph_loop:
             fetches, feed = self.in_graph_loop.fetches, self.in_graph_loop.feed(self.schedule, first, last)
         else:
-            fetches, feed = self.fetches, self.feed(first)
+            fetches, feed = self.fetches, self.step_feed(first)
         self.profiler.before(first, self.run_dir)
         with self.profiler.marking(first):
             if first in self.config.trace_steps:
@@ -259,6 +265,10 @@ class Trainer:
     def feed(self, batch):
         """The feed_dict of this trainer's batch number `batch` (a cluster's worker counts its own)."""
         return self.schedule.feed(self.model, self.dataset.train, batch)
+
+    def step_feed(self, step):
+        """What the train step of `step` is fed: its batch, unless an input pipeline in the graph draws it."""
+        return dict(self.model.train_feed) if self.pipeline else self.feed(step)
 
     def count(self, previous, step, loss, accuracy, writers):
         """A trained batch's loss and accuracy, the global step gone from previous to step: the NaN check, the
@@ -306,6 +316,23 @@ class Trainer:
     def load_training_data(self, sess):
         if self.in_graph_loop:
             self.in_graph_loop.load(sess, self.dataset.train)
+
+    @contextlib.contextmanager
+    def input_pipeline(self, sess, steps):
+        """The input pipeline started at the session's first step, and stopped whatever ends the loop; a failure
+        of its own ends the run in one sentence."""
+        if not self.pipeline:
+            yield
+            return
+        try:
+            with self.pipeline.running(sess, self.schedule, steps.step, self.dataset.train):
+                yield
+        except tf.errors.OpError as e:
+            reason = e.message.strip().splitlines()[0]
+            raise GraphNNError(
+                f"the {self.config.input} input pipeline failed after step {steps.step} ({reason}); "
+                f"{self.kept_checkpoint()} in {self.run_dir}."
+            ) from None
 
     def restore(self, sess):
         """Weights, optimizer slots, global step and loop state from the latest checkpoint; returns the step."""
