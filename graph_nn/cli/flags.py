@@ -213,6 +213,14 @@ def idiom_flags(parser, listed=False):
     group.add_argument(
         "--staircase", action="store_true", default=None, help="exponential: decay at whole --decay-steps only"
     )
+    flag(
+        "--towers",
+        type=int,
+        metavar="N",
+        help="N copies of the model in one graph, one per GPU or CPU device, each on its part of the batch "
+        "(--batch-size stays the whole step's), their gradients averaged and applied once, as TF1's "
+        "cifar10_multi_gpu_train.py (default 1)",
+    )
 
 
 # Every training flag, a group a function.

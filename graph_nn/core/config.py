@@ -78,6 +78,7 @@ class TrainConfig:
     values: tuple = ()  # piecewise: the rates, one more than the boundaries
     end_lr: float | None = None  # cosine, polynomial: the rate at decay_steps and after (default 0)
     staircase: bool = False  # exponential: decay at whole multiples of decay_steps only
+    towers: int = 1  # copies of the model in one graph, one per device, splitting each batch (graph/towers.py)
     preset: str | None = None
 
     def __post_init__(self):
@@ -241,12 +242,27 @@ def validate_idioms(config):
     if config.ema is not None and not 0 < config.ema < 1:
         raise GraphNNError(f"--ema is the moving average's decay and must be in (0, 1), got {config.ema}.")
     validate_schedule(config)
+    validate_towers(config)
     for field in ("dropout", "batch_norm", "l2", "ema"):
         if config.steps_per_run > 1 and getattr(config, field):
             raise GraphNNError(
                 f"--steps-per-run above 1 does not combine with --{field.replace('_', '-')}: the in-graph loop "
                 f"builds the model without the idioms' training inputs."
             )
+
+
+def validate_towers(config):
+    if not config.towers > 0:
+        raise GraphNNError(f"--towers must be positive, got {config.towers}.")
+    if config.towers > config.batch_size:
+        raise GraphNNError(
+            f"--towers {config.towers} is more than --batch-size {config.batch_size}, which the towers split: "
+            f"each tower needs an example of every full batch."
+        )
+    if config.towers > 1 and config.steps_per_run > 1:
+        raise GraphNNError(
+            "--steps-per-run above 1 does not combine with --towers: the in-graph loop builds one copy of the model."
+        )
 
 
 def validate_schedule(config):

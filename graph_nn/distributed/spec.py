@@ -122,6 +122,8 @@ SINGLE_PROCESS_FIELDS = {
     # precede the update, and UPDATE_OPS would run there without a batch.
     "ema": None,
     "batch_norm": False,
+    # A cluster replicates between processes; the towers' device functions would fight replica_device_setter's.
+    "towers": 1,
 }
 
 
