@@ -375,6 +375,7 @@ def inspect_flags(parser):
         "the bytes between tasks",
     )
     parser.add_argument("--steps-per-run", type=int, metavar="K", help="the steps of the while_loop's run")
+    parser.add_argument("--towers", type=int, metavar="N", help="N copies of the model, one per device")
     flags.add_rewrite_off(parser)
     parser.add_argument(
         "--logdir",

@@ -220,6 +220,14 @@ def idiom_flags(parser, listed=False):
         "dataset (a tf.data pipeline in the graph), queue (TF1's FIFOQueue and QueueRunner), tfrecord (the "
         "dataset pipeline reading the .tfrecords files of convert-to-records in --data-dir)",
     )
+    flag(
+        "--towers",
+        type=int,
+        metavar="N",
+        help="N copies of the model in one graph, one per GPU or CPU device, each on its part of the batch "
+        "(--batch-size stays the whole step's), their gradients averaged and applied once, as TF1's "
+        "cifar10_multi_gpu_train.py (default 1)",
+    )
 
 
 # Every training flag, a group a function.

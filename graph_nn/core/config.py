@@ -80,6 +80,7 @@ class TrainConfig:
     end_lr: float | None = None  # cosine, polynomial: the rate at decay_steps and after (default 0)
     staircase: bool = False  # exponential: decay at whole multiples of decay_steps only
     input: str = "feed"  # INPUTS: feed_dict, or a pipeline in the graph drawing the same batches
+    towers: int = 1  # copies of the model in one graph, one per device, splitting each batch (graph/towers.py)
     preset: str | None = None
 
     def __post_init__(self):
@@ -250,12 +251,27 @@ def validate_idioms(config):
             f"--steps-per-run above 1 does not combine with --input {config.input}: the in-graph loop gathers "
             f"its batches itself."
         )
+    validate_towers(config)
     for field in ("dropout", "batch_norm", "l2", "ema"):
         if config.steps_per_run > 1 and getattr(config, field):
             raise GraphNNError(
                 f"--steps-per-run above 1 does not combine with --{field.replace('_', '-')}: the in-graph loop "
                 f"builds the model without the idioms' training inputs."
             )
+
+
+def validate_towers(config):
+    if not config.towers > 0:
+        raise GraphNNError(f"--towers must be positive, got {config.towers}.")
+    if config.towers > config.batch_size:
+        raise GraphNNError(
+            f"--towers {config.towers} is more than --batch-size {config.batch_size}, which the towers split: "
+            f"each tower needs an example of every full batch."
+        )
+    if config.towers > 1 and config.steps_per_run > 1:
+        raise GraphNNError(
+            "--steps-per-run above 1 does not combine with --towers: the in-graph loop builds one copy of the model."
+        )
 
 
 def validate_schedule(config):

@@ -30,6 +30,13 @@ class BatchSchedule:
                 "sequential batching walks the training set in one order for one process; a "
                 "cluster's workers draw shuffled batches (--batching shuffle)."
             )
+        last = num_examples % config.batch_size
+        if config.batching == "shuffle" and 0 < last < config.towers:
+            # An empty tower fails in TensorFlow's fused convolutions; a batch size that leaves none is easy to pick.
+            raise GraphNNError(
+                f"an epoch's last batch would hold {last} of the {num_examples} training examples, fewer than "
+                f"--towers {config.towers}; choose another --batch-size."
+            )
         self.config = config
         self.task = task
         self.n = num_examples

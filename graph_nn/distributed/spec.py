@@ -124,6 +124,8 @@ SINGLE_PROCESS_FIELDS = {
     "batch_norm": False,
     # A worker counts its own batches; its pipeline would have to follow the global step's jumps instead.
     "input": "feed",
+    # A cluster replicates between processes; the towers' device functions would fight replica_device_setter's.
+    "towers": 1,
 }
 
 

@@ -17,6 +17,8 @@ and returns what it made, and build_graph composes them in a new tf.Graph.
                     --ema, then the ExponentialMovingAverage of the weights (cifar10.py's), whose shadow
                     variables LAYER/kernel/ExponentialMovingAverage are checkpointed with them
     averaged()      averaged/: the model once more, on the shadow values (a custom getter), for validation
+    replicated()    with --towers N, the layers and the loss in N towers (graph_nn/graph/towers.py), whose
+                    averaged gradients training() applies once; logits/ concatenates the towers' logits
 
 Every stage works on the default graph, so a caller can put its own scopes around one (tf.compat.v1.device for
 a cluster, a while_loop body, a tf.data iterator instead of the placeholders).
@@ -30,7 +32,7 @@ import tensorflow as tf
 
 from graph_nn.core.config import CNN_FILTERS, HIDDEN_UNITS, TrainConfig
 from graph_nn.data.dataset import IMAGE_SIZE, NUM_CLASSES
-from graph_nn.graph import schedules
+from graph_nn.graph import schedules, towers
 from graph_nn.graph.optimizers import make_optimizer
 
 v1 = tf.compat.v1
@@ -91,6 +93,7 @@ class TrainInputs:
     training: tf.Tensor | None = None  # batch norm's: False normalizes by the moving statistics
     seed: int = 0  # dropout's masks are drawn from (seed, layer, global step)
     moving_updates: bool = True  # batch norm's update ops go to UPDATE_OPS (a second tower of the model: False)
+    tower: int = 0  # which of --towers draws dropout's masks: each its own
 
 
 def train_inputs(config: TrainConfig) -> tuple[TrainInputs, dict]:
@@ -133,14 +136,13 @@ def loss(logits: tf.Tensor, labels: tf.Tensor, regularized: bool = False) -> tf.
         return tf.add(mean, v1.losses.get_regularization_loss(), name="total")
 
 
-def weight_decay(layers: list[Layer], l2: float) -> tf.Tensor:
+def weight_decay(layers: list[Layer], l2: float) -> None:
     """Each kernel's L2 penalty into REGULARIZATION_LOSSES, Keras's convention: l2(λ) is λ·Σw², where
-    tf.nn.l2_loss is Σw²/2 (the classic factor of two).  Returns their sum, the regularization loss."""
+    tf.nn.l2_loss is Σw²/2 (the classic factor of two)."""
     for layer in layers:
         with v1.name_scope(f"{layer.name}/"):
             penalty = tf.multiply(l2, tf.reduce_sum(tf.square(layer.kernel)), name="weight_decay")
         v1.add_to_collection(v1.GraphKeys.REGULARIZATION_LOSSES, penalty)
-    return v1.losses.get_regularization_loss()
 
 
 def evaluation(predictions: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
@@ -157,13 +159,16 @@ class Training:
     ema: v1.train.ExponentialMovingAverage | None = None
 
 
-def training(loss: tf.Tensor, optimizer: v1.train.Optimizer, ema: float | None = None) -> Training:
-    """The gradients of `loss` and the op that applies them and increments the graph's global_step; with `ema`,
-    and then updates the moving averages of the trainable variables (decay min(ema, (1 + step) / (10 + step)))."""
+def training(
+    loss: tf.Tensor | None, optimizer: v1.train.Optimizer, ema: float | None = None, grads_and_vars: list | None = None
+) -> Training:
+    """The gradients of `loss` (or the towers' grads_and_vars) and the op that applies them and increments the
+    graph's global_step; with `ema`, and then updates the moving averages of the trainable variables (decay
+    min(ema, (1 + step) / (10 + step)))."""
     with v1.name_scope("train"):
         # minimize() split in two so the gradients can be histogrammed; compute_gradients keeps
         # minimize's gating (GATE_OP), which bare tf.gradients + apply_gradients would lose.
-        grads_and_vars = optimizer.compute_gradients(loss)
+        grads_and_vars = grads_and_vars or optimizer.compute_gradients(loss)
         # Batch norm's moving statistics are no gradient's business: nothing runs their assign ops unless
         # the train op depends on them, the famous mistake of TF1 batch norm.
         with tf.control_dependencies(v1.get_collection(v1.GraphKeys.UPDATE_OPS)):
@@ -200,6 +205,25 @@ def averaged(model: ModelGraph, config: TrainConfig, inputs: TrainInputs) -> tup
         return averaged_loss, evaluation(tf.argmax(layers[-1].activations, axis=1), model.y)
 
 
+def replicated(config: TrainConfig, x, y, inputs: TrainInputs, optimizer) -> tuple[list[Layer], tf.Tensor, list]:
+    """--towers: (the first tower's layers, the whole batch's logits, its grads_and_vars) from config.towers
+    copies of the layers, each with its loss on its part of the batch.  Only the first tower updates batch
+    norm's moving statistics (cifar10_multi_gpu_train's) and collects L2's penalties: every tower's loss adds
+    the one collection, weighted by its share, so that the step counts it once."""
+
+    def tower(i, x_part, y_part):
+        tower_inputs = dataclasses.replace(inputs, tower=i, moving_updates=i == 0)
+        layers = inference(x_part, config.model, config.init, tower_inputs)
+        if i == 0 and config.l2:
+            weight_decay(layers, config.l2)
+        return layers, loss(layers[-1].activations, y_part, regularized=bool(config.l2))
+
+    layers, grads_and_vars = towers.replicate(x, y, config.towers, tower, optimizer)
+    with v1.name_scope("output/"):
+        logits = tf.concat([tower_layers[-1].activations for tower_layers in layers], axis=0, name="logits")
+    return layers[0], logits, grads_and_vars
+
+
 # ---- the graphs ------------------------------------------------------------------------------------------
 
 
@@ -212,11 +236,18 @@ def add_model(
     """
     v1.set_random_seed(config.seed)
     inputs, feed = train_inputs(config)
-    layers = inference(x, config.model, config.init, inputs)
-    logged = {"regularization_loss": weight_decay(layers, config.l2)} if config.l2 else {}
+    tower_gradients = None
+    if train and config.towers > 1:
+        optimizer = optimizer or make_optimizer(config)
+        layers, logits, tower_gradients = replicated(config, x, y, inputs, optimizer)
+    else:
+        layers = inference(x, config.model, config.init, inputs)
+        logits = layers[-1].activations
+        if config.l2:
+            weight_decay(layers, config.l2)
+    logged = {"regularization_loss": v1.losses.get_regularization_loss()} if config.l2 else {}
     if config.lr_schedule != "constant":
         logged["lr"] = schedules.learning_rate(config)  # the rate at the global step the chief logs
-    logits = layers[-1].activations
     probabilities, predictions = outputs(logits)
     model = ModelGraph(
         graph=v1.get_default_graph(),
@@ -234,7 +265,7 @@ def add_model(
     )
     if train:
         model.optimizer = optimizer or make_optimizer(config)
-        parts = training(model.loss, model.optimizer, config.ema)
+        parts = training(model.loss, model.optimizer, config.ema, tower_gradients)
         model.grads_and_vars, model.train_op, model.ema = parts.grads_and_vars, parts.train_op, parts.ema
         if model.ema:
             model.averaged = averaged(model, config, inputs)
@@ -360,6 +391,8 @@ def dropout(inputs, train_inputs, index):
     with v1.name_scope("dropout"):
         step = v1.train.get_or_create_global_step()
         seed = tf.stack([tf.constant(train_inputs.seed * 1000 + index, tf.int64), step])
+        if train_inputs.tower:
+            seed = tf.random.experimental.stateless_fold_in(seed, train_inputs.tower)
         return tf.nn.experimental.stateless_dropout(inputs, rate=1.0 - train_inputs.keep_prob, seed=seed)
 
 
@@ -368,7 +401,8 @@ def mlp_layers(x, hidden_units, init, train_inputs):
     inputs = x
     for i, units in enumerate(hidden_units, start=1):
         layers.append(dense(inputs, units, f"hidden{i}", init, train_inputs=train_inputs))
-        with v1.name_scope(f"hidden{i}/"):
+        # The layer's scope re-entered, inside a tower's too: the Graph tab shows dropout in the layer's box.
+        with v1.name_scope(layers[-1].activations.op.name.rsplit("/", 1)[0] + "/"):
             inputs = dropout(layers[-1].activations, train_inputs, i)
     layers.append(dense(inputs, NUM_CLASSES, "output", init, activation=None))
     return layers
@@ -384,6 +418,6 @@ def cnn_layers(x, init, train_inputs):
     # Keras's Flatten on NHWC: row-major over (height, width, channels), so Dense kernels transfer as they are.
     features = conv3.activations.shape[1:].num_elements()
     flat = tf.reshape(conv3.activations, [-1, features], name="flatten")
-    with v1.name_scope("flatten/"):
+    with v1.name_scope(flat.op.name + "/"):
         flat = dropout(flat, train_inputs, 1)
     return [conv1, conv2, conv3, dense(flat, NUM_CLASSES, "output", init, activation=None)]

@@ -13,14 +13,17 @@ RewriterConfig = rewriter_config_pb2.RewriterConfig
 XLA_CPU_FLAG = "--tf_xla_cpu_global_jit"
 
 
-def session_config(rewrites_off=(), xla=False, device_filters=()):
+def session_config(rewrites_off=(), xla=False, device_filters=(), cpus=1):
     """A ConfigProto with Grappler's defaults, except the passes named in rewrites_off (config.GRAPPLER_PASSES,
     e.g. "arithmetic_optimizer" or "remapper"), which are switched off; xla=True auto-clusters the graph for XLA.
 
     device_filters limits a cluster session to the tasks it uses (e.g. "/job:ps" and its own worker): without
     them, a worker's first run waits until every task of the cluster is up, the other workers included.
+    cpus above 1 makes the CPU that many devices, /cpu:0 ..., for --towers on a machine without GPUs.
     """
     config = v1.ConfigProto(allow_soft_placement=True, device_filters=device_filters)
+    if cpus > 1:
+        config.device_count["CPU"] = cpus
     rewrites = config.graph_options.rewrite_options
     for name in rewrites_off:
         field = GRAPPLER_PASSES[name]

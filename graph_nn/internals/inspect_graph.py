@@ -1,9 +1,10 @@
 """What TensorFlow built for a model before any training, and what one training step costs.
 
 `python run.py inspect --model NAME` prints: the placeholders; every variable with its shape, dtype,
-trainability and initializer; the optimizer's slot variables; op counts per top-level scope and per op type;
-the ops compute_gradients added under train/gradients/; what one training sess.run fetches, feeds and runs;
-the FLOPs of a forward pass and of a training step; and with --trace the ten most expensive ops of a step.
+trainability and initializer; the optimizer's slot variables; op counts per top-level scope, per tower (with
+--towers: its device too) and per op type; the ops compute_gradients added under train/gradients/; what one
+training sess.run fetches, feeds and runs; the FLOPs of a forward pass and of a training step; and with --trace
+the ten most expensive ops of a step.
 """
 
 import collections
@@ -106,6 +107,21 @@ def top_level_scope(name):
 
 def ops_by_scope(graph):
     return collections.Counter(top_level_scope(op.name) for op in graph.get_operations())
+
+
+def towers(graph):
+    """(tower scope, device, op count) of each tower of a --towers graph: its layers, loss and gradients (its
+    reads of the variables name no device: they are colocated with the variables)."""
+    ops = collections.defaultdict(list)
+    for op in graph.get_operations():
+        if op.name.startswith("tower_"):
+            ops[top_level_scope(op.name)].append(op)
+    return [(scope, ", ".join(sorted(devices(tower))), f"{len(tower)} ops") for scope, tower in ops.items()]
+
+
+def devices(ops):
+    """The devices the ops are placed on, in their canonical names: /device:CPU:1."""
+    return {tf.DeviceSpec.from_string(op.device).to_string() for op in ops if op.device}
 
 
 def ops_by_type(graph):
@@ -300,7 +316,7 @@ def trace_step(config, dataset):
     with model.graph.as_default():
         init = v1.global_variables_initializer()
     schedule = BatchSchedule(config, len(dataset.train))
-    with v1.Session(graph=model.graph, config=session_config(config.rewrites_off)) as sess:
+    with v1.Session(graph=model.graph, config=session_config(config.rewrites_off, cpus=config.towers)) as sess:
         sess.run(init)
         sess.run(train_fetches(model), schedule.feed(model, dataset.train, 1))
         _, metadata = tracing.traced_run(sess, train_fetches(model), schedule.feed(model, dataset.train, 2))
@@ -340,11 +356,15 @@ def report(config, pbtxt=None, dataset=None):
         yield f"Other optimizer variables: {', '.join(others)}"
     yield "\nOps per top-level scope:"
     yield from counts(ops_by_scope(graph))
+    if config.towers > 1:
+        yield f"\nTowers, each on its part of the batch of {config.batch_size}, their variables shared on /cpu:0:"
+        yield from table(towers(graph))
     yield "\nOps per type:"
     yield from counts(ops_by_type(graph))
     gradients = gradient_ops(graph)
-    yield f"\ncompute_gradients added {sum(gradients.values())} ops under {GRADIENTS_SCOPE}/:"
-    yield from counts(gradients)
+    if gradients:  # towers have theirs in their own scopes, tower_i/gradients/
+        yield f"\ncompute_gradients added {sum(gradients.values())} ops under {GRADIENTS_SCOPE}/:"
+        yield from counts(gradients)
     call = training_call(model)
     yield "\nOne training sess.run:"
     yield f"  fetches {', '.join(call.fetches)}"

@@ -135,7 +135,8 @@ class Trainer:
         self.profiler = profiling.StepProfiler(config.profile_steps)
 
     def session(self) -> v1.Session:
-        return v1.Session(graph=self.model.graph, config=session_config(self.config.rewrites_off, self.config.xla))
+        settings = session_config(self.config.rewrites_off, self.config.xla, cpus=self.config.towers)
+        return v1.Session(graph=self.model.graph, config=settings)
 
     def run(self, run_dir, resume: bool = False) -> TrainingResult:
         """Trains in run_dir from step 1, or with resume=True from the run's latest checkpoint."""
