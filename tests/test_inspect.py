@@ -265,5 +265,5 @@ def test_inspect_rejects_an_unknown_model():
     assert result.returncode == 2
     assert (
         result.stderr.strip().splitlines()[-1] == "graph-nn: error: unknown model 'resnet'; choose one of "
-        "mlp64, mlp512, mlp5, cnn."
+        "mlp64, mlp512, mlp5, cnn, mlp500, deep."
     )

@@ -39,7 +39,7 @@ def test_the_parity_command_holds_for_every_model_on_the_whole_test_set():
             re.M,
         )
         assert match, result.stdout
-        assert float(match.group(1)) <= parity.FORWARD_TOLERANCE  # measured here: 0.0 for all four
+        assert float(match.group(1)) <= parity.FORWARD_TOLERANCE  # measured here: 0.0 for all six
 
 
 def test_forward_parity_of_the_cnn(mnist, trained_cnn):
