@@ -84,7 +84,12 @@ def paths(mnist, tmp_path_factory):
 
 CASES = [  # (id, arguments, what the one sentence says, how the child is run: "flag" for a flag
     # mistake, answered before TensorFlow is imported)
-    ("unknown model", ["--model", "resnet"], "unknown model 'resnet'; choose one of mlp64, mlp512, mlp5, cnn.", "flag"),
+    (
+        "unknown model",
+        ["--model", "resnet"],
+        "unknown model 'resnet'; choose one of mlp64, mlp512, mlp5, cnn, mlp500, deep.",
+        "flag",
+    ),
     ("unknown optimizer", ["--optimizer", "lion"], "unknown optimizer 'lion'; choose one of", "flag"),
     ("unknown preset", ["--preset", "imagenet"], "unknown preset 'imagenet'; choose one of tf1,", "flag"),
     ("unknown init", ["--init", "zeros"], "unknown init 'zeros'", "flag"),
@@ -168,7 +173,7 @@ CASES = [  # (id, arguments, what the one sentence says, how the child is run: "
     (
         "bad value in a sweep list",
         ["sweep", "--model", "mlp64,resnet"],
-        "unknown model 'resnet'; choose one of mlp64, mlp512, mlp5, cnn.",
+        "unknown model 'resnet'; choose one of mlp64, mlp512, mlp5, cnn, mlp500, deep.",
         "flag",
     ),
     (

@@ -103,12 +103,14 @@ PRODUCTS = ("MatMul", "Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")
 
 
 def pooled_outputs(products):
-    """Outputs per example of the CNN's 2x2 max-pools: the inputs of the convolutions that follow them."""
-    return sum(
-        after.input_positions * before.fan_out
-        for before, after in zip(products, products[1:])
-        if before.op_type == after.op_type == "Conv2D"
-    )
+    """Outputs per example of the CNNs' 2x2 max-pools: a convolution's outputs that the next layer receives fewer
+    of (article 004's last convolution feeds the output layer all of its own)."""
+    total = 0
+    for before, after in zip(products, products[1:]):
+        received = after.fan_in if after.op_type == "MatMul" else after.input_positions * before.fan_out
+        if before.op_type == "Conv2D" and received < before.positions * before.fan_out:
+            total += received
+    return total
 
 
 def forward_flops(model):
@@ -263,5 +265,5 @@ def test_inspect_rejects_an_unknown_model():
     assert result.returncode == 2
     assert (
         result.stderr.strip().splitlines()[-1] == "graph-nn: error: unknown model 'resnet'; choose one of "
-        "mlp64, mlp512, mlp5, cnn."
+        "mlp64, mlp512, mlp5, cnn, mlp500, deep."
     )

@@ -304,7 +304,7 @@ def command_compare(args):
 
 
 def parity_flags(parser):
-    parser.add_argument("--model", choices=MODELS, help="one model (default: all four)")
+    parser.add_argument("--model", choices=MODELS, help="one model (default: all of them)")
     parser.add_argument("--images", type=int, default=10000, help="test images compared (default 10000)")
     parser.add_argument(
         "--keras-steps",

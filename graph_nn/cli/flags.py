@@ -62,7 +62,11 @@ def model_flags(parser, listed=False):
     _, flag = training_group(parser, "model", listed)
     flag("--preset", help=PRESET_HELP)
     flag("--model", help=MODEL_HELP)
-    flag("--init", help="glorot_uniform (Keras's default) or random_normal (stddev 1, the TF1 article)")
+    flag(
+        "--init",
+        help="glorot_uniform (Keras's default), random_normal (stddev 1, the TF1 article) or truncated_normal "
+        "(stddev 0.1 and biases 0.1, the TensorFlow tutorials')",
+    )
 
 
 def optimizer_flags(parser, listed=False):
@@ -118,6 +122,13 @@ def logging_flags(parser, listed=False):
     flag("--log-every", type=int, help="steps between train loss/accuracy summaries (default 50)")
     flag("--histogram-every", type=int, help="steps between histogram summaries (default 200)")
     flag("--checkpoint-every", type=int, help="steps between extra checkpoints")
+    group.add_argument(
+        "--variable-summaries",
+        action="store_true",
+        default=None,
+        help="each kernel's and bias's mean, stddev, max and min as scalars at the histogram steps "
+        "(mnist_with_summaries.py's variable_summaries)",
+    )
 
 
 def instrument_flags(parser, listed=False):

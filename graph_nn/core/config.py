@@ -6,11 +6,13 @@ import json
 from graph_nn.core.errors import GraphNNError
 from graph_nn.core.run_dir import RunDir
 
-MODELS = ("mlp64", "mlp512", "mlp5", "cnn")
+MODELS = ("mlp64", "mlp512", "mlp5", "cnn", "mlp500", "deep")
 # What the model names build (graph_nn/graph/model.py, and their Keras twins in keras_baselines.py).
-HIDDEN_UNITS = {"mlp64": (64,), "mlp512": (512,), "mlp5": (256, 128, 64, 32)}  # Dense relu layers before output
+HIDDEN_UNITS = {"mlp64": (64,), "mlp512": (512,), "mlp5": (256, 128, 64, 32), "mlp500": (500,)}  # Dense relu layers
 CNN_FILTERS = (32, 64, 128)  # 3x3 convolutions; the first two are followed by a 2x2 max-pool
-INITS = ("glorot_uniform", "random_normal")
+DEEP_FILTERS = (32, 64)  # mnist_deep.py's 5x5 SAME convolutions, each followed by a 2x2 max-pool
+DEEP_UNITS = 1024  # mnist_deep.py's dense relu layer before the output
+INITS = ("glorot_uniform", "random_normal", "truncated_normal")
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
 SEMANTICS = ("tf1", "keras")  # whose optimizer formulas and defaults graph mode uses
 BATCHING = ("shuffle", "sequential")
@@ -60,6 +62,7 @@ class TrainConfig:
     print_every: int | None = None  # steps between printed lines; None: a progress bar per epoch
     log_every: int = 50  # steps between train-scalar summaries
     histogram_every: int = 200  # steps between histogram summaries
+    variable_summaries: bool = False  # each weight's mean, stddev, min and max scalars, at the histogram steps
     checkpoint_every: int | None = None  # steps between extra checkpoints
     trace_steps: tuple = ()  # global steps whose training sess.run is fully traced (RunMetadata)
     profile_steps: tuple = ()  # (first, last): the global steps tf.profiler records, for the Profile tab
@@ -134,6 +137,36 @@ PRESETS = {
     "five-layer": dict(model="mlp5", optimizer="adam", learning_rate=0.01, batch_size=128, epochs=5),
     # Article 004: Conv32-Pool-Conv64-Pool-Conv128-Dense10, RMSprop, batch 64, 5 epochs.
     "cnn": dict(model="cnn", optimizer="rmsprop", learning_rate=1e-3, batch_size=64, epochs=5),
+    # TensorFlow's tutorial mnist_deep.py: Conv 5x5 32 SAME + pool, Conv 5x5 64 SAME + pool, Dense 1024 relu with
+    # dropout keep_prob 0.5, Dense 10; truncated_normal(stddev 0.1) weights, 0.1 biases; Adam 1e-4, batch 50,
+    # 20,000 steps, the batch's accuracy printed every 100.  It evaluates once at the end; every 2,000 steps here.
+    "deep": dict(
+        model="deep",
+        init="truncated_normal",
+        optimizer="adam",
+        learning_rate=1e-4,
+        batch_size=50,
+        steps=20000,
+        dropout=0.5,
+        print_every=100,
+        eval_every=2000,
+    ),
+    # TensorFlow's tutorial mnist_with_summaries.py: 784-500-10, dropout keep_prob 0.9, truncated_normal(stddev 0.1)
+    # weights, 0.1 biases, Adam 1e-3, batch 100, 1,000 steps, the test set evaluated every 10 steps, and
+    # variable_summaries(): each weight's mean, stddev, max, min and histogram, all every 10 steps here.
+    "summaries": dict(
+        model="mlp500",
+        init="truncated_normal",
+        optimizer="adam",
+        learning_rate=1e-3,
+        batch_size=100,
+        steps=1000,
+        dropout=0.1,
+        eval_every=10,
+        log_every=10,
+        histogram_every=10,
+        variable_summaries=True,
+    ),
 }
 DEFAULT_PRESET = "chapter2"
 

@@ -12,7 +12,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from graph_nn.core.config import CNN_FILTERS, HIDDEN_UNITS
+from graph_nn.core.config import CNN_FILTERS, DEEP_FILTERS, DEEP_UNITS, HIDDEN_UNITS
 from graph_nn.crosscheck import keras_models
 from graph_nn.crosscheck.parity import as_written, compare_logits, keras_training_losses
 from graph_nn.data.batches import BatchSchedule
@@ -43,6 +43,12 @@ def keras_twin(config):
         for i, filters in enumerate(CNN_FILTERS):
             stack += hidden(layers.Conv2D(filters, 3, **regularizer))
             stack += [layers.MaxPooling2D(2)] if i < 2 else [layers.Flatten()]
+        shape = (None, IMAGE_SIZE, IMAGE_SIZE, 1)
+    elif config.model == "deep":
+        stack = []
+        for filters in DEEP_FILTERS:
+            stack += [*hidden(layers.Conv2D(filters, 5, padding="same", **regularizer)), layers.MaxPooling2D(2)]
+        stack += [layers.Flatten(), *hidden(layers.Dense(DEEP_UNITS, **regularizer))]
         shape = (None, IMAGE_SIZE, IMAGE_SIZE, 1)
     else:
         stack = [part for units in HIDDEN_UNITS[config.model] for part in hidden(layers.Dense(units, **regularizer))]

@@ -9,6 +9,9 @@ fits its model (labels, loss, pipeline) is its Recipe, in graph_nn/core/config.p
                  a tf.data pipeline (map, shuffle(60000), batch) and validation after every epoch
     article 004  Conv2D 32/64/128 3x3 relu with two 2x2 max-pools, Flatten, Dense 10 softmax, "rmsprop",
                  batch 64; built with Sequential and with the functional API, with integer and one-hot labels
+    mnist_deep   TensorFlow's tutorial in Keras: Conv2D 32/64 5x5 "same" relu, each with a 2x2 max-pool, Flatten,
+                 Dense 1024 relu, Dense 10 softmax (no article has a Keras model for it, nor for mlp500, whose
+                 twin is article 000's with 500 units); fitted like article 000
 """
 
 import dataclasses
@@ -16,7 +19,7 @@ import time
 
 import numpy as np
 
-from graph_nn.core.config import CNN_FILTERS, HIDDEN_UNITS
+from graph_nn.core.config import CNN_FILTERS, DEEP_FILTERS, DEEP_UNITS, HIDDEN_UNITS
 from graph_nn.data.dataset import IMAGE_SIZE, NUM_CLASSES
 
 INPUT_SIZE = IMAGE_SIZE * IMAGE_SIZE
@@ -69,6 +72,26 @@ def cnn_functional():
     return keras.Model(inputs=inputs, outputs=outputs)
 
 
+def deep_sequential():
+    """mnist_deep.py's network.  Its dropout is left out: at inference it passes everything, and the graph model
+    drops only when trained with --dropout, which training parity does not compare."""
+    from keras import Sequential, layers
+
+    model = Sequential(
+        [
+            layers.Conv2D(filters=DEEP_FILTERS[0], kernel_size=5, padding="same", activation="relu"),
+            layers.MaxPooling2D(pool_size=2),
+            layers.Conv2D(filters=DEEP_FILTERS[1], kernel_size=5, padding="same", activation="relu"),
+            layers.MaxPooling2D(pool_size=2),
+            layers.Flatten(),
+            layers.Dense(DEEP_UNITS, activation="relu"),
+            layers.Dense(NUM_CLASSES, activation="softmax"),
+        ]
+    )
+    model.build(input_shape=(None, IMAGE_SIZE, IMAGE_SIZE, 1))
+    return model
+
+
 def build_model(model_name, api="sequential", seed=0):
     """The Keras twin of graph model `model_name`, its weights drawn from Keras's seeded initializers."""
     import keras
@@ -76,12 +99,14 @@ def build_model(model_name, api="sequential", seed=0):
     keras.utils.set_random_seed(seed)
     if model_name == "cnn":
         return cnn_functional() if api == "functional" else cnn_sequential()
+    if model_name == "deep":
+        return deep_sequential()
     return dense_sequential(HIDDEN_UNITS[model_name])
 
 
 def images_for(model_name, images):
-    """The articles' inputs: flat 784-vectors for the Dense models, [n, 28, 28, 1] for the CNN."""
-    if model_name == "cnn":
+    """The articles' inputs: flat 784-vectors for the Dense models, [n, 28, 28, 1] for the CNNs."""
+    if model_name in ("cnn", "deep"):
         return images.reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 1)
     return images
 

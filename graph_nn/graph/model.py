@@ -30,7 +30,7 @@ import dataclasses
 
 import tensorflow as tf
 
-from graph_nn.core.config import CNN_FILTERS, HIDDEN_UNITS, TrainConfig
+from graph_nn.core.config import CNN_FILTERS, DEEP_FILTERS, DEEP_UNITS, HIDDEN_UNITS, TrainConfig
 from graph_nn.data.dataset import IMAGE_SIZE, NUM_CLASSES
 from graph_nn.graph import schedules, towers
 from graph_nn.graph.optimizers import make_optimizer
@@ -114,6 +114,8 @@ def inference(x: tf.Tensor, model: str, init: str, inputs: TrainInputs | None = 
     inputs = inputs or TrainInputs()
     if model == "cnn":
         return cnn_layers(x, init, inputs)
+    if model == "deep":
+        return deep_layers(x, init, inputs)
     return mlp_layers(x, HIDDEN_UNITS[model], init, inputs)
 
 
@@ -312,10 +314,14 @@ def parameter_count(model: ModelGraph) -> int:
 
 
 def initializers(init):
-    """(kernel, bias) initializers: Keras's defaults, or the TF1 article's N(0, 1) for both."""
+    """(kernel, bias) initializers: Keras's defaults, the TF1 article's N(0, 1) for both, or the TensorFlow
+    tutorials' weight_variable and bias_variable (a normal of stddev 0.1 redrawn beyond 2 stddev, and 0.1)."""
     if init == "random_normal":
         normal = v1.random_normal_initializer(mean=0.0, stddev=1.0)
         return normal, normal
+    if init == "truncated_normal":
+        # The positive bias keeps the ReLUs alive at the start, the tutorials' reason for it.
+        return v1.truncated_normal_initializer(stddev=0.1), v1.constant_initializer(0.1)
     return v1.glorot_uniform_initializer(), v1.zeros_initializer()
 
 
@@ -367,13 +373,13 @@ def dense(inputs, units, name, init, activation=tf.nn.relu, train_inputs=None):
     return Layer(name, kernel, bias, pre, out, normalization)
 
 
-def conv2d(inputs, filters, name, init, train_inputs, size=3):
-    """A VALID 3x3 convolution with an HWIO kernel (Keras Conv2D's layout) and a ReLU."""
+def conv2d(inputs, filters, name, init, train_inputs, size=3, padding="VALID"):
+    """A convolution (article 004's VALID 3x3 by default) with an HWIO kernel (Keras Conv2D's layout) and a ReLU."""
     kernel_init, bias_init = initializers(init)
     with v1.variable_scope(name):
         kernel = v1.get_variable("kernel", [size, size, inputs.shape[-1], filters], initializer=kernel_init)
         bias = v1.get_variable("bias", [filters], initializer=bias_init)
-        conv = tf.nn.conv2d(inputs, kernel, strides=1, padding="VALID")
+        conv = tf.nn.conv2d(inputs, kernel, strides=1, padding=padding)
         pre = tf.nn.bias_add(conv, bias, name="preactivations")
         out, normalization = activate(pre, tf.nn.relu, train_inputs)
     return Layer(name, kernel, bias, pre, out, normalization)
@@ -421,3 +427,17 @@ def cnn_layers(x, init, train_inputs):
     with v1.name_scope(flat.op.name + "/"):
         flat = dropout(flat, train_inputs, 1)
     return [conv1, conv2, conv3, dense(flat, NUM_CLASSES, "output", init, activation=None)]
+
+
+def deep_layers(x, init, train_inputs):
+    """mnist_deep.py's network in the tutorial's scopes: conv1, pool1, conv2, pool2, fc1 (and its dropout), output."""
+    images = tf.reshape(x, [-1, IMAGE_SIZE, IMAGE_SIZE, 1], name="images")
+    conv1 = conv2d(images, DEEP_FILTERS[0], "conv1", init, train_inputs, size=5, padding="SAME")
+    pool1 = max_pool(conv1.activations, "pool1")
+    conv2 = conv2d(pool1, DEEP_FILTERS[1], "conv2", init, train_inputs, size=5, padding="SAME")
+    pool2 = max_pool(conv2.activations, "pool2")
+    flat = tf.reshape(pool2, [-1, pool2.shape[1:].num_elements()], name="flatten")
+    fc1 = dense(flat, DEEP_UNITS, "fc1", init, train_inputs=train_inputs)
+    with v1.name_scope("fc1/"):
+        dropped = dropout(fc1.activations, train_inputs, 1)
+    return [conv1, conv2, fc1, dense(dropped, NUM_CLASSES, "output", init, activation=None)]

@@ -15,7 +15,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import config_pb2, meta_graph_pb2
 from tensorflow.python.grappler import tf_optimizer
 
-from graph_nn.core.config import CNN_FILTERS, HIDDEN_UNITS, load_config
+from graph_nn.core.config import CNN_FILTERS, DEEP_FILTERS, DEEP_UNITS, HIDDEN_UNITS, load_config
 from graph_nn.core.errors import GraphNNError
 from graph_nn.core.run_dir import RunDir
 from graph_nn.data.batches import BatchSchedule
@@ -213,7 +213,7 @@ def flops(config, batch_size=None):
 @dataclasses.dataclass(frozen=True)
 class LayerProduct:
     """A layer's product for one example: `positions` output positions (1 for a dense layer), each of
-    `fan_in` x `fan_out` multiply-accumulates (a 3x3 convolution's fan_in is 9 x its input channels)."""
+    `fan_in` x `fan_out` multiply-accumulates (a 3x3 convolution's fan_in is 9 x its input channels, a 5x5's 25 x)."""
 
     layer: str  # the layer's scope
     op_type: str  # MatMul or Conv2D
@@ -237,6 +237,15 @@ def layer_products(model_name):
             if i < 2:
                 size //= 2  # a 2x2 max-pool
         return products + [LayerProduct("output", "MatMul", 1, 1, size * size * channels, 10)]
+    if model_name == "deep":
+        products, size, channels = [], IMAGE_SIZE, 1
+        for i, filters in enumerate(DEEP_FILTERS):
+            products.append(LayerProduct(f"conv{i + 1}", "Conv2D", size * size, size * size, 25 * channels, filters))
+            size, channels = size // 2, filters  # a SAME 5x5 convolution keeps the size, its 2x2 max-pool halves it
+        return products + [
+            LayerProduct("fc1", "MatMul", 1, 1, size * size * channels, DEEP_UNITS),
+            LayerProduct("output", "MatMul", 1, 1, DEEP_UNITS, 10),
+        ]
     units = (INPUT_SIZE,) + HIDDEN_UNITS[model_name] + (10,)
     names = [f"hidden{i + 1}" for i in range(len(units) - 2)] + ["output"]
     return [LayerProduct(name, "MatMul", 1, 1, a, b) for name, a, b in zip(names, units, units[1:])]

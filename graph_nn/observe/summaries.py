@@ -22,11 +22,31 @@ def histogram(tag, values):
 HISTOGRAM_EXAMPLES = 32
 
 
-def build_histograms(model):
-    """One merged op with histograms of every kernel and bias, pre-activation, activation and gradient."""
+def scalar(tag, value):
+    return tf.raw_ops.ScalarSummary(tags=tag, values=value, name=tag.replace("/", "_"))
+
+
+def variable_summaries(variable):
+    """mnist_with_summaries.py's variable_summaries(): VARIABLE/summaries/mean, stddev, max and min, as scalars
+    (its histogram is the VARIABLE one every run writes)."""
+    mean = tf.reduce_mean(variable)
+    statistics = {
+        "mean": mean,
+        "stddev": tf.sqrt(tf.reduce_mean(tf.square(variable - mean))),
+        "max": tf.reduce_max(variable),
+        "min": tf.reduce_min(variable),
+    }
+    return [scalar(f"{variable.op.name}/summaries/{name}", value) for name, value in statistics.items()]
+
+
+def build_histograms(model, with_variable_summaries=False):
+    """One merged op with histograms of every kernel and bias, pre-activation, activation and gradient; with
+    variable summaries, and each kernel's and bias's statistics as scalars, taken at the same steps."""
     with model.graph.as_default(), v1.name_scope("summaries"):
         ops = []
         for layer in model.layers:
+            if with_variable_summaries:
+                ops += variable_summaries(layer.kernel) + variable_summaries(layer.bias)
             ops += [
                 histogram(f"{layer.name}/kernel", layer.kernel),
                 histogram(f"{layer.name}/bias", layer.bias),

@@ -118,7 +118,7 @@ class Trainer:
             self.in_graph_loop = (
                 add_in_graph_loop(self.model, config, self.dataset.train) if config.steps_per_run > 1 else None
             )
-            self.histograms = build_histograms(self.model)
+            self.histograms = build_histograms(self.model, config.variable_summaries)
             self.fetches = train_fetches(self.model)
             self.loop_state = loop_state.LoopState(self.model.graph, [self.epoch_meter, self.log_meter], self.best)
             self.all_variables_finite = loop_state.all_variables_finite(self.model.graph)
