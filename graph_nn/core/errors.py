@@ -29,3 +29,15 @@ class ClusterFailed(GraphNNError):
     """A task of a cluster went away, stopped answering, or waited past its limit for the others."""
 
     exit_code = 4
+
+
+def op_error_reason(error):
+    """What a TensorFlow OpError says went wrong, in one line.  In graph mode TensorFlow 2 starts its message with
+    "Graph execution error:" and the Python stack that defined the failing node, then "Node: 'NAME'", then the
+    reason ("truncated record at 4454109"): the first line alone says nothing."""
+    lines = [line.strip() for line in error.message.strip().splitlines()]
+    nodes = [number for number, line in enumerate(lines) if line.startswith("Node: ")]
+    if nodes:
+        lines = lines[nodes[0] + 1 :]
+    lines = [line for line in lines if line and line != "Graph execution error:" and not line.startswith("[[")]
+    return lines[0] if lines else error.message.strip()

@@ -133,7 +133,8 @@ class QueuePipeline:
             self.load = tf.group([variable.initializer for variable in held.values()], name="load")
             steps = tf.queue.FIFOQueue(self.total_steps, tf.int64, shapes=[[]], name="steps")
             self.step_numbers = v1.placeholder(tf.int64, [None], name="step_numbers")
-            # Closed after the enqueue: tf.group alone would leave the order to the executor.
+            # Closed after the enqueue, never before: tf.group would run the two in either order, and a close
+            # that comes first fails the enqueue ("FIFOQueue ... is closed").
             with tf.control_dependencies([steps.enqueue_many(self.step_numbers)]):
                 self.fill_steps = steps.close(name="fill_steps")
             batches = tf.queue.FIFOQueue(QUEUE_CAPACITY, [tf.float32, tf.float32], name="batches")

@@ -11,7 +11,7 @@ import pathlib
 import numpy as np
 import tensorflow as tf
 
-from graph_nn.core.errors import GraphNNError
+from graph_nn.core.errors import GraphNNError, op_error_reason
 from graph_nn.data.dataset import (
     CLASSES_FILE,
     DIGITS,
@@ -122,7 +122,7 @@ def read_examples(path):
         except tf.errors.OutOfRangeError:
             raise GraphNNError(f"{path}: holds no examples.") from None
         except tf.errors.OpError as e:
-            reason = e.message.strip().splitlines()[0]
+            reason = op_error_reason(e)
             raise GraphNNError(f"{path}: not a file of MNIST tf.train.Examples ({reason}).") from None
     if labels.min() < 0 or labels.max() >= NUM_CLASSES:
         raise GraphNNError(f"{path}: labels must be 0-9, found {labels.min()}..{labels.max()}.")

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from graph_nn.core.config import TrainConfig, save_config
-from graph_nn.core.errors import GraphNNError, Interrupted, TrainingDiverged
+from graph_nn.core.errors import GraphNNError, Interrupted, TrainingDiverged, op_error_reason
 from graph_nn.core.run_dir import EARLY_STOPPED, FINISHED, STOPPED, RunDir, exclusive
 from graph_nn.core.signals import stop_requested_by_signals
 from graph_nn.data.batches import BatchSchedule
@@ -329,7 +329,7 @@ class Trainer:
             with self.pipeline.running(sess, self.schedule, steps.step, self.dataset.train):
                 yield
         except tf.errors.OpError as e:
-            reason = e.message.strip().splitlines()[0]
+            reason = op_error_reason(e)
             raise GraphNNError(
                 f"the {self.config.input} input pipeline failed after step {steps.step} ({reason}); "
                 f"{self.kept_checkpoint()} in {self.run_dir}."
