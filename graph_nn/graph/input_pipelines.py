@@ -133,7 +133,9 @@ class QueuePipeline:
             self.load = tf.group([variable.initializer for variable in held.values()], name="load")
             steps = tf.queue.FIFOQueue(self.total_steps, tf.int64, shapes=[[]], name="steps")
             self.step_numbers = v1.placeholder(tf.int64, [None], name="step_numbers")
-            self.fill_steps = tf.group(steps.enqueue_many(self.step_numbers), steps.close(), name="fill_steps")
+            # Closed after the enqueue: tf.group alone would leave the order to the executor.
+            with tf.control_dependencies([steps.enqueue_many(self.step_numbers)]):
+                self.fill_steps = steps.close(name="fill_steps")
             batches = tf.queue.FIFOQueue(QUEUE_CAPACITY, [tf.float32, tf.float32], name="batches")
             batch = gather_step(held["images"], held["labels"], held["indices"], held["offsets"], steps.dequeue())
             self.runner = v1.train.QueueRunner(batches, [batches.enqueue(batch)])
