@@ -15,15 +15,13 @@ import statistics
 import tempfile
 import time
 
-import numpy as np
 import tensorflow as tf
 
-from graph_nn.core.config import HIDDEN_UNITS, RECIPES, article_preset, make_config, recipe_name_for
-from graph_nn.data.batches import BatchSchedule
+from graph_nn.core.config import HIDDEN_UNITS, INPUTS, RECIPES, article_preset, make_config, recipe_name_for
 from graph_nn.graph import batched
 from graph_nn.graph.determinism import deterministic_ops
-from graph_nn.graph.model import add_model, train_fetches
 from graph_nn.graph.sessions import session_config
+from graph_nn.graph.tfrecords import load_records, write_records
 from graph_nn.internals.inspect_graph import layer_products, training_flops
 from graph_nn.observe.summaries import Writers
 from graph_nn.reports.report import reported
@@ -34,6 +32,11 @@ v1 = tf.compat.v1
 NO_SUMMARIES = 10**9  # a summary cadence no benchmark reaches
 LOOP_STEPS = (10, 50)  # --steps-per-run values measured against feed_dict's one step per Session.run
 PREDICT_BATCHES = (500, batched.EVAL_BATCH_SIZE, 10_000)  # graph prediction's batch sizes measured
+
+
+def input_key(name):
+    """The contender of --input `name`: feed's is the feed_dict step without summaries, measured once."""
+    return "graph_feed_no_summaries" if name == "feed" else f"graph_input_{name}"
 
 
 @dataclasses.dataclass
@@ -72,19 +75,24 @@ def graph_trainer(config, dataset, inter_op_threads=None):
 
 
 @contextlib.contextmanager
-def feed_dict_steps(config, dataset, inter_op_threads=None):
-    """The real training step, Trainer.train_step: feed_dict batches, summaries at config's cadence."""
+def trainer_steps(config, dataset, inter_op_threads=None):
+    """The real training step, Trainer.train_step, summaries at config's cadence, its batch from config.input:
+    feed_dict, or the pipeline, started as a run starts it for the schedule's config.steps steps (enough for
+    every step timed)."""
     with graph_trainer(config, dataset, inter_op_threads) as (trainer, sess, writers):
-        steps = itertools.count(1)
+        pipeline = trainer.pipeline
+        running = pipeline.running(sess, trainer.schedule, 0, trainer.dataset.train) if pipeline else None
+        with running or contextlib.nullcontext():
+            steps = itertools.count(1)
 
-        def train_steps(n):
-            # Under op determinism, as in a real run; switched per call because it is process-wide
-            # and Keras, measured in between, must not run under it.
-            with deterministic_ops():
-                for _ in range(n):
-                    trainer.train_step(sess, next(steps), writers)
+            def train_steps(n):
+                # Under op determinism, as in a real run; switched per call because it is process-wide
+                # and Keras, measured in between, must not run under it.
+                with deterministic_ops():
+                    for _ in range(n):
+                        trainer.train_step(sess, next(steps), writers)
 
-        yield train_steps
+            yield train_steps
 
 
 @contextlib.contextmanager
@@ -107,54 +115,12 @@ def in_graph_loop_steps(config, dataset):
 
 
 @contextlib.contextmanager
-def iterator_trainer(config, dataset, epochs):
-    """The training graph fed by an in-graph tf.data iterator instead of feed_dict, initialized.
-
-    The arrays enter through placeholders at iterator initialization (from_tensor_slices on the arrays
-    themselves would bake 190 MB of constants into the GraphDef); the model's stages then take the iterator's
-    batches where the training graph has its placeholders. The iterator visits the same per-epoch permutations
-    as BatchSchedule, so both input paths train on identical batches.
-    """
-    train_split = dataset.train
-    schedule = BatchSchedule(config, len(train_split))
-    graph = tf.Graph()
-    with graph.as_default():
-        with v1.name_scope("input_pipeline"):
-            orders = v1.placeholder(tf.int64, [epochs, len(train_split)], name="orders")
-            images = v1.placeholder(tf.float32, train_split.images.shape, name="images")
-            onehot = v1.placeholder(tf.float32, train_split.onehot.shape, name="onehot")
-            # One row per epoch, batched on its own so an epoch ends in a short batch, as in BatchSchedule.
-            batches = (
-                tf.data.Dataset.from_tensor_slices(orders)
-                .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(config.batch_size))
-                .map(lambda i: (tf.gather(images, i), tf.gather(onehot, i)))
-            )
-            iterator = v1.data.make_initializable_iterator(batches.prefetch(2))
-        model = add_model(config, *iterator.get_next())
-        init = v1.global_variables_initializer()
-    feeds = {
-        orders: np.stack([schedule.permutation(e) for e in range(epochs)]),
-        images: train_split.images,
-        onehot: train_split.onehot,
-    }
-    with contextlib.closing(v1.Session(graph=graph, config=session_config())) as sess:
-        sess.run(init)
-        sess.run(iterator.initializer, feeds)
-        yield sess, model
-
-
-@contextlib.contextmanager
-def iterator_steps(config, dataset, steps):
-    epochs = steps * config.batch_size // len(dataset.train) + 1
-    with iterator_trainer(config, dataset, epochs) as (sess, model):
-        fetches = train_fetches(model)
-
-        def train_steps(n):
-            with deterministic_ops():
-                for _ in range(n):
-                    sess.run(fetches)
-
-        yield train_steps
+def records_of(dataset):
+    """dataset written as .tfrecords into a temporary directory and read back: the Dataset a tfrecord pipeline
+    trains on, its source that directory, whose files the pipeline reads."""
+    with tempfile.TemporaryDirectory() as records_dir:
+        write_records(dataset, records_dir, validation_size=0)
+        yield load_records(records_dir)
 
 
 def keras_twin(config, split):
@@ -275,18 +241,27 @@ def event_bytes_of_default_run(dataset):
 # ---- the report ---------------------------------------------------------------------------------
 
 
-def bench_model(name, dataset, settings, peak):
+def bench_model(name, dataset, records, settings, peak):
+    """One model's row; records: dataset as .tfrecords (records_of), for the tfrecord input."""
     config = make_config(article_preset(name))
     silent = dataclasses.replace(config, log_every=NO_SUMMARIES, histogram_every=NO_SUMMARIES)
+    # The pipelines are started for the schedule's steps: every step timed, the warm-up's included.
+    timed_steps = settings.warmup + settings.steps * settings.repeats
     b = config.batch_size
     with contextlib.ExitStack() as stack:
         training = {
-            "graph_feed": stack.enter_context(feed_dict_steps(config, dataset)),
-            "graph_feed_no_summaries": stack.enter_context(feed_dict_steps(silent, dataset)),
-            "graph_one_inter_op_thread": stack.enter_context(feed_dict_steps(silent, dataset, inter_op_threads=1)),
-            "graph_dataset": stack.enter_context(
-                iterator_steps(silent, dataset, settings.warmup + settings.steps * settings.repeats)
-            ),
+            "graph_feed": stack.enter_context(trainer_steps(config, dataset)),
+            "graph_feed_no_summaries": stack.enter_context(trainer_steps(silent, dataset)),
+            "graph_one_inter_op_thread": stack.enter_context(trainer_steps(silent, dataset, inter_op_threads=1)),
+            **{
+                input_key(name): stack.enter_context(
+                    trainer_steps(
+                        dataclasses.replace(silent, input=name, steps=timed_steps),
+                        records if name == "tfrecord" else dataset,
+                    )
+                )
+                for name in INPUTS[1:]
+            },
             **{
                 f"graph_loop_k{k}": stack.enter_context(
                     in_graph_loop_steps(dataclasses.replace(silent, steps_per_run=k), dataset)
@@ -294,7 +269,7 @@ def bench_model(name, dataset, settings, peak):
                 for k in LOOP_STEPS
             },
             # The CLI has put XLA's CPU flag in the environment, which changes nothing for the other sessions.
-            "graph_xla": stack.enter_context(feed_dict_steps(dataclasses.replace(silent, xla=True), dataset)),
+            "graph_xla": stack.enter_context(trainer_steps(dataclasses.replace(silent, xla=True), dataset)),
             "keras_fit": keras_fit_steps(config, dataset),
         }
         seconds = interleaved_seconds(training, settings, settings.steps)
@@ -322,9 +297,10 @@ def run_bench(dataset, settings, models):
     peak = matmul_peak_flops(settings)
     yield f"fp32 matmul peak (2048x2048, this process): {peak / 1e9:.1f} GFLOP/s"
     rows = []
-    for name in models:
-        yield f"measuring {name} ..."
-        rows.append(bench_model(name, dataset, settings, peak))
+    with records_of(dataset) as records:
+        for name in models:
+            yield f"measuring {name} ..."
+            rows.append(bench_model(name, dataset, records, settings, peak))
     figures = dict(
         machine=machine_description(),
         settings=dataclasses.asdict(settings),
@@ -368,7 +344,15 @@ def format_table(figures):
         return f"{row['batch_size'] / seconds:,.0f}"
 
     line("graph feed_dict (examples/s)", [examples_per_second(r["graph_feed_s"], r) for r in rows])
-    line("graph tf.data iterator (ex/s)", [examples_per_second(r["graph_dataset_s"], r) for r in rows])
+    for name in INPUTS:  # no summaries; each also as a ratio to feed
+        line(
+            f"--input {name} (ex/s, vs feed)",
+            [
+                f"{examples_per_second(r[f'{input_key(name)}_s'], r)} "
+                f"({r['graph_feed_no_summaries_s'] / r[f'{input_key(name)}_s']:.2f}x)"
+                for r in rows
+            ],
+        )
     line("Keras fit (examples/s)", [examples_per_second(r["keras_fit_s"], r) for r in rows])
     line("graph / Keras fit", [f"{r['keras_fit_s'] / r['graph_feed_s']:.2f}x" for r in rows])
     line(
