@@ -1,7 +1,9 @@
 """Reliability through the real CLI: SIGKILL then --resume equals the run never interrupted, bit for bit, its
-pictures included; Ctrl-C and SIGTERM save the current step; a diverging run keeps its last good checkpoint;
+pictures included; Ctrl-C and SIGTERM save the current step; a full disk keeps the last
+checkpoint, whole, and a resume goes on from it once there is room; a diverging run keeps its last good checkpoint;
 stopped and diverged runs have their HParams row; same seed, same run; two processes never share a run directory."""
 
+import errno
 import fcntl
 import io
 import json
@@ -112,8 +114,11 @@ def checkpoint_step(run_dir):
     return int(tf.train.load_checkpoint(checkpoints.latest(run_dir)).get_tensor("global_step"))
 
 
-def checkpoint_tensors(run_dir):
-    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(pathlib.Path(run_dir) / "checkpoints")))
+def checkpoint_tensors(run_dir, step=None):
+    """The tensors of the run's latest checkpoint, or of its checkpoint of step."""
+    directory = pathlib.Path(run_dir) / "checkpoints"
+    prefix = directory / f"model.ckpt-{step}" if step else tf.train.latest_checkpoint(str(directory))
+    reader = tf.train.load_checkpoint(str(prefix))
     return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
 
 
@@ -251,6 +256,74 @@ def test_ctrl_c_and_sigterm_save_the_current_step_and_say_how_to_resume(
     resumed = run_cli("--resume", run_dir, "--model", "mlp64", "--epochs", "2")  # flags that agree are fine
     assert resumed.returncode == 0, resumed.stderr
     assert_same_as_uninterrupted(run_dir, uninterrupted, resumed.stdout, stopped_at)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 12 MB tmpfs: room for a few runs of FLAGS, and one that a ballast file fills in an instant."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", disk], check=True)
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", disk], check=True)
+
+
+def fill(disk):
+    """Writes a ballast file on disk until the file system refuses with ENOSPC; returns its path."""
+    ballast = disk / "ballast"
+    fd = os.open(ballast, os.O_WRONLY | os.O_CREAT)
+    try:
+        with pytest.raises(OSError) as refused:
+            while True:
+                os.write(fd, bytes(1 << 16))
+    finally:
+        os.close(fd)
+    assert refused.value.errno == errno.ENOSPC and os.statvfs(disk).f_bavail == 0
+    return ballast
+
+
+def test_a_full_disk_ends_the_run_naming_the_cause_and_resume_goes_on_once_there_is_room(
+    uninterrupted, small_disk, tmp_path
+):
+    stderr_path = tmp_path / "stderr"
+    with open(stderr_path, "w") as stderr:
+        child = start_cli(*FLAGS, "--logdir", small_disk / "logs", stderr=stderr)
+    try:
+        # Past the checkpoint of step 130 and never as far as the last one, of step 240: the disk fills in between.
+        read_until_step(child, CHECKPOINTED + 20, stderr_path)
+        ballast = fill(small_disk)
+        child.communicate(timeout=300)
+    finally:
+        child.kill()
+        child.wait()
+    stderr = stderr_path.read_text()
+    assert child.returncode == 2, stderr
+    run_dir = only_run_dir(small_disk / "logs")
+    # Whichever write comes first after the disk filled fails: an event file's (the histograms every 5 steps),
+    # or the checkpoint of the last step.
+    [message] = stderr.strip().splitlines()  # one sentence: TensorFlow's writer thread's traceback is not shown
+    run = re.escape(str(run_dir))
+    assert re.fullmatch(
+        rf"graph-nn: error: cannot write (TensorBoard's events in {run}/(train|validation)|the checkpoint of step "
+        rf"{STEPS} in {run}/checkpoints) \(No space left on device\); the last checkpoint \(step {CHECKPOINTED}\) is "
+        rf"kept; once the disk takes writes again, continue with: python run.py --resume {run}",
+        message,
+    ), message
+    # The kept checkpoint is whole (the uninterrupted run's of that step, bit for bit); nothing half-written is left
+    # under a name a reader would take, result.json included, which the full disk refused.
+    assert checkpoint_step(run_dir) == CHECKPOINTED
+    assert_bit_identical(checkpoint_tensors(run_dir), checkpoint_tensors(uninterrupted.run_dir, CHECKPOINTED))
+    assert not [path for path in run_dir.rglob("*") if "tempstate" in path.name or path.suffix == ".partial"]
+    assert not (run_dir / "result.json").exists()
+
+    ballast.unlink()
+    resumed = run_cli("--resume", run_dir)
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_as_uninterrupted(run_dir, uninterrupted, resumed.stdout, CHECKPOINTED)
 
 
 def test_a_diverging_run_stops_at_the_first_nan_and_keeps_its_last_good_checkpoint(tmp_path):

@@ -1,10 +1,11 @@
 """What a run writes for TensorBoard: the graph, scalar and histogram summaries in train/ and validation/."""
 
+import contextlib
 import time
 
 import tensorflow as tf
 
-from graph_nn.core.errors import GraphNNError
+from graph_nn.core.errors import GraphNNError, WriteFailed, write_cause
 from graph_nn.core.run_dir import RunDir
 
 v1 = tf.compat.v1
@@ -66,6 +67,38 @@ def scalars(step_values):
     )
 
 
+class FileWriter(v1.summary.FileWriter):
+    """TF1's FileWriter, whose writes that fail (a full disk) end the command in one sentence naming the directory
+    and the cause.
+
+    Its thread writes the events; when a write fails, TensorFlow logs the error, the thread dies with a traceback
+    (the command line shows neither: graph_nn/cli/main.py), and the error comes back as a RuntimeError from the
+    writer's next call in the caller's thread, where it becomes a WriteFailed.
+    """
+
+    def add_event(self, event):
+        with self.failures_named():
+            super().add_event(event)
+
+    def flush(self):
+        with self.failures_named():
+            super().flush()
+
+    def close(self):
+        with self.failures_named():
+            super().close()
+
+    @contextlib.contextmanager
+    def failures_named(self):
+        try:
+            yield
+        except RuntimeError as e:
+            directory = self.get_logdir()
+            raise WriteFailed(
+                f"cannot write TensorBoard's events in {directory} ({write_cause(e, directory)})"
+            ) from None
+
+
 def event_writer(directory, graph=None):
     """A FileWriter into directory, which logs `graph` when one is given.
 
@@ -75,7 +108,7 @@ def event_writer(directory, graph=None):
     """
     try:
         with (graph or tf.Graph()).as_default():  # FileWriter refuses to work in eager mode, TF2's default
-            return v1.summary.FileWriter(str(directory), graph, filename_suffix=f".{time.time_ns()}")
+            return FileWriter(str(directory), graph, filename_suffix=f".{time.time_ns()}")
     except (tf.errors.OpError, OSError) as e:
         raise GraphNNError(f"{directory}: cannot write TensorBoard event files ({e}).") from None
 
@@ -93,8 +126,19 @@ class Writers:
         self.validation.flush()
 
     def close(self):
-        self.train.close()
-        self.validation.close()
+        try:
+            self.train.close()
+        finally:
+            self.validation.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, error_type, error, traceback):
+        # Leaving on an error (a checkpoint the full disk refused), a writer that cannot close adds nothing to its
+        # sentence.
+        with contextlib.suppress(WriteFailed) if error else contextlib.nullcontext():
+            self.close()
 
 
 def write_graph(directory, graph=None, graph_def=None):
