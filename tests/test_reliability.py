@@ -1,5 +1,5 @@
 """Reliability through the real CLI: SIGKILL then --resume equals the run never interrupted, bit for bit, its
-pictures included; Ctrl-C and SIGTERM save the current step; a full disk keeps the last
+pictures included; Ctrl-C, SIGTERM and a closed output pipe save the current step; a full disk keeps the last
 checkpoint, whole, and a resume goes on from it once there is room; a diverging run keeps its last good checkpoint;
 stopped and diverged runs have their HParams row; same seed, same run; two processes never share a run directory."""
 
@@ -254,6 +254,39 @@ def test_ctrl_c_and_sigterm_save_the_current_step_and_say_how_to_resume(
     if not resume:
         return
     resumed = run_cli("--resume", run_dir, "--model", "mlp64", "--epochs", "2")  # flags that agree are fine
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_as_uninterrupted(run_dir, uninterrupted, resumed.stdout, stopped_at)
+
+
+def test_a_closed_output_pipe_stops_the_run_at_a_saved_step_and_resume_goes_on_exactly(uninterrupted, tmp_path):
+    stderr_path = tmp_path / "stderr"
+    with open(stderr_path, "w") as stderr:
+        child = start_cli(*FLAGS, "--logdir", tmp_path / "logs", stderr=stderr)
+    try:
+        # `python run.py | head -N`, N the lines up to step 100's: the reader goes away, the child goes on writing.
+        read_until_step(child, 100, stderr_path)
+        child.stdout.close()
+        child.wait(timeout=300)
+    finally:
+        child.kill()
+        child.wait()
+    stderr = stderr_path.read_text()
+    assert child.returncode == 128 + signal.SIGPIPE, stderr
+    run_dir = only_run_dir(tmp_path / "logs")
+    [message] = stderr.strip().splitlines()  # one sentence, no BrokenPipeError's traceback
+    match = re.fullmatch(
+        r"graph-nn: error: stopped by the closed output pipe \(SIGPIPE\) at step (\d+) after saving its checkpoint; "
+        rf"continue with: python run.py --resume {re.escape(str(run_dir))}",
+        message,
+    )
+    assert match, message
+    # No checkpoint came before step 120: every step the child trained is in the one of the step it stopped at.
+    stopped_at = int(match.group(1))
+    assert 100 <= stopped_at <= 100 + LEAD and checkpoint_step(run_dir) == stopped_at
+    result = json.loads((run_dir / "result.json").read_text())
+    assert (result["status"], result["step"]) == ("stopped", stopped_at)
+    assert result["message"] == message.removeprefix("graph-nn: error: ")
+    resumed = run_cli("--resume", run_dir)
     assert resumed.returncode == 0, resumed.stderr
     assert_same_as_uninterrupted(run_dir, uninterrupted, resumed.stdout, stopped_at)
 

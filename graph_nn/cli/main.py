@@ -94,7 +94,7 @@ def main(argv=None):
         return 130
     except BrokenPipeError:
         # The reader of our output has gone (python run.py inspect | head): end quietly with the status of a
-        # Unix tool stopped by SIGPIPE. A training run keeps its last checkpoint, so --resume goes on from it.
+        # Unix tool stopped by SIGPIPE.  Training turns it into a stop request instead (graph_nn/core/signals.py).
         # stdout now leads nowhere, so that flushing it on the way out cannot fail a second time.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + signal.SIGPIPE

@@ -47,7 +47,7 @@ def write_cause(error, directory):
 
 
 class Interrupted(GraphNNError):
-    """SIGINT or SIGTERM stopped the run after it saved a checkpoint of the current step."""
+    """SIGINT, SIGTERM or a closed output pipe stopped the run after it saved a checkpoint of the current step."""
 
     def __init__(self, message, exit_code):
         super().__init__(message)

@@ -149,6 +149,8 @@ class Trainer:
                 self.session() as sess,
                 contextlib.closing(self.profiler),
             ):
+                # A reader of the output that goes away (python run.py | head) asks for a stop, as Ctrl-C does.
+                self.out = stop.watching(self.out)
                 first_step = self.restore(sess) if resume else self.initialize(sess)
                 steps = SessionRuns(self, first_step)
                 try:
@@ -173,7 +175,8 @@ class Trainer:
 
     def loop(self, sess, writers, first_step, stop, steps, reporter):
         """Trains from first_step until the schedule's last step, the end that early stopping sets (status
-        EARLY_STOPPED) or a stop that a signal requests (status STOPPED, the chief's checkpoint saved).
+        EARLY_STOPPED) or a stop that a signal or a closed output pipe requests (status STOPPED, the chief's
+        checkpoint saved).
 
         steps runs the steps and knows the global step: a single process's SessionRuns, a cluster worker's steps
         (graph_nn/distributed/worker.py); reporter shows them (graph_nn/training/progress.py).  Between two of

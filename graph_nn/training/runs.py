@@ -67,8 +67,8 @@ def resume(run_dir, dataset: Dataset, out=None) -> TrainingResult:
 
 def run_and_record(trainer, run_dir, resume=False):
     """trainer.run, and how its training ended recorded in the run directory: finished or stopped early, and
-    also stopped (by a signal, or by a write the disk refused) or diverged, whose
-    exceptions then go on with their own sentence and exit code."""
+    also stopped (by a signal, a closed output pipe or a write the disk refused) or diverged, whose exceptions
+    then go on with their own sentence and exit code."""
     try:
         result = trainer.run(run_dir, resume)
     except (Interrupted, TrainingDiverged, WriteFailed) as e:
