@@ -3,7 +3,6 @@ pictures included; Ctrl-C, SIGTERM and a closed output pipe save the current ste
 checkpoint, whole, and a resume goes on from it once there is room; a diverging run keeps its last good checkpoint;
 stopped and diverged runs have their HParams row; same seed, same run; two processes never share a run directory."""
 
-import errno
 import fcntl
 import io
 import json
@@ -34,7 +33,7 @@ from graph_nn.observe import logged_scalars
 from graph_nn.reports import plots
 from graph_nn.training.progress import format_metrics
 from graph_nn.training.runs import train
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, fill, run_cli
 
 # mlp64 with Adam (slots to restore), 2 epochs of 120 batches, a checkpoint at step 130 (mid-epoch, between two
 # train scalars, and 110 steps before the next checkpoint, the last one), histograms (~30 kB events) every 5 steps
@@ -289,34 +288,6 @@ def test_a_closed_output_pipe_stops_the_run_at_a_saved_step_and_resume_goes_on_e
     resumed = run_cli("--resume", run_dir)
     assert resumed.returncode == 0, resumed.stderr
     assert_same_as_uninterrupted(run_dir, uninterrupted, resumed.stdout, stopped_at)
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 12 MB tmpfs: room for a few runs of FLAGS, and one that a ballast file fills in an instant."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", disk], check=True)
-    try:
-        yield disk
-    finally:
-        subprocess.run(["umount", disk], check=True)
-
-
-def fill(disk):
-    """Writes a ballast file on disk until the file system refuses with ENOSPC; returns its path."""
-    ballast = disk / "ballast"
-    fd = os.open(ballast, os.O_WRONLY | os.O_CREAT)
-    try:
-        with pytest.raises(OSError) as refused:
-            while True:
-                os.write(fd, bytes(1 << 16))
-    finally:
-        os.close(fd)
-    assert refused.value.errno == errno.ENOSPC and os.statvfs(disk).f_bavail == 0
-    return ballast
 
 
 def test_a_full_disk_ends_the_run_naming_the_cause_and_resume_goes_on_once_there_is_room(
