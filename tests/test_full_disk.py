@@ -1,9 +1,15 @@
 """A full disk under the commands that write something other than a training run (tests/test_reliability.py has
 training's): export, convert-to-records and sweep end in one sentence naming the path and the cause, with exit
-code 2, and leave what was there before as it was, with nothing half-written beside it."""
+code 2, and leave what was there before as it was, with nothing half-written beside it; TensorFlow's event writer,
+which drops a large event the disk refuses without a word, is caught at its next flush."""
 
 import shutil
 
+import pytest
+import tensorflow as tf
+
+from graph_nn.core.errors import WriteFailed
+from graph_nn.observe.summaries import event_writer
 from graph_nn.reports.export import export_run
 from tests.conftest import fill, run_cli
 from tests.test_bad_input import snapshot
@@ -49,3 +55,17 @@ def test_a_sweep_whose_plan_the_disk_refuses_ends_in_one_sentence(small_disk):
     (sweep_dir,) = (small_disk / "sweeps").iterdir()
     assert result.stderr.splitlines() == [f"graph-nn: error: {sweep_dir}/sweep.json: cannot be written ({NO_SPACE})."]
     assert not list(sweep_dir.iterdir())
+
+
+def test_an_event_too_large_for_the_writers_buffer_is_not_lost_without_a_word(small_disk):
+    writer = event_writer(small_disk / "events")
+    fill(small_disk)
+    # A histogram's size: TensorFlow writes it past its buffer and ignores the error, and its flush then succeeds.
+    image = tf.compat.v1.Summary.Image(encoded_image_string=bytes(30_000))
+    writer.add_summary(tf.compat.v1.Summary(value=[tf.compat.v1.Summary.Value(tag="large", image=image)]), 1)
+    sentence = f"cannot write TensorBoard's events in {small_disk / 'events'} ({NO_SPACE})"
+    with pytest.raises(WriteFailed) as failed:
+        writer.flush()
+    assert str(failed.value) == sentence
+    with pytest.raises(WriteFailed, match="cannot write TensorBoard's events"):
+        writer.close()  # which lets the file go, and says so again
