@@ -69,3 +69,20 @@ def test_an_event_too_large_for_the_writers_buffer_is_not_lost_without_a_word(sm
     assert str(failed.value) == sentence
     with pytest.raises(WriteFailed, match="cannot write TensorBoard's events"):
         writer.close()  # which lets the file go, and says so again
+
+
+def test_a_report_the_disk_refuses_keeps_the_run_and_its_pictures(short_run, small_disk):
+    run_dir = small_disk / "run"
+    shutil.copytree(short_run.run_dir, run_dir)
+    (run_dir / "accuracy.png").write_bytes(b"an earlier picture")
+    before = snapshot(run_dir)
+    fill(small_disk)
+
+    result = run_cli("evaluate", "--run", run_dir)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        f"graph-nn: error: {run_dir}: cannot write the report's pictures and TensorBoard's extras ({NO_SPACE}); the "
+        f"run and its checkpoints are kept: python run.py evaluate --run {run_dir} draws the pictures once the disk "
+        "takes writes again"
+    ]
+    assert snapshot(run_dir) == before

@@ -128,13 +128,13 @@ class RunDir(os.PathLike):
             return None
 
 
-def write_atomically(path, text):
-    """text in path through a temporary file renamed over it: a write cut short (a full disk, a kill) leaves the
-    file as it was, never half of a new one that a reader would take for the whole."""
+def write_atomically(path, content):
+    """content (text or bytes) in path through a temporary file renamed over it: a write cut short (a full disk,
+    a kill) leaves the file as it was, never half of a new one that a reader would take for the whole."""
     path = pathlib.Path(path)
     partial = path.with_name(path.name + ".partial")
     try:
-        partial.write_text(text)
+        partial.write_bytes(content.encode() if isinstance(content, str) else content)
         os.replace(partial, path)
     except OSError as e:
         partial.unlink(missing_ok=True)
