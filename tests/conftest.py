@@ -1,3 +1,4 @@
+import errno
 import io
 import os
 import subprocess
@@ -74,3 +75,35 @@ def graphs_plugin_over(logdir):
     multiplexer.Reload()
     provider = data_provider.MultiplexerDataProvider(multiplexer, logdir)
     return graphs_plugin.GraphsPlugin(base_plugin.TBContext(logdir=logdir, data_provider=provider))
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 12 MB tmpfs (the machine that misbehaves): room for a small run and its export, and one that fill() fills
+    in an instant."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", disk], check=True)
+    try:
+        yield disk
+    finally:
+        busy = subprocess.run(["umount", disk], capture_output=True).returncode
+        if busy:  # a file the test left open: the mount is detached all the same, and the test fails
+            subprocess.run(["umount", "--lazy", disk], check=True)
+        assert not busy, f"{disk} was still in use at the end of the test"
+
+
+def fill(disk):
+    """Writes a ballast file on disk until the file system refuses with ENOSPC; returns its path."""
+    ballast = disk / "ballast"
+    fd = os.open(ballast, os.O_WRONLY | os.O_CREAT)
+    try:
+        with pytest.raises(OSError) as refused:
+            while True:
+                os.write(fd, bytes(1 << 16))
+    finally:
+        os.close(fd)
+    assert refused.value.errno == errno.ENOSPC and os.statvfs(disk).f_bavail == 0
+    return ballast

@@ -224,7 +224,7 @@ CASES = [  # (id, arguments, what the one sentence says, how the child is run: "
     (
         "disk full at the first checkpoint",
         ["--model", "mlp64", "--steps", "20", "--checkpoint-every", "10"],
-        "cannot write the checkpoint of step 10 (",
+        "/checkpoints (File too large); no checkpoint had been saved yet in {logdir}/mlp64-",
         "file-size-limit",
     ),
     ("resume nothing", ["--resume", "{nothing}"], "--resume {nothing}: no such run directory.", None),

@@ -1,5 +1,6 @@
 """Reliability through the real CLI: SIGKILL then --resume equals the run never interrupted, bit for bit, its
-pictures included; Ctrl-C and SIGTERM save the current step; a diverging run keeps its last good checkpoint;
+pictures included; Ctrl-C, SIGTERM and a closed output pipe save the current step; a full disk keeps the last
+checkpoint, whole, and a resume goes on from it once there is room; a diverging run keeps its last good checkpoint;
 stopped and diverged runs have their HParams row; same seed, same run; two processes never share a run directory."""
 
 import fcntl
@@ -32,7 +33,7 @@ from graph_nn.observe import logged_scalars
 from graph_nn.reports import plots
 from graph_nn.training.progress import format_metrics
 from graph_nn.training.runs import train
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, fill, run_cli
 
 # mlp64 with Adam (slots to restore), 2 epochs of 120 batches, a checkpoint at step 130 (mid-epoch, between two
 # train scalars, and 110 steps before the next checkpoint, the last one), histograms (~30 kB events) every 5 steps
@@ -112,8 +113,11 @@ def checkpoint_step(run_dir):
     return int(tf.train.load_checkpoint(checkpoints.latest(run_dir)).get_tensor("global_step"))
 
 
-def checkpoint_tensors(run_dir):
-    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(pathlib.Path(run_dir) / "checkpoints")))
+def checkpoint_tensors(run_dir, step=None):
+    """The tensors of the run's latest checkpoint, or of its checkpoint of step."""
+    directory = pathlib.Path(run_dir) / "checkpoints"
+    prefix = directory / f"model.ckpt-{step}" if step else tf.train.latest_checkpoint(str(directory))
+    reader = tf.train.load_checkpoint(str(prefix))
     return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
 
 
@@ -251,6 +255,79 @@ def test_ctrl_c_and_sigterm_save_the_current_step_and_say_how_to_resume(
     resumed = run_cli("--resume", run_dir, "--model", "mlp64", "--epochs", "2")  # flags that agree are fine
     assert resumed.returncode == 0, resumed.stderr
     assert_same_as_uninterrupted(run_dir, uninterrupted, resumed.stdout, stopped_at)
+
+
+def test_a_closed_output_pipe_stops_the_run_at_a_saved_step_and_resume_goes_on_exactly(uninterrupted, tmp_path):
+    stderr_path = tmp_path / "stderr"
+    with open(stderr_path, "w") as stderr:
+        child = start_cli(*FLAGS, "--logdir", tmp_path / "logs", stderr=stderr)
+    try:
+        # `python run.py | head -N`, N the lines up to step 100's: the reader goes away, the child goes on writing.
+        read_until_step(child, 100, stderr_path)
+        child.stdout.close()
+        child.wait(timeout=300)
+    finally:
+        child.kill()
+        child.wait()
+    stderr = stderr_path.read_text()
+    assert child.returncode == 128 + signal.SIGPIPE, stderr
+    run_dir = only_run_dir(tmp_path / "logs")
+    [message] = stderr.strip().splitlines()  # one sentence, no BrokenPipeError's traceback
+    match = re.fullmatch(
+        r"graph-nn: error: stopped by the closed output pipe \(SIGPIPE\) at step (\d+) after saving its checkpoint; "
+        rf"continue with: python run.py --resume {re.escape(str(run_dir))}",
+        message,
+    )
+    assert match, message
+    # No checkpoint came before step 120: every step the child trained is in the one of the step it stopped at.
+    stopped_at = int(match.group(1))
+    assert 100 <= stopped_at <= 100 + LEAD and checkpoint_step(run_dir) == stopped_at
+    result = json.loads((run_dir / "result.json").read_text())
+    assert (result["status"], result["step"]) == ("stopped", stopped_at)
+    assert result["message"] == message.removeprefix("graph-nn: error: ")
+    resumed = run_cli("--resume", run_dir)
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_as_uninterrupted(run_dir, uninterrupted, resumed.stdout, stopped_at)
+
+
+def test_a_full_disk_ends_the_run_naming_the_cause_and_resume_goes_on_once_there_is_room(
+    uninterrupted, small_disk, tmp_path
+):
+    stderr_path = tmp_path / "stderr"
+    with open(stderr_path, "w") as stderr:
+        child = start_cli(*FLAGS, "--logdir", small_disk / "logs", stderr=stderr)
+    try:
+        # Past the checkpoint of step 130 and never as far as the last one, of step 240: the disk fills in between.
+        read_until_step(child, CHECKPOINTED + 20, stderr_path)
+        ballast = fill(small_disk)
+        child.communicate(timeout=300)
+    finally:
+        child.kill()
+        child.wait()
+    stderr = stderr_path.read_text()
+    assert child.returncode == 2, stderr
+    run_dir = only_run_dir(small_disk / "logs")
+    # Whichever write comes first after the disk filled fails: an event file's (the histograms every 5 steps),
+    # or the checkpoint of the last step.
+    [message] = stderr.strip().splitlines()  # one sentence: TensorFlow's writer thread's traceback is not shown
+    run = re.escape(str(run_dir))
+    assert re.fullmatch(
+        rf"graph-nn: error: cannot write (TensorBoard's events in {run}/(train|validation)|the checkpoint of step "
+        rf"{STEPS} in {run}/checkpoints) \(No space left on device\); the last checkpoint \(step {CHECKPOINTED}\) is "
+        rf"kept; once the disk takes writes again, continue with: python run.py --resume {run}",
+        message,
+    ), message
+    # The kept checkpoint is whole (the uninterrupted run's of that step, bit for bit); nothing half-written is left
+    # under a name a reader would take, result.json included, which the full disk refused.
+    assert checkpoint_step(run_dir) == CHECKPOINTED
+    assert_bit_identical(checkpoint_tensors(run_dir), checkpoint_tensors(uninterrupted.run_dir, CHECKPOINTED))
+    assert not [path for path in run_dir.rglob("*") if "tempstate" in path.name or path.suffix == ".partial"]
+    assert not (run_dir / "result.json").exists()
+
+    ballast.unlink()
+    resumed = run_cli("--resume", run_dir)
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_as_uninterrupted(run_dir, uninterrupted, resumed.stdout, CHECKPOINTED)
 
 
 def test_a_diverging_run_stops_at_the_first_nan_and_keeps_its_last_good_checkpoint(tmp_path):

@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 
 from graph_nn.cli.commands import COMMANDS, DEFAULT_COMMAND
 from graph_nn.cli.startup import filter_native_stderr, without_keras
@@ -45,18 +46,39 @@ def parse_args(argv):
     return make_parser().parse_args(argv)
 
 
+# The thread that writes a TensorFlow FileWriter's events: its failure (a full disk) comes back as a WriteFailed
+# from the writer's next call (graph_nn/observe/summaries.py), so its own traceback and log line add only noise.
+EVENT_WRITER_THREAD = "EventLoggerThread"
+
+
+def not_an_event_writer_failure(record):
+    return not record.getMessage().startswith("EventFileWriter writer thread error")
+
+
+def hide_event_writer_thread_failures():
+    print_failure = threading.excepthook
+
+    def excepthook(args):
+        if args.thread is None or args.thread.name != EVENT_WRITER_THREAD:
+            print_failure(args)
+
+    threading.excepthook = excepthook
+
+
 def quiet_tensorflow():
     """TensorFlow's log lines off the terminal; called before TensorFlow is imported."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # compat.v1 APIs log deprecation notices that say nothing to a user of this tool.  The logger is
     # tf.get_logger()'s, set without importing TensorFlow.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    logging.getLogger("tensorflow").addFilter(not_an_event_writer_failure)
     filter_native_stderr()
 
 
 def main(argv=None):
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
+        hide_event_writer_thread_failures()
         if not args.verbose:
             quiet_tensorflow()
         command = next(command for command in COMMANDS if command.name == args.command)
@@ -72,7 +94,7 @@ def main(argv=None):
         return 130
     except BrokenPipeError:
         # The reader of our output has gone (python run.py inspect | head): end quietly with the status of a
-        # Unix tool stopped by SIGPIPE. A training run keeps its last checkpoint, so --resume goes on from it.
+        # Unix tool stopped by SIGPIPE.  Training turns it into a stop request instead (graph_nn/core/signals.py).
         # stdout now leads nowhere, so that flushing it on the way out cannot fail a second time.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + signal.SIGPIPE

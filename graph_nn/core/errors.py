@@ -1,5 +1,13 @@
 """The one exception type a user can cause; the CLI turns it into one sentence and a non-zero exit."""
 
+import contextlib
+import errno
+import os
+
+# Why a write fails where a user can do something about it, as the operating system words it: TensorFlow's own
+# messages carry these words deep inside (a checkpoint's first line is only "Graph execution error:").
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG, errno.EIO)
+
 
 class GraphNNError(Exception):
     """A problem the user can fix: a bad path, a corrupt file, a bad flag, a diverging run."""
@@ -17,8 +25,29 @@ class TrainingDiverged(GraphNNError):
         self.step = step
 
 
+class WriteFailed(GraphNNError):
+    """A file could not be written (a full disk, a read-only file system, a quota); what was written before it,
+    the earlier checkpoints among them, is kept, so a run can go on from there once the disk takes writes again."""
+
+
+def write_cause(error, directory):
+    """Why writing into directory failed, in the operating system's words: an OSError's own, those found in a
+    TensorFlow error's message, else a full disk seen on the directory's file system, else the message's first
+    line."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    text = str(error)
+    for number in WRITE_ERRNOS:
+        if os.strerror(number) in text:
+            return os.strerror(number)
+    with contextlib.suppress(OSError):
+        if os.statvfs(directory).f_bavail == 0:
+            return os.strerror(errno.ENOSPC)
+    return text.strip().splitlines()[0]
+
+
 class Interrupted(GraphNNError):
-    """SIGINT or SIGTERM stopped the run after it saved a checkpoint of the current step."""
+    """SIGINT, SIGTERM or a closed output pipe stopped the run after it saved a checkpoint of the current step."""
 
     def __init__(self, message, exit_code):
         super().__init__(message)

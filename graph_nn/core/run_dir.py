@@ -31,7 +31,7 @@ import os
 import pathlib
 import time
 
-from graph_nn.core.errors import GraphNNError
+from graph_nn.core.errors import GraphNNError, WriteFailed, write_cause
 
 try:
     import fcntl
@@ -126,6 +126,19 @@ class RunDir(os.PathLike):
             return json.loads(self.result.read_text())
         except (OSError, ValueError):
             return None
+
+
+def write_atomically(path, content):
+    """content (text or bytes) in path through a temporary file renamed over it: a write cut short (a full disk,
+    a kill) leaves the file as it was, never half of a new one that a reader would take for the whole."""
+    path = pathlib.Path(path)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        partial.write_bytes(content.encode() if isinstance(content, str) else content)
+        os.replace(partial, path)
+    except OSError as e:
+        partial.unlink(missing_ok=True)
+        raise WriteFailed(f"{path}: cannot be written ({write_cause(e, path.parent)}).") from None
 
 
 def new_run_dir(logdir, name):

@@ -27,7 +27,7 @@ import time
 from graph_nn.core import config as config_module
 from graph_nn.core.errors import GraphNNError, Interrupted
 from graph_nn.core.processes import GRAPH_NN, POLL_S, Child, stop_all
-from graph_nn.core.run_dir import DONE, STOPPED, RunDir, exclusive, new_run_dir
+from graph_nn.core.run_dir import DONE, STOPPED, RunDir, exclusive, new_run_dir, write_atomically
 from graph_nn.core.signals import EXIT_CODES, stop_requested_by_signals
 
 PLAN = "sweep.json"
@@ -104,7 +104,7 @@ def create(logdir, values, repeats, data_dir=None, classes=None):
         for name, path in (("data_dir", data_dir), ("classes", classes))
     }
     content = dict(repeats=repeats, **absolute, runs=[dataclasses.asdict(run) for run in runs])
-    (directory / PLAN).write_text(json.dumps(content, indent=2) + "\n")
+    write_atomically(directory / PLAN, json.dumps(content, indent=2) + "\n")
     return directory
 
 

@@ -11,7 +11,7 @@ import pathlib
 import numpy as np
 import tensorflow as tf
 
-from graph_nn.core.errors import GraphNNError, op_error_reason
+from graph_nn.core.errors import GraphNNError, WriteFailed, op_error_reason, write_cause
 from graph_nn.data.dataset import (
     CLASSES_FILE,
     DIGITS,
@@ -62,7 +62,7 @@ def write_split(path, split):
         os.replace(partial, path)
     except (OSError, tf.errors.OpError) as e:
         partial.unlink(missing_ok=True)
-        raise GraphNNError(f"{path}: cannot be written ({getattr(e, 'strerror', None) or e.message}).") from None
+        raise WriteFailed(f"{path}: cannot be written ({write_cause(e, path.parent)}).") from None
 
 
 def write_records(dataset, out_dir, validation_size):

@@ -1,10 +1,12 @@
 """What a run writes for TensorBoard: the graph, scalar and histogram summaries in train/ and validation/."""
 
+import contextlib
+import pathlib
 import time
 
 import tensorflow as tf
 
-from graph_nn.core.errors import GraphNNError
+from graph_nn.core.errors import GraphNNError, WriteFailed, write_cause
 from graph_nn.core.run_dir import RunDir
 
 v1 = tf.compat.v1
@@ -66,6 +68,63 @@ def scalars(step_values):
     )
 
 
+RECORD_FRAMING = 16  # bytes around each record of an event file: its length, the length's CRC, the data's CRC
+
+
+class FileWriter(v1.summary.FileWriter):
+    """TF1's FileWriter, whose writes that fail (a full disk) end the command in one sentence naming the directory
+    and the cause.
+
+    Its thread writes the events; when a write fails, TensorFlow logs the error, the thread dies with a traceback
+    (the command line shows neither: graph_nn/cli/main.py), and the error comes back as a RuntimeError from the
+    writer's next call in the caller's thread, where it becomes a WriteFailed.  That is how a failed write of
+    events smaller than the writer's buffer shows; a larger one (a histogram) is dropped without a word, so after
+    each flush the file's size is checked against the records given to it.
+    """
+
+    def __init__(self, directory, graph, suffix):
+        self.suffix, self.given = suffix, 0  # the bytes of the records added, the file's first (its version) aside
+        super().__init__(directory, graph, filename_suffix=suffix)
+
+    def add_event(self, event):
+        with self.failures_named():
+            super().add_event(event)
+        self.given += RECORD_FRAMING + event.ByteSize()
+
+    def _add_event(self, event, step):  # the way of add_summary, add_graph and add_session_log, not add_event's
+        with self.failures_named():
+            super()._add_event(event, step)
+        self.given += RECORD_FRAMING + event.ByteSize()
+
+    def flush(self):
+        with self.failures_named():
+            super().flush()
+        self.check_size()
+
+    def close(self):
+        with self.failures_named():
+            super().close()
+        self.check_size()
+
+    def check_size(self):
+        for path in pathlib.Path(self.get_logdir()).glob(f"events.out.tfevents.*{self.suffix}"):
+            with path.open("rb") as file:
+                version = file.read(8)  # the length of the first record, which the writer wrote itself
+            if path.stat().st_size < RECORD_FRAMING + int.from_bytes(version, "little") + self.given:
+                raise self.failure(RuntimeError(f"{path} lacks events given to it"))
+
+    @contextlib.contextmanager
+    def failures_named(self):
+        try:
+            yield
+        except RuntimeError as e:
+            raise self.failure(e) from None
+
+    def failure(self, error):
+        directory = self.get_logdir()
+        return WriteFailed(f"cannot write TensorBoard's events in {directory} ({write_cause(error, directory)})")
+
+
 def event_writer(directory, graph=None):
     """A FileWriter into directory, which logs `graph` when one is given.
 
@@ -75,7 +134,7 @@ def event_writer(directory, graph=None):
     """
     try:
         with (graph or tf.Graph()).as_default():  # FileWriter refuses to work in eager mode, TF2's default
-            return v1.summary.FileWriter(str(directory), graph, filename_suffix=f".{time.time_ns()}")
+            return FileWriter(str(directory), graph, f".{time.time_ns()}")
     except (tf.errors.OpError, OSError) as e:
         raise GraphNNError(f"{directory}: cannot write TensorBoard event files ({e}).") from None
 
@@ -93,8 +152,19 @@ class Writers:
         self.validation.flush()
 
     def close(self):
-        self.train.close()
-        self.validation.close()
+        try:
+            self.train.close()
+        finally:
+            self.validation.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, error_type, error, traceback):
+        # Leaving on an error (a checkpoint the full disk refused), a writer that cannot close adds nothing to its
+        # sentence.
+        with contextlib.suppress(WriteFailed) if error else contextlib.nullcontext():
+            self.close()
 
 
 def write_graph(directory, graph=None, graph_def=None):

@@ -6,7 +6,8 @@ import contextlib
 import tensorflow as tf
 
 from graph_nn.core.config import check_weights, load_config
-from graph_nn.core.run_dir import RunDir
+from graph_nn.core.errors import WriteFailed, write_cause
+from graph_nn.core.run_dir import RunDir, write_atomically
 from graph_nn.data.dataset import DIGITS, read_classes
 from graph_nn.graph import batched, checkpoints
 from graph_nn.graph.model import build_inference_graph
@@ -70,7 +71,7 @@ def save_pictures(run_dir, split, evaluation, classes):
         "confusion_matrix": plots.confusion_matrix(evaluation.confusion_matrix(), classes),
     }
     for name, png in pictures.items():
-        RunDir(run_dir).picture(name).write_bytes(png)
+        write_atomically(RunDir(run_dir).picture(name), png)
     return pictures
 
 
@@ -133,9 +134,16 @@ def evaluation_report(run_dir, dataset, tensorboard=False, which=None, weights="
     if weights == "ema":
         yield f"Weights: their moving averages (--ema {config.ema}), restored through variables_to_restore()."
     yield classification.format_report(evaluation, classes)
-    pictures = save_pictures(run_dir, dataset.test, evaluation, classes)
-    if tensorboard:
-        publish(run_dir, step, dataset, evaluation, pictures, embedding_name, embedding, classes)
+    try:
+        pictures = save_pictures(run_dir, dataset.test, evaluation, classes)
+        if tensorboard:
+            publish(run_dir, step, dataset, evaluation, pictures, embedding_name, embedding, classes)
+    except (OSError, tf.errors.OpError, WriteFailed) as e:
+        raise WriteFailed(
+            f"{run_dir}: cannot write the report's pictures and TensorBoard's extras ({write_cause(e, run_dir)}); "
+            f"the run and its checkpoints are kept: python run.py evaluate --run {run_dir} draws the pictures once "
+            "the disk takes writes again"
+        ) from None
     return evaluation
 
 

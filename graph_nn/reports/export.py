@@ -13,7 +13,7 @@ import shutil
 import numpy as np
 import tensorflow as tf
 
-from graph_nn.core.errors import GraphNNError
+from graph_nn.core.errors import WriteFailed, write_cause
 from graph_nn.core.run_dir import RunDir
 from graph_nn.graph import batched
 from graph_nn.graph.model import model_variables
@@ -81,6 +81,29 @@ def write_saved_model(sess, model, path):
     builder.save()
 
 
+def write_export(run_dir, frozen, write_saved_model_to):
+    """frozen and the SavedModel in run_dir/export/, written beside it first and swapped in whole: an export the
+    disk refuses half-way leaves the earlier one as it was."""
+    partial = run_dir.export.with_name(run_dir.export.name + ".partial")
+    replaced = run_dir.export.with_name(run_dir.export.name + ".replaced")
+    try:
+        for leftover in (partial, replaced):  # of an export killed before it ended
+            shutil.rmtree(leftover, ignore_errors=True)
+        partial.mkdir()
+        (partial / run_dir.frozen_graph.name).write_bytes(frozen.SerializeToString())
+        write_saved_model_to(partial / run_dir.saved_model.name)
+        if run_dir.export.exists():
+            run_dir.export.rename(replaced)
+        partial.rename(run_dir.export)
+    except (OSError, tf.errors.OpError) as e:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise WriteFailed(
+            f"{run_dir.export}: cannot write the export ({write_cause(e, run_dir.path)}); an earlier export there "
+            "is kept."
+        ) from None
+    shutil.rmtree(replaced, ignore_errors=True)
+
+
 def export_run(run_dir, which=None, weights="raw"):
     """Writes run_dir/export/ (replacing an earlier export) from the run's final (or "best" or "latest")
     checkpoint."""
@@ -89,13 +112,7 @@ def export_run(run_dir, which=None, weights="raw"):
         frozen = freeze(sess, model)
         restored_nodes = len(model.graph.as_graph_def().node)
         step = int(sess.run(model.global_step))
-        try:
-            shutil.rmtree(run_dir.export, ignore_errors=True)
-            run_dir.export.mkdir()
-            run_dir.frozen_graph.write_bytes(frozen.SerializeToString())
-            write_saved_model(sess, model, run_dir.saved_model)
-        except OSError as e:
-            raise GraphNNError(f"{run_dir.export}: cannot write the export ({e.strerror or e}).") from None
+        write_export(run_dir, frozen, lambda path: write_saved_model(sess, model, path))
     return Exported(
         run_dir.frozen_graph,
         len(frozen.node),

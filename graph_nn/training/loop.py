@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from graph_nn.core.config import TrainConfig, save_config
-from graph_nn.core.errors import GraphNNError, Interrupted, TrainingDiverged, op_error_reason
+from graph_nn.core.errors import GraphNNError, Interrupted, TrainingDiverged, WriteFailed, op_error_reason, write_cause
 from graph_nn.core.run_dir import EARLY_STOPPED, FINISHED, STOPPED, RunDir, exclusive
 from graph_nn.core.signals import stop_requested_by_signals
 from graph_nn.data.batches import BatchSchedule
@@ -149,15 +149,20 @@ class Trainer:
                 self.session() as sess,
                 contextlib.closing(self.profiler),
             ):
+                # A reader of the output that goes away (python run.py | head) asks for a stop, as Ctrl-C does.
+                self.out = stop.watching(self.out)
                 first_step = self.restore(sess) if resume else self.initialize(sess)
                 steps = SessionRuns(self, first_step)
-                with (
-                    contextlib.closing(Writers(self.run_dir, self.model.graph)) as writers,
-                    self.input_pipeline(sess, steps),
-                ):
-                    self.mark_session_start(writers, first_step, resume)
-                    reporter = reporter_for(self.config, self.schedule, first_step, self.out)
-                    self.loop(sess, writers, first_step, stop, steps, reporter)
+                try:
+                    with (
+                        Writers(self.run_dir, self.model.graph) as writers,
+                        self.input_pipeline(sess, steps),
+                    ):
+                        self.mark_session_start(writers, first_step, resume)
+                        reporter = reporter_for(self.config, self.schedule, first_step, self.out)
+                        self.loop(sess, writers, first_step, stop, steps, reporter)
+                except WriteFailed as e:
+                    raise WriteFailed(f"{e}; {self.kept_checkpoint()}{self.how_to_go_on()}") from None
                 if self.status == STOPPED:
                     raise Interrupted(
                         f"stopped by {stop.name} at step {steps.step} after saving its checkpoint; "
@@ -170,7 +175,8 @@ class Trainer:
 
     def loop(self, sess, writers, first_step, stop, steps, reporter):
         """Trains from first_step until the schedule's last step, the end that early stopping sets (status
-        EARLY_STOPPED) or a stop that a signal requests (status STOPPED, the chief's checkpoint saved).
+        EARLY_STOPPED) or a stop that a signal or a closed output pipe requests (status STOPPED, the chief's
+        checkpoint saved).
 
         steps runs the steps and knows the global step: a single process's SessionRuns, a cluster worker's steps
         (graph_nn/distributed/worker.py); reporter shows them (graph_nn/training/progress.py).  Between two of
@@ -403,6 +409,12 @@ class Trainer:
             return "no checkpoint had been saved yet"
         return f"the {which} checkpoint (step {self.saved_step}) is kept"
 
+    def how_to_go_on(self):
+        """After kept_checkpoint(), after a write that failed: how to continue the run once the disk takes writes."""
+        if self.saved_step is None:
+            return f" in {self.run_dir}."
+        return f"; once the disk takes writes again, continue with: python run.py --resume {self.run_dir}"
+
     def diverged(self, what, step):
         if not self.is_chief:
             return TrainingDiverged(
@@ -436,10 +448,9 @@ class Trainer:
                 self.saver.save(sess, str(self.run_dir.best_checkpoint), write_meta_graph=False, write_state=False)
             self.saver.save(sess, str(self.run_dir.checkpoint_prefix), global_step=step)
         except (tf.errors.OpError, OSError) as e:
-            message = str(e).strip().splitlines()[0]
-            raise GraphNNError(
-                f"cannot write the checkpoint of step {step} ({message}); "
-                f"the earlier checkpoints in {self.run_dir} are kept."
+            directory = self.run_dir.checkpoints
+            raise WriteFailed(
+                f"cannot write the checkpoint of step {step} in {directory} ({write_cause(e, directory)})"
             ) from None
         self.saved_step = step
 

@@ -7,7 +7,7 @@ every run can be compared, the unfinished ones too.  The sweep's table reads res
 
 import json
 
-from graph_nn.core.run_dir import RunDir
+from graph_nn.core.run_dir import RunDir, write_atomically
 from graph_nn.observe import logged_scalars
 from graph_nn.reports import dashboards
 
@@ -26,7 +26,7 @@ def record_end(run_dir, config, status, step, train_examples, best_step=0, messa
     )
     if message:
         result["message"] = message
-    run_dir.result.write_text(json.dumps(result, indent=2) + "\n")
+    write_atomically(run_dir.result, json.dumps(result, indent=2) + "\n")
     dashboards.write_hparams(run_dir, config, step, train_examples, run_dir.config.stat().st_mtime, status)
 
 
@@ -34,4 +34,4 @@ def add_test_figures(run_dir, evaluation):
     """The end-of-run report's test loss and accuracy, added to result.json."""
     run_dir = RunDir(run_dir)
     result = dict(run_dir.read_result(), test_loss=evaluation.loss, test_accuracy=evaluation.accuracy)
-    run_dir.result.write_text(json.dumps(result, indent=2) + "\n")
+    write_atomically(run_dir.result, json.dumps(result, indent=2) + "\n")

@@ -16,7 +16,7 @@ import contextlib
 import sys
 
 from graph_nn.core.config import TrainConfig, load_config
-from graph_nn.core.errors import GraphNNError, Interrupted, TrainingDiverged
+from graph_nn.core.errors import GraphNNError, Interrupted, TrainingDiverged, WriteFailed
 from graph_nn.core.run_dir import DIVERGED, STOPPED, RunDir, new_run_dir
 from graph_nn.data.batches import schedule_for
 from graph_nn.data.dataset import Dataset
@@ -67,13 +67,16 @@ def resume(run_dir, dataset: Dataset, out=None) -> TrainingResult:
 
 def run_and_record(trainer, run_dir, resume=False):
     """trainer.run, and how its training ended recorded in the run directory: finished or stopped early, and
-    also stopped by a signal or diverged, whose exceptions then go on with their own sentence and exit code."""
+    also stopped (by a signal, a closed output pipe or a write the disk refused) or diverged, whose exceptions
+    then go on with their own sentence and exit code."""
     try:
         result = trainer.run(run_dir, resume)
-    except (Interrupted, TrainingDiverged) as e:
+    except (Interrupted, TrainingDiverged, WriteFailed) as e:
         # A record that cannot be written (a full disk) must not replace the sentence that says what happened.
         with contextlib.suppress(GraphNNError, OSError):
-            record_end(trainer, STOPPED if isinstance(e, Interrupted) else DIVERGED, trainer.saved_step or 0, str(e))
+            record_end(
+                trainer, DIVERGED if isinstance(e, TrainingDiverged) else STOPPED, trainer.saved_step or 0, str(e)
+            )
         raise
     record_end(trainer, result.status, result.global_step)
     return result
