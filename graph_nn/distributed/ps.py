@@ -17,17 +17,19 @@ v1 = tf.compat.v1
 def serve(task, wait_limit, out):
     """Serves the variables until every worker has put its index in this ps's done queue.
 
-    A worker that never comes back would keep it forever, so it also ends when the global step has not moved
-    for twice the workers' wait limit.  A worker gives up its wait for an update one wait limit after it sent its
-    gradient, so by then every worker has given up, and has had one more wait limit to save its checkpoint and
-    say it is done.
+    A worker that never comes back would keep it forever, so it also ends when neither the global step nor any
+    worker's batch count has moved for twice the workers' wait limit.  A worker gives up its wait for an update one
+    wait limit after it sent its gradient, and the send moves its batch count, so by then every worker has given
+    up, and has had one more wait limit to save its checkpoint and say it is done.  (Counted from the global step
+    alone, the time a chief spends between initializing it and sending its first gradient, seconds on a loaded
+    machine, came out of that one more wait limit, and the chief's "done" could arrive after the ps had ended.)
     """
     server = start_server(task)
     ps = replicas.ps_graph(task)
     poll = v1.RunOptions(timeout_in_ms=1000)
     sess = cluster_session(server.target, ps.graph, ["/job:ps"])
     print(f"{task.name} serving on {task.address} until the {task.num_workers} workers are done", file=out, flush=True)
-    done, last_step, since = set(), None, time.monotonic()
+    done, last_progress, since = set(), (None, None), time.monotonic()  # (global step, batches sent)
     with stop_requested_by_signals() as stop:
         try:
             while len(done) < task.num_workers and not stop:
@@ -37,16 +39,17 @@ def serve(task, wait_limit, out):
                     print(f"worker {worker} is done ({len(done)} of {task.num_workers})", file=out, flush=True)
                     continue
                 except tf.errors.DeadlineExceededError:
-                    step = last_step
+                    progress = last_progress
                 with contextlib.suppress(tf.errors.DeadlineExceededError):
-                    if sess.run(ps.global_step_ready, options=poll):
-                        step = int(sess.run(ps.global_step, options=poll))
-                if step != last_step:
-                    last_step, since = step, time.monotonic()
+                    if sess.run(ps.ready, options=poll):
+                        step, batches = sess.run(ps.progress, options=poll)
+                        progress = int(step), int(batches.sum())
+                if progress != last_progress:
+                    last_progress, since = progress, time.monotonic()
                 elif time.monotonic() - since > 2 * wait_limit:
                     missing = ", ".join(str(i) for i in range(task.num_workers) if i not in done)
                     raise ClusterFailed(
-                        f"no worker trained for {2 * wait_limit} s (global step {last_step}) and "
+                        f"no worker trained for {2 * wait_limit} s (global step {last_progress[0]}) and "
                         f"not every worker said it was done (missing: {missing}); {task.name} ends"
                     )
         except tf.errors.OpError as e:

@@ -41,19 +41,28 @@ def done_queue(ps_index):
 class PsGraph:
     graph: tf.Graph
     next_done: tf.Tensor  # the index of the next worker that is done
-    global_step: tf.Variable  # the workers' global_step (on ps 0), watched to tell a working cluster from an idle one
-    global_step_ready: tf.Tensor
+    # The workers' global step and their batch counts (both on ps 0), watched to tell a working cluster from an
+    # idle one: a batch count moves when a gradient is sent, the global step only when an update is applied.
+    progress: list
+    ready: tf.Tensor
 
 
 def ps_graph(task):
     graph = tf.Graph()
     with graph.as_default():
         next_done = done_queue(task.index).dequeue()
-        with v1.device("/job:ps/task:0"):  # where worker_graph puts it: the same name there is the same variable
+        with v1.device("/job:ps/task:0"):  # where worker_graph puts them: the same name there is the same variable
             global_step = v1.train.get_or_create_global_step()
-            # Reading it before the chief has initialized it would log a FAILED_PRECONDITION error.
-            ready = v1.is_variable_initialized(global_step)
-    return PsGraph(graph, next_done, global_step, ready)
+            worker_steps = cluster_worker_steps(task.num_workers)
+            # Reading them before the chief has initialized them would log a FAILED_PRECONDITION error.
+            ready = tf.logical_and(v1.is_variable_initialized(global_step), v1.is_variable_initialized(worker_steps))
+    return PsGraph(graph, next_done, [global_step, worker_steps], ready)
+
+
+def cluster_worker_steps(workers):
+    """How many batches each worker has trained on, int64 [workers]; a worker adds 1 as it sends a gradient."""
+    with v1.variable_scope("cluster"):
+        return v1.get_variable("worker_steps", [workers], tf.int64, initializer=v1.zeros_initializer(), trainable=False)
 
 
 @dataclasses.dataclass
@@ -97,10 +106,8 @@ def worker_graph(config, task, replication):
     with graph.as_default(), v1.device(setter):
         # Created first, so the round-robin puts it on ps 0, where the ps tasks look for it.
         global_step = v1.train.get_or_create_global_step()
-        with v1.variable_scope("cluster"):
-            worker_steps = v1.get_variable(
-                "worker_steps", [workers], tf.int64, initializer=v1.zeros_initializer(), trainable=False
-            )
+        with v1.device("/job:ps/task:0"):  # beside the global step, where every ps watches both
+            worker_steps = cluster_worker_steps(workers)
         optimizer = make_optimizer(config)
         if replication.mode == "sync":
             optimizer = v1.train.SyncReplicasOptimizer(
