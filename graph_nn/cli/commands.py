@@ -20,6 +20,7 @@ from graph_nn.core.errors import GraphNNError
 from graph_nn.core.run_dir import RunDir, new_run_dir, newest_run
 from graph_nn.data.batches import schedule_for
 from graph_nn.data.dataset import load_dataset, record_files  # numpy, not TensorFlow
+from graph_nn.data.digit_images import prepare_files
 from graph_nn.distributed import launcher, spec
 from graph_nn.experiments import sweep
 
@@ -260,11 +261,16 @@ def predict_flags(parser):
 
 
 def command_predict(args):
-    from graph_nn.reports.predict import predict_files
-
     run_dir = args.run or newest_run(args.logdir)
     config_module.check_weights(run_dir, args.weights)
-    predictions = predict_files(run_dir, args.images, args.checkpoint, args.weights)
+    prepared = prepare_files(args.images)  # before TensorFlow is imported, which no unreadable file needs
+    if all(error for _, _, error in prepared):
+        for _, _, error in prepared:
+            print(f"graph-nn: error: {error}", file=sys.stderr)
+        return GraphNNError.exit_code
+    from graph_nn.reports.predict import predict_prepared
+
+    predictions = predict_prepared(run_dir, prepared, args.checkpoint, args.weights)
     for prediction in predictions:
         if prediction.error:
             print(f"graph-nn: error: {prediction.error}", file=sys.stderr)
