@@ -81,7 +81,7 @@ def test_scans_are_read_right_but_a_plain_resize_is_not(short_run, scans):
 @pytest.mark.parametrize(
     "content,message",
     [
-        (b"", "not an image file Pillow can read"),
+        (b"", r"file.png: an empty file \(0 bytes\), not an image."),
         (b"just some notes\n", "not an image file Pillow can read"),
         (None, "no such file"),
     ],
@@ -123,7 +123,7 @@ def test_predict_command_prints_each_file_and_fails_on_bad_ones(short_run, scans
     lines = result.stdout.splitlines()
     assert [line.split(":")[0] for line in lines] == [str(png), str(jpeg)]
     assert lines[0].startswith(f"{png}: 7 (p=") and lines[1].startswith(f"{jpeg}: 2 (p=")
-    assert result.stderr.count("graph-nn: error:") == 1 and "empty.png: not an image file" in result.stderr
+    assert result.stderr.count("graph-nn: error:") == 1 and "empty.png: an empty file (0 bytes)" in result.stderr
     assert "Traceback" not in result.stderr
 
 

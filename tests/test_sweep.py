@@ -89,7 +89,12 @@ def swept(tmp_path_factory):
 def test_ctrl_c_stops_every_run_of_a_sweep_and_says_how_to_continue(swept):
     sweep_dir, (code, stdout, stderr, statuses, meanwhile), *_ = swept
     assert meanwhile.returncode == 2
-    assert meanwhile.stderr == f"graph-nn: error: {sweep_dir} is being swept by another process right now.\n"
+    # The sentence names the sweeping process: its PID and command line (abbreviated).
+    assert re.fullmatch(
+        rf"graph-nn: error: {re.escape(str(sweep_dir))} is being swept by another process right now "
+        r"\(PID \d+: python run\.py sweep --model mlp64 .*\)\.\n",
+        meanwhile.stderr,
+    ), meanwhile.stderr
     assert code == 130, stderr
     assert stderr.strip().splitlines()[-1] == (
         f"graph-nn: error: sweep stopped by SIGINT, its runs at their "

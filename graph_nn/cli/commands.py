@@ -17,9 +17,10 @@ from graph_nn.cli.startup import enable_xla_on_cpu
 from graph_nn.core import config as config_module
 from graph_nn.core.config import CONTROL_FLOWS, MODELS, RECIPES
 from graph_nn.core.errors import GraphNNError
-from graph_nn.core.run_dir import RunDir, new_run_dir, newest_run
+from graph_nn.core.run_dir import RunDir, check_not_held, exclusive, new_run_dir, newest_run
 from graph_nn.data.batches import schedule_for
 from graph_nn.data.dataset import load_dataset, record_files  # numpy, not TensorFlow
+from graph_nn.data.digit_images import prepare_files
 from graph_nn.distributed import launcher, spec
 from graph_nn.experiments import sweep
 
@@ -83,12 +84,15 @@ def command_train(args):
         schedule_for(config, dataset)  # the data's own checks
     if config.xla:
         enable_xla_on_cpu()
-    from graph_nn.training import runs
+    if not args.resume:
+        from graph_nn.training import runs
 
-    if args.resume:
-        runs.resume(args.resume, dataset)
-    else:
         runs.train(config, dataset, logdir=args.logdir)
+        return 0
+    with exclusive(args.resume):  # a resume typed twice is refused before TensorFlow is imported
+        from graph_nn.training import runs
+
+        runs.resume(args.resume, dataset)
     return 0
 
 
@@ -128,6 +132,8 @@ def command_task(args, task):
         RunDir(run_dir).path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise GraphNNError(f"--run-dir {run_dir}: cannot make the directory ({e.strerror or e}).") from None
+    if task.is_chief:
+        check_not_held(run_dir)  # a second chief, before its server starts; the chief takes the lock itself
     from graph_nn.distributed.tasks import run_task
 
     run_task(task, config, dataset, run_dir, replication, args.wait_limit)
@@ -145,6 +151,7 @@ def cluster_resume_flag(parser):
 def command_cluster(args):
     if args.resume:
         config = resumed_config(args.resume, args)
+        check_not_held(args.resume)  # before any task starts: the chief it starts takes the lock
         num_ps, num_workers, replication = spec.resumed_cluster(
             args.resume, args.workers, args.ps, args.backup_workers, args.asynchronous
         )
@@ -230,12 +237,20 @@ def run_flags(parser):
 
 
 def command_evaluate(args):
-    from graph_nn.reports.evaluate import evaluation_report
-
     config_module.check_weights(args.run, args.weights)
-    show(evaluation_report(args.run, load_dataset(args.data_dir), which=args.checkpoint, weights=args.weights))
+    dataset = load_dataset(args.data_dir)
+    with exclusive(written_run(args.run), "evaluated"):  # its pictures and TensorBoard files
+        from graph_nn.reports.evaluate import evaluation_report
+
+        show(evaluation_report(args.run, dataset, which=args.checkpoint, weights=args.weights))
     print(f"Pictures saved in {args.run}")
     return 0
+
+
+def written_run(run_dir):
+    """run_dir, checked to be a run before a command that writes into it takes its lock."""
+    config_module.load_config(run_dir)
+    return run_dir
 
 
 def summary_flags(parser):
@@ -260,11 +275,16 @@ def predict_flags(parser):
 
 
 def command_predict(args):
-    from graph_nn.reports.predict import predict_files
-
     run_dir = args.run or newest_run(args.logdir)
     config_module.check_weights(run_dir, args.weights)
-    predictions = predict_files(run_dir, args.images, args.checkpoint, args.weights)
+    prepared = prepare_files(args.images)  # before TensorFlow is imported, which no unreadable file needs
+    if all(error for _, _, error in prepared):
+        for _, _, error in prepared:
+            print(f"graph-nn: error: {error}", file=sys.stderr)
+        return GraphNNError.exit_code
+    from graph_nn.reports.predict import predict_prepared
+
+    predictions = predict_prepared(run_dir, prepared, args.checkpoint, args.weights)
     for prediction in predictions:
         if prediction.error:
             print(f"graph-nn: error: {prediction.error}", file=sys.stderr)
@@ -411,10 +431,11 @@ def command_inspect(args):
 
 
 def command_export(args):
-    from graph_nn.reports.export import check_export, export_run
-
     config_module.check_weights(args.run, args.weights)
-    print(export_run(args.run, args.checkpoint, args.weights))
+    with exclusive(written_run(args.run), "exported"):
+        from graph_nn.reports.export import check_export, export_run
+
+        print(export_run(args.run, args.checkpoint, args.weights))
     print(check_export(args.run, load_dataset(args.data_dir), args.checkpoint, args.weights))
     return 0
 

@@ -30,6 +30,12 @@ class WriteFailed(GraphNNError):
     the earlier checkpoints among them, is kept, so a run can go on from there once the disk takes writes again."""
 
 
+def abbreviated(text, limit=80):
+    """text as a sentence may quote it: its start and its length when it is longer than limit."""
+    text = str(text)
+    return text if len(text) <= limit else f"{text[: limit - 30]}... ({len(text):,} characters)"
+
+
 def write_cause(error, directory):
     """Why writing into directory failed, in the operating system's words: an OSError's own, those found in a
     TensorFlow error's message, else a full disk seen on the directory's file system, else the message's first

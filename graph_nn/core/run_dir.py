@@ -5,7 +5,7 @@
         cluster.json                a cluster's run only: its hosts, sync or async, how many workers
         data_source.txt             where the training data came from: a resume must train on the same
         classes.txt                 the names of the classes, one per line in label order
-        .lock                       held by the process that trains the run
+        .lock                       flock-ed by the process that writes the run; holds its PID and command line
         checkpoints/                model.ckpt-STEP (the last five) and TensorFlow's `checkpoint` state file;
                                     best.* the checkpoint of the lowest validation loss, apart from the rolling ones
         train/, validation/         event files: scalars, histograms, the graph, traced steps' RunMetadata
@@ -29,9 +29,10 @@ import itertools
 import json
 import os
 import pathlib
+import sys
 import time
 
-from graph_nn.core.errors import GraphNNError, WriteFailed, write_cause
+from graph_nn.core.errors import GraphNNError, WriteFailed, abbreviated, write_cause
 
 try:
     import fcntl
@@ -172,14 +173,53 @@ def newest_run(logdir):
     return RunDir(max(states, key=lambda state: state.stat().st_mtime).parent.parent)
 
 
+# The run and sweep directories this process holds: exclusive() again on one of them (the end-of-run report inside
+# a training, a resume the command line locked before TensorFlow was imported) holds it already.
+HELD = set()
+HOLDER_BYTES = 4096  # read of a lock file, whatever was written into it
+
+
+def holder(lock_path):
+    """(PID, activity, command line) of the process that holds the lock, as it wrote them into the file, or None
+    when the file holds none or names a process that has gone: flock says whether the lock is held, the file only
+    whom to name."""
+    try:
+        with open(lock_path, "rb") as f:
+            pid, activity, command = (f.read(HOLDER_BYTES).decode(errors="replace").split("\n") + ["", ""])[:3]
+        pid = int(pid)
+        if pid <= 0:
+            return None
+        os.kill(pid, 0)
+    except PermissionError:  # another user's process: it exists
+        pass
+    except (OSError, ValueError):  # no file, nothing or garbage in it, or a process that has ended since
+        return None
+    return pid, activity, command
+
+
+def command_line():
+    """How this process was started, as a user types it (python run.py ...), abbreviated."""
+    argv = sys.argv or [""]
+    program = "python run.py" if os.path.basename(argv[0]) == "run.py" else os.path.basename(argv[0]) or "python"
+    return abbreviated(" ".join([program, *argv[1:]]), 200)
+
+
 @contextlib.contextmanager
 def exclusive(directory, activity="trained"):
-    """Holds a run (or sweep) directory for one process; a second one (a resume typed twice) is refused.
+    """Holds a run (or sweep) directory for one process; a second one (a resume typed twice, a second chief) is
+    refused in a sentence naming the first: its PID, what it does and its command line, written into the lock file
+    once the lock is taken.
 
-    flock is released by the kernel however the process ends, SIGKILL included.
+    flock is released by the kernel however the process ends, SIGKILL included; the PID a killed process leaves
+    in the file names nobody (holder() checks that the process exists) and the next process writes its own.
     """
+    key = os.path.realpath(directory)
+    if key in HELD:
+        yield
+        return
+    path = RunDir(directory).lock
     try:
-        lock = RunDir(directory).lock.open("a")
+        lock = path.open("ab")
     except OSError as e:
         raise GraphNNError(f"{directory}: cannot write in the directory ({e.strerror or e}).") from None
     with lock:
@@ -187,5 +227,24 @@ def exclusive(directory, activity="trained"):
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise GraphNNError(f"{directory} is being {activity} by another process right now.") from None
-        yield
+                other = holder(path)
+                who = f" (PID {other[0]}: {other[2]})" if other else ""
+                raise GraphNNError(
+                    f"{directory} is being {other[1] if other else activity} by another process right now{who}."
+                ) from None
+        with contextlib.suppress(OSError):  # the PID is only for the message: a full disk must not stop the run
+            os.ftruncate(lock.fileno(), 0)
+            os.write(lock.fileno(), f"{os.getpid()}\n{activity}\n{command_line()}\n".encode())
+        HELD.add(key)
+        try:
+            yield
+        finally:
+            HELD.discard(key)
+            with contextlib.suppress(OSError):
+                os.ftruncate(lock.fileno(), 0)  # still under the lock: no other process has written its PID yet
+
+
+def check_not_held(directory, activity="trained"):
+    """exclusive()'s refusal at once, before a launcher starts the processes of which one takes the lock."""
+    with exclusive(directory, activity):
+        pass

@@ -107,7 +107,14 @@ def verify_checksum(path, checksums):
     expected = checksums.get(path.name)
     if expected is None:
         return
-    actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):  # a file of any size, a megabyte at a time
+                digest.update(block)
+    except OSError as e:
+        raise GraphNNError(f"{path}: cannot be read ({e.strerror or e}).") from None
+    actual = digest.hexdigest()
     if actual != expected:
         raise GraphNNError(f"{path}: SHA-256 checksum mismatch (expected {expected[:12]}..., got {actual[:12]}...).")
 

@@ -7,6 +7,8 @@ MNIST sees nothing it knows. prepare() goes: grayscale -> polarity to light-on-d
 crop to the ink -> fit 20x20 -> centre of mass at (14, 14) of 28x28 -> floats in [0, 1], as data.py gives them.
 """
 
+import os
+
 import numpy as np
 
 from graph_nn.core.errors import GraphNNError
@@ -19,6 +21,35 @@ INK_THRESHOLD = 0.3  # of the ink's full strength: fainter pixels are paper text
 FIT_PIXELS = 2_500  # at most this many pixels, evenly spread, fit the paper's level
 PAPER_FIT_ROUNDS = 4  # fits of the paper's level, each without the ink the one before found
 MIN_GRAIN = 0.01  # a floor for the paper's spread: a flat synthetic background has none
+# The largest image read, checked on the size its header gives before a pixel is decoded: a 50-megapixel photo
+# takes ~0.8 GB on its way to 28x28 (measured: 16 bytes a pixel); Pillow's own limit would let 179 megapixels in.
+MAX_PIXELS = 50_000_000
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # 16-bit grey, which Image.convert("L") would clip
+
+
+def open_image(path):
+    """Pillow's image of the file, its header read and nothing decoded yet; refused when it is empty, larger than
+    MAX_PIXELS or animated (which of its frames is the digit?)."""
+    from PIL import Image
+
+    if os.path.getsize(path) == 0:
+        raise GraphNNError(f"{path}: an empty file (0 bytes), not an image.")
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # the limit here is MAX_PIXELS, checked below
+    try:
+        image = Image.open(path)
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        image.close()
+        raise GraphNNError(
+            f"{path}: a {width}x{height} image, more than the {MAX_PIXELS:,} pixels predict reads; scale it down first."
+        )
+    if getattr(image, "is_animated", False):
+        frames = image.n_frames
+        image.close()
+        raise GraphNNError(f"{path}: an animated image of {frames} frames; save the frame with the digit alone.")
+    return image
 
 
 def load_grayscale(path):
@@ -26,13 +57,17 @@ def load_grayscale(path):
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             image.load()
-            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+            if image.mode in SIXTEEN_BIT_MODES:
+                gray = np.clip(np.asarray(image.convert("I"), dtype=np.float32) / 65535, 0, 1)
+            elif image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
                 image = image.convert("RGBA")
                 background = Image.new("RGBA", image.size, "white")
                 image = Image.alpha_composite(background, image)
-            gray = np.asarray(image.convert("L"), dtype=np.float32) / 255
+                gray = np.asarray(image.convert("L"), dtype=np.float32) / 255
+            else:
+                gray = np.asarray(image.convert("L"), dtype=np.float32) / 255
     except FileNotFoundError:
         raise GraphNNError(f"{path}: no such file.") from None
     except IsADirectoryError:
@@ -124,3 +159,15 @@ def prepare(path):
     digit = fit_box(crop_to_ink(ink_strength(load_grayscale(path), path)))
     digit = digit / digit.max()
     return place_by_centre_of_mass(digit).reshape(IMAGE_SIZE * IMAGE_SIZE)
+
+
+def prepare_files(paths):
+    """(path, its digit or None, the sentence saying why it cannot be read or None) for each path, in order: one
+    file that cannot be read does not stop the others."""
+    prepared = []
+    for path in paths:
+        try:
+            prepared.append((str(path), prepare(path), None))
+        except GraphNNError as e:
+            prepared.append((str(path), None, str(e)))
+    return prepared

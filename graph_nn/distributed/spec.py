@@ -15,12 +15,12 @@ import re
 import socket
 import time
 
-from graph_nn.core.errors import GraphNNError
+from graph_nn.core.errors import GraphNNError, abbreviated
 from graph_nn.core.run_dir import RunDir
 from graph_nn.data.batches import schedule_for
 
 JOBS = ("ps", "worker")
-HOST_PORT = re.compile(r"(?P<host>[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]):(?P<port>\d+)")
+HOST_PORT = re.compile(r"(?P<host>[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]):(?P<port>\d{1,5})")  # no int() of 5,000 digits
 LOOPBACK = "127.0.0.1"
 
 
@@ -147,7 +147,9 @@ def parse_hosts(flag, text):
     for host in hosts:
         match = HOST_PORT.fullmatch(host)
         if not match or not 0 < int(match.group("port")) < 65536:
-            raise GraphNNError(f"{flag} '{text}': '{host}' is not HOST:PORT (a port from 1 to 65535).")
+            raise GraphNNError(
+                f"{flag} '{abbreviated(text)}': '{abbreviated(host)}' is not HOST:PORT (a port from 1 to 65535)."
+            )
     return hosts
 
 
@@ -156,15 +158,20 @@ def check_jobs(jobs, source):
     for job in JOBS:
         if not jobs.get(job):
             raise GraphNNError(f"no {job} task in {source}; a cluster needs at least one ps and one worker.")
-    addresses = [address for job in JOBS for address in jobs[job]]
-    for address in addresses:
-        if addresses.count(address) > 1:
-            raise GraphNNError(f"{address} is given to two tasks in {source}; every task needs its own HOST:PORT.")
+    seen = set()
+    for address in (address for job in JOBS for address in jobs[job]):
+        if address in seen:
+            raise GraphNNError(
+                f"{abbreviated(address)} is given to two tasks in {source}; every task needs its own HOST:PORT."
+            )
+        seen.add(address)
 
 
 def check_task(jobs, job, index, source):
     if job not in JOBS:
-        raise GraphNNError(f"{source}: unknown job name '{job}'; choose ps or worker (worker 0 is the chief).")
+        raise GraphNNError(
+            f"{source}: unknown job name '{abbreviated(job)}'; choose ps or worker (worker 0 is the chief)."
+        )
     if not 0 <= index < len(jobs[job]):
         raise GraphNNError(
             f"{source}: task index {index} is outside the {len(jobs[job])} {job} "
@@ -192,6 +199,8 @@ def task_from_tf_config(text):
         value = json.loads(text)
     except ValueError as e:
         raise GraphNNError(f"TF_CONFIG is not valid JSON ({e}).") from None
+    except RecursionError:
+        raise GraphNNError("TF_CONFIG is not a cluster's description (JSON nested thousands of levels deep).") from None
     if (
         not isinstance(value, dict)
         or not isinstance(value.get("cluster"), dict)
@@ -202,7 +211,7 @@ def task_from_tf_config(text):
     for job, hosts in cluster.items():
         if job not in JOBS:
             raise GraphNNError(
-                f"TF_CONFIG's cluster has a '{job}' job; this program runs ps and worker jobs "
+                f"TF_CONFIG's cluster has a '{abbreviated(job)}' job; this program runs ps and worker jobs "
                 f"only (worker 0 is the chief)."
             )
         if not isinstance(hosts, list) or not all(isinstance(host, str) for host in hosts):
@@ -215,7 +224,9 @@ def task_from_tf_config(text):
     if not isinstance(job, str) or not isinstance(index, int) or isinstance(index, bool):
         raise GraphNNError('TF_CONFIG\'s task must be {"type": "ps" or "worker", "index": N}.')
     if value.get("rpc_layer", "grpc") != "grpc":
-        raise GraphNNError(f"TF_CONFIG's rpc_layer '{value['rpc_layer']}' is not one this program runs (grpc).")
+        raise GraphNNError(
+            f"TF_CONFIG's rpc_layer '{abbreviated(value['rpc_layer'])}' is not one this program runs (grpc)."
+        )
     check_task(jobs, job, index, "TF_CONFIG")
     return ClusterTask(jobs, job, index)
 

@@ -4,9 +4,8 @@ import dataclasses
 
 import numpy as np
 
-from graph_nn.core.errors import GraphNNError
 from graph_nn.data.dataset import DIGITS
-from graph_nn.data.digit_images import prepare
+from graph_nn.data.digit_images import prepare_files
 from graph_nn.graph import batched
 from graph_nn.reports.evaluate import restored_session, run_classes
 
@@ -32,14 +31,14 @@ class Prediction:
 def predict_files(run_dir, paths, which=None, weights="raw"):
     """One Prediction per path, in order, by the run's final (or "best" or "latest") checkpoint; a file that
     cannot be read gets its error and the others go on."""
-    predictions, images = [], []
+    return predict_prepared(run_dir, prepare_files(paths), which, weights)
+
+
+def predict_prepared(run_dir, prepared, which=None, weights="raw"):
+    """predict_files of digit_images.prepare_files' (path, digit, error) triples."""
     classes = run_classes(run_dir)
-    for path in paths:
-        try:
-            images.append(prepare(path))
-            predictions.append(Prediction(str(path), classes=classes))
-        except GraphNNError as e:
-            predictions.append(Prediction(str(path), error=str(e)))
+    predictions = [Prediction(path, error=error, classes=classes) for path, _, error in prepared]
+    images = [digit for _, digit, error in prepared if error is None]
     if images:
         with restored_session(run_dir, which, weights) as (sess, model, _):
             probabilities = iter(batched.probabilities(sess, model, np.stack(images)))

@@ -17,7 +17,7 @@ import sys
 
 from graph_nn.core.config import TrainConfig, load_config
 from graph_nn.core.errors import GraphNNError, Interrupted, TrainingDiverged, WriteFailed
-from graph_nn.core.run_dir import DIVERGED, STOPPED, RunDir, new_run_dir
+from graph_nn.core.run_dir import DIVERGED, STOPPED, RunDir, exclusive, new_run_dir
 from graph_nn.data.batches import schedule_for
 from graph_nn.data.dataset import Dataset
 from graph_nn.graph.layer_table import format_summary
@@ -35,13 +35,14 @@ def train(config: TrainConfig, dataset: Dataset, logdir="logs", out=None, report
     # A batch or a validation split larger than the training set is refused before a directory is made.
     schedule_for(config, dataset)
     run_dir = new_run_dir(logdir, config.model)
-    with nan_hunt.on_divergence(config, dataset, run_dir, out), instrumented(config, run_dir):
-        trainer = Trainer(config, dataset, out)
-        print(format_summary(trainer.model, config.model), file=out)
-        print(describe(config, trainer), file=out, flush=True)
-        result = run_and_record(trainer, run_dir)
-    if report:
-        finish(result, dataset, logdir, out)
+    with exclusive(run_dir):  # to the end of its report: an evaluate or export typed meanwhile is refused
+        with nan_hunt.on_divergence(config, dataset, run_dir, out), instrumented(config, run_dir):
+            trainer = Trainer(config, dataset, out)
+            print(format_summary(trainer.model, config.model), file=out)
+            print(describe(config, trainer), file=out, flush=True)
+            result = run_and_record(trainer, run_dir)
+        if report:
+            finish(result, dataset, logdir, out)
     return result
 
 
@@ -59,9 +60,10 @@ def resume(run_dir, dataset: Dataset, out=None) -> TrainingResult:
         file=out,
         flush=True,
     )
-    with nan_hunt.on_divergence(config, dataset, run_dir, out), instrumented(config, run_dir):
-        result = run_and_record(Trainer(config, dataset, out), run_dir, resume=True)
-    finish(result, dataset, RunDir(run_dir).path.parent, out)
+    with exclusive(run_dir):
+        with nan_hunt.on_divergence(config, dataset, run_dir, out), instrumented(config, run_dir):
+            result = run_and_record(Trainer(config, dataset, out), run_dir, resume=True)
+        finish(result, dataset, RunDir(run_dir).path.parent, out)
     return result
 
 
