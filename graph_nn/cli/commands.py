@@ -230,9 +230,9 @@ def run_flags(parser):
 
 
 def command_evaluate(args):
+    config_module.check_weights(args.run, args.weights)
     from graph_nn.reports.evaluate import evaluation_report
 
-    config_module.check_weights(args.run, args.weights)
     show(evaluation_report(args.run, load_dataset(args.data_dir), which=args.checkpoint, weights=args.weights))
     print(f"Pictures saved in {args.run}")
     return 0
@@ -260,10 +260,10 @@ def predict_flags(parser):
 
 
 def command_predict(args):
-    from graph_nn.reports.predict import predict_files
-
     run_dir = args.run or newest_run(args.logdir)
     config_module.check_weights(run_dir, args.weights)
+    from graph_nn.reports.predict import predict_files
+
     predictions = predict_files(run_dir, args.images, args.checkpoint, args.weights)
     for prediction in predictions:
         if prediction.error:
@@ -411,9 +411,9 @@ def command_inspect(args):
 
 
 def command_export(args):
+    config_module.check_weights(args.run, args.weights)
     from graph_nn.reports.export import check_export, export_run
 
-    config_module.check_weights(args.run, args.weights)
     print(export_run(args.run, args.checkpoint, args.weights))
     print(check_export(args.run, load_dataset(args.data_dir), args.checkpoint, args.weights))
     return 0

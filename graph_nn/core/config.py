@@ -410,8 +410,9 @@ def load_config(run_dir):
 
 
 def check_weights(run_dir, weights):
-    """--weights ema asks for moving averages that only a run trained with --ema has."""
-    if weights == "ema" and load_config(run_dir).ema is None:
+    """The run's config.json read and checked, before TensorFlow is imported; --weights ema asks for moving
+    averages that only a run trained with --ema has."""
+    if load_config(run_dir).ema is None and weights == "ema":
         raise GraphNNError(f"{run_dir} was trained without --ema, so it has no moving averages; use --weights raw.")
 
 
