@@ -2,6 +2,8 @@
 
 import dataclasses
 import json
+import types
+import typing
 
 from graph_nn.core.errors import GraphNNError
 from graph_nn.core.run_dir import RunDir
@@ -64,11 +66,11 @@ class TrainConfig:
     histogram_every: int = 200  # steps between histogram summaries
     variable_summaries: bool = False  # each weight's mean, stddev, min and max scalars, at the histogram steps
     checkpoint_every: int | None = None  # steps between extra checkpoints
-    trace_steps: tuple = ()  # global steps whose training sess.run is fully traced (RunMetadata)
-    profile_steps: tuple = ()  # (first, last): the global steps tf.profiler records, for the Profile tab
+    trace_steps: tuple[int, ...] = ()  # global steps whose training sess.run is fully traced (RunMetadata)
+    profile_steps: tuple[int, ...] = ()  # (first, last): the global steps tf.profiler records, for the Profile tab
     debug_dump: bool = False  # a Debugger V2 dump of the training graph's executions
     steps_per_run: int = 1  # training steps per Session.run; above 1 a while_loop runs them inside the graph
-    rewrites_off: tuple = ()  # Grappler passes switched off in the training session (GRAPPLER_PASSES)
+    rewrites_off: tuple[str, ...] = ()  # Grappler passes switched off in the training session (GRAPPLER_PASSES)
     xla: bool = False  # XLA auto-clustering of the training session
     # The TF1 idioms (graph_nn/graph/model.py); their defaults build the graph of a run from before them.
     dropout: float = 0.0  # the rate dropped from the hidden layers' outputs (the CNN's dense input) in training
@@ -78,8 +80,8 @@ class TrainConfig:
     lr_schedule: str = "constant"  # LR_SCHEDULES: the learning rate as a function of the global step
     decay_steps: int | None = None  # exponential, cosine, polynomial: the steps of one decay (of the whole decay)
     decay_rate: float | None = None  # exponential: the factor per decay_steps
-    boundaries: tuple = ()  # piecewise: the global steps where the rate changes
-    values: tuple = ()  # piecewise: the rates, one more than the boundaries
+    boundaries: tuple[int, ...] = ()  # piecewise: the global steps where the rate changes
+    values: tuple[float, ...] = ()  # piecewise: the rates, one more than the boundaries
     end_lr: float | None = None  # cosine, polynomial: the rate at decay_steps and after (default 0)
     staircase: bool = False  # exponential: decay at whole multiples of decay_steps only
     input: str = "feed"  # INPUTS: feed_dict, or a pipeline in the graph drawing the same batches
@@ -112,9 +114,61 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, text):
+        """The TrainConfig of a config.json; ValueError when the text is no JSON object of TrainConfig's fields,
+        each of its type (a file edited by hand), and ForeignConfig when it lacks keys every graph_nn has written
+        or holds keys none has (another tool's file, or a newer graph_nn's): it is never half-read."""
         values = json.loads(text)
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        if not isinstance(values, dict):
+            raise ForeignConfig(f"a JSON {type(values).__name__}, not an object of TrainConfig's fields")
+        fields = {f.name: f.type for f in dataclasses.fields(cls)}
+        missing = [key for key in FIRST_KEYS if key not in values]
+        unknown = [key for key in values if key not in fields]
+        if missing:
+            raise ForeignConfig(f"no {few(missing)}: keys every graph_nn run has")
+        if unknown:
+            raise ForeignConfig(f"{few(unknown)}: unknown to this graph_nn")
+        for key, value in values.items():
+            if not fits(value, fields[key]):
+                raise ValueError(f"{key} is {json.dumps(value)}, where graph_nn writes {kind_name(fields[key])}")
+        return cls(**values)
+
+
+# The keys of graph_nn's first config.json, which every one since has: a config.json without them is not a run's.
+# Fields added since have defaults that rebuild a run made before them.
+FIRST_KEYS = (
+    "model", "init", "optimizer", "semantics", "learning_rate", "momentum", "rho", "beta1", "beta2", "epsilon",
+    "batch_size", "epochs", "steps", "batching", "seed", "eval_every", "print_every", "log_every",
+    "histogram_every", "checkpoint_every", "preset",
+)  # fmt: skip
+JSON_KINDS = {int: "a whole number", float: "a number", str: "a string", bool: "true or false", type(None): "null"}
+
+
+class ForeignConfig(ValueError):
+    """A config.json that is not a graph_nn run's."""
+
+
+def fits(value, kind):
+    """Does a value read from JSON have the type of a TrainConfig field (int, float, str, bool, tuple[X, ...],
+    X | None)?  A whole number fits a float field; true and false are no numbers."""
+    if isinstance(kind, types.UnionType):
+        return any(fits(value, k) for k in typing.get_args(kind))
+    if typing.get_origin(kind) is tuple:
+        return isinstance(value, list) and all(fits(item, typing.get_args(kind)[0]) for item in value)
+    if kind in (int, float) and isinstance(value, bool):
+        return False
+    return isinstance(value, (int, float) if kind is float else kind)
+
+
+def few(names):
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+def kind_name(kind):
+    if isinstance(kind, types.UnionType):
+        return " or ".join(map(kind_name, typing.get_args(kind)))
+    if typing.get_origin(kind) is tuple:
+        return f"a list of {kind_name(typing.get_args(kind)[0]).removeprefix('a ')}s"
+    return JSON_KINDS[kind]
 
 
 PRESETS = {
@@ -338,18 +392,27 @@ def save_config(config, run_dir):
 
 
 def load_config(run_dir):
+    """The run's TrainConfig, from its config.json, checked as the flags that made it were."""
     path = RunDir(run_dir).config
     if not path.is_file():
         raise GraphNNError(f"{run_dir}: not a graph_nn run directory (no config.json).")
     try:
-        return TrainConfig.from_json(path.read_text())
-    except (ValueError, TypeError) as e:
+        config = TrainConfig.from_json(path.read_text())
+    except ForeignConfig as e:
+        raise GraphNNError(f"{path}: not a graph_nn run configuration ({e}).") from None
+    except (OSError, ValueError) as e:
         raise GraphNNError(f"{path}: unreadable run configuration ({e}).") from None
+    try:
+        validate(config)
+    except GraphNNError as e:
+        raise GraphNNError(f"{path}: {e}") from None
+    return config
 
 
 def check_weights(run_dir, weights):
-    """--weights ema asks for moving averages that only a run trained with --ema has."""
-    if weights == "ema" and load_config(run_dir).ema is None:
+    """The run's config.json read and checked, before TensorFlow is imported; --weights ema asks for moving
+    averages that only a run trained with --ema has."""
+    if load_config(run_dir).ema is None and weights == "ema":
         raise GraphNNError(f"{run_dir} was trained without --ema, so it has no moving averages; use --weights raw.")
 
 
@@ -359,7 +422,6 @@ def resumed_config(run_dir, given):
     if not RunDir(run_dir).path.is_dir():
         raise GraphNNError(f"--resume {run_dir}: no such run directory.")
     config = load_config(run_dir)
-    validate(config)
     for name, value in given.items():
         saved = getattr(config, name)
         if value is not None and value != saved:

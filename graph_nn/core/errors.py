@@ -3,6 +3,7 @@
 import contextlib
 import errno
 import os
+import sys
 
 # Why a write fails where a user can do something about it, as the operating system words it: TensorFlow's own
 # messages carry these words deep inside (a checkpoint's first line is only "Graph execution error:").
@@ -13,6 +14,17 @@ class GraphNNError(Exception):
     """A problem the user can fix: a bad path, a corrupt file, a bad flag, a diverging run."""
 
     exit_code = 2
+
+
+WARNED = set()
+
+
+def warn(message):
+    """A damaged file worked around (an earlier checkpoint restored in its place), said in one line on stderr, once
+    per process however often the file is read."""
+    if message not in WARNED:
+        WARNED.add(message)
+        print(f"graph-nn: warning: {message}", file=sys.stderr, flush=True)
 
 
 class TrainingDiverged(GraphNNError):

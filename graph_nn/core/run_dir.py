@@ -122,11 +122,17 @@ class RunDir(os.PathLike):
         return sorted(self.path.glob("events.out.tfevents.*"))
 
     def read_result(self):
-        """result.json as a dict, or None while the run has not ended (or was killed)."""
+        """result.json as a dict, or None while the run has not ended (or was killed); one that is damaged or
+        edited out of shape is named in one sentence, not taken for a run that never ended."""
         try:
-            return json.loads(self.result.read_text())
-        except (OSError, ValueError):
+            result = json.loads(self.result.read_text())
+        except FileNotFoundError:
             return None
+        except (OSError, ValueError) as e:
+            raise GraphNNError(f"{self.result}: unreadable run result ({e}).") from None
+        if not isinstance(result, dict) or result.get("status") not in STATUSES:
+            raise GraphNNError(f"{self.result}: unreadable run result (no status among {', '.join(STATUSES)}).")
+        return result
 
 
 def write_atomically(path, content):

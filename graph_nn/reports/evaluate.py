@@ -23,20 +23,20 @@ v1 = tf.compat.v1
 @contextlib.contextmanager
 def restored_session(run_dir, which=None, weights="raw"):
     """(session, inference graph, config) with the run's "best" or "latest" checkpoint restored; by default its
-    final one (config.final_checkpoint: the best with early stopping, else the latest).
+    final one (config.final_checkpoint: the best with early stopping, else the latest).  A latest checkpoint that
+    is damaged gives way to the newest one before it that restores (graph/checkpoints.py says which).
 
     The graph has no gradients and no optimizer: the Saver restores the weights alone from the checkpoint, or
     with weights="ema" their moving averages into them, as cifar10_eval.py did through variables_to_restore().
     """
     check_weights(run_dir, weights)
     config = load_config(run_dir)
-    checkpoint = checkpoints.find(run_dir, which or config.final_checkpoint)
     model = build_inference_graph(config)
     with model.graph.as_default():
         averages = v1.train.ExponentialMovingAverage(config.ema) if weights == "ema" else None
         saver = v1.train.Saver(averages.variables_to_restore() if averages else None)
     with v1.Session(graph=model.graph, config=session_config()) as sess:
-        checkpoints.restore(saver, sess, checkpoint)
+        checkpoints.restore_final(saver, sess, run_dir, which or config.final_checkpoint)
         yield sess, model, config
 
 

@@ -342,10 +342,13 @@ class Trainer:
             ) from None
 
     def restore(self, sess):
-        """Weights, optimizer slots, global step and loop state from the latest checkpoint; returns the step."""
-        checkpoints.restore(self.saver, sess, checkpoints.latest(self.run_dir))
-        # So that max_to_keep goes on deleting the oldest checkpoints, those of the earlier sessions included.
-        self.saver.recover_last_checkpoints(checkpoints.all_kept(self.run_dir))
+        """Weights, optimizer slots, global step and loop state from the latest checkpoint (or, when it is damaged,
+        the newest good one before it: the loop state is inside each, so the run goes on consistently from its
+        step); returns the step."""
+        restored_and_before = checkpoints.restore_latest(self.saver, sess, self.run_dir)
+        # So that max_to_keep goes on deleting the oldest checkpoints, those of the earlier sessions included; the
+        # damaged ones after the one restored are left out, and overwritten when the run saves their steps again.
+        self.saver.recover_last_checkpoints(restored_and_before[::-1])
         self.loop_state.load(sess)
         self.load_training_data(sess)
         step = int(sess.run(self.model.global_step))
