@@ -43,6 +43,25 @@ IMPORTED_AFTER = textwrap.dedent("""
 """)
 
 
+def refused(*args, env=None, preexec_fn=None):
+    """run.py ARGS refused: its one sentence, after checking exit code 2, no traceback and no TensorFlow."""
+    result = subprocess.run(
+        [sys.executable, "-c", IMPORTED_AFTER, *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        preexec_fn=preexec_fn,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    assert lines.pop() == "exit 2 imported nothing heavy", result.stderr
+    assert len(lines) == 1 and lines[0].startswith("graph-nn: error: "), result.stderr
+    return lines[0].removeprefix("graph-nn: error: ")
+
+
 def run_cli(*args, cwd=None, timeout=300):
     """`python run.py ARGS` in a child process, as a user types it."""
     return subprocess.run(

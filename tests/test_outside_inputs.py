@@ -9,8 +9,6 @@ import os
 import resource
 import shutil
 import struct
-import subprocess
-import sys
 import zlib
 
 import numpy as np
@@ -21,7 +19,7 @@ from graph_nn.core.errors import GraphNNError
 from graph_nn.data.dataset import FILES, SHIPPED_DIR
 from graph_nn.data.digit_images import prepare
 from graph_nn.distributed import spec
-from tests.conftest import IMPORTED_AFTER, ROOT
+from tests.conftest import refused as refused_before_tensorflow
 
 MEMORY_LIMIT = 1 << 30  # address space of the child: the files below claim (or hold) more than this
 
@@ -31,23 +29,8 @@ def limit_memory():
 
 
 def refused(*args, env=None):
-    """run.py ARGS under MEMORY_LIMIT: its one sentence, after checking exit code 2, no traceback and no
-    TensorFlow."""
-    result = subprocess.run(
-        [sys.executable, "-c", IMPORTED_AFTER, *map(str, args)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        preexec_fn=limit_memory,
-    )
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
-    lines = result.stderr.splitlines()
-    assert lines.pop() == "exit 2 imported nothing heavy", result.stderr
-    assert len(lines) == 1 and lines[0].startswith("graph-nn: error: "), result.stderr
-    return lines[0].removeprefix("graph-nn: error: ")
+    """run.py ARGS under MEMORY_LIMIT, refused (conftest.refused)."""
+    return refused_before_tensorflow(*args, env=env, preexec_fn=limit_memory)
 
 
 # ---- predict ---------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from graph_nn.core.run_dir import RunDir
-from tests.conftest import IMPORTED_AFTER, ROOT, run_cli
+from tests.conftest import ROOT, refused, run_cli
 
 PIPE_BYTES = 4096  # the holder's stdout: a step line each step fills it within ~70 steps, where the holder waits
 
@@ -47,19 +47,6 @@ def free_ports(n):
     for s in sockets:
         s.close()
     return ports
-
-
-def refused(*args):
-    """run.py ARGS refused: its one sentence, after checking exit code 2, no traceback and no TensorFlow."""
-    result = subprocess.run(
-        [sys.executable, "-c", IMPORTED_AFTER, *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
-    lines = result.stderr.splitlines()
-    assert lines.pop() == "exit 2 imported nothing heavy", result.stderr
-    assert len(lines) == 1 and lines[0].startswith("graph-nn: error: "), result.stderr
-    return lines[0].removeprefix("graph-nn: error: ")
 
 
 @pytest.fixture
