@@ -692,3 +692,23 @@ def test_every_worker_draws_its_own_batches_a_pure_function_of_seed_worker_and_s
         # numpy's SeedSequence makes nothing of a trailing 0 in the key: worker 0 draws the single process's batches.
         assert (worker_0.batch(step) == single.batch(step)).all()
     assert worker_1.examples(61) == 60000 + 1000
+
+
+def test_a_ps_that_dies_while_the_chief_saves_is_a_lost_task_not_a_full_disk(processes, tmp_path):
+    """A ps killed while the chief's Saver.save reads its variables: the cluster went away, the disk is fine.
+
+    --checkpoint-every 1, and the ps stopped (SIGSTOP) before it is killed, so that the chief is waiting on it in
+    one of the Session.runs of its step or of its save.  In the save's read (one try in fourteen here), the chief
+    used to call the dead ps a disk that could not be written: exit 2, "cannot write the checkpoint"."""
+    ps, workers = hosts(1), hosts(1, first=1)
+    run_dir = tmp_path / "run"
+    flags = [*FLAGS, "--async", "--steps", 100000, "--checkpoint-every", 1, "--run-dir", run_dir]
+    ps_task = processes.start("ps", *task_flags("ps", 0, ps, workers))
+    chief = processes.start("chief", *task_flags("worker", 0, ps, workers), *flags)
+    wait_for_step(chief, 30)
+    ps_task.send_signal(signal.SIGSTOP)
+    time.sleep(0.5)
+    ps_task.send_signal(signal.SIGKILL)
+    assert ended(chief, timeout=60) == 4, output(chief)
+    sentence = rf"^graph-nn: error: ps 0 \({ps}\) went away \(\w+\); the last checkpoint \(step \d+\) is kept in "
+    assert re.search(sentence, output(chief), re.M), output(chief)

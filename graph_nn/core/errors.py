@@ -50,8 +50,8 @@ def abbreviated(text, limit=80):
 
 def write_cause(error, directory):
     """Why writing into directory failed, in the operating system's words: an OSError's own, those found in a
-    TensorFlow error's message, else a full disk seen on the directory's file system, else the message's first
-    line."""
+    TensorFlow error's message, else a full disk seen on the directory's file system, else the reason the
+    message gives."""
     if isinstance(error, OSError) and error.strerror:
         return error.strerror
     text = str(error)
@@ -61,6 +61,8 @@ def write_cause(error, directory):
     with contextlib.suppress(OSError):
         if os.statvfs(directory).f_bavail == 0:
             return os.strerror(errno.ENOSPC)
+    if hasattr(error, "message"):  # a TensorFlow OpError, whose first line is "Graph execution error:"
+        return op_error_reason(error)
     return text.strip().splitlines()[0]
 
 

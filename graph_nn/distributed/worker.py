@@ -84,7 +84,8 @@ class Worker:
             except tf.errors.OpError as e:
                 raise self.recorded(self.noting_checkpoint(lost(task, e)), STOPPED) from None  # the cluster is gone
             except Stalled as e:
-                self.leave(save=True)
+                with contextlib.suppress(tf.errors.OpError):  # a ps gone as well: the stall is the first cause
+                    self.leave(save=True)
                 raise self.recorded(self.noting_checkpoint(e), STOPPED) from None
             except GraphNNError as e:
                 self.leave(save=False)

@@ -37,6 +37,14 @@ from graph_nn.training.cadence import Cadence
 from graph_nn.training.progress import reporter_for
 
 v1 = tf.compat.v1
+# What a Session.run raises when a task it runs on (a cluster's ps) went away or stopped answering: not a write's
+# failure, though it can come from a Saver.save, which reads the variables from the ps.
+TASK_GONE = (
+    tf.errors.UnavailableError,
+    tf.errors.AbortedError,
+    tf.errors.CancelledError,
+    tf.errors.DeadlineExceededError,
+)
 
 
 @dataclasses.dataclass
@@ -450,6 +458,8 @@ class Trainer:
             if self.best.step == step:
                 self.saver.save(sess, str(self.run_dir.best_checkpoint), write_meta_graph=False, write_state=False)
             self.saver.save(sess, str(self.run_dir.checkpoint_prefix), global_step=step)
+        except TASK_GONE:
+            raise  # a cluster's ps, which holds the variables the save reads, went away: the caller says which
         except (tf.errors.OpError, OSError) as e:
             directory = self.run_dir.checkpoints
             raise WriteFailed(
