@@ -8,6 +8,7 @@ import json
 import os
 import pathlib
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -712,3 +713,27 @@ def test_a_ps_that_dies_while_the_chief_saves_is_a_lost_task_not_a_full_disk(pro
     assert ended(chief, timeout=60) == 4, output(chief)
     sentence = rf"^graph-nn: error: ps 0 \({ps}\) went away \(\w+\); the last checkpoint \(step \d+\) is kept in "
     assert re.search(sentence, output(chief), re.M), output(chief)
+
+
+def test_a_closed_output_pipe_stops_the_cluster_as_ctrl_c_does(processes, tmp_path):
+    """`python run.py cluster ... | grep -m1 ...`: the reader that goes away asks the launcher for a stop, which it
+    passes on as Ctrl-C's; the chief saves the step it stopped at and the run is recorded as stopped."""
+    logdir = tmp_path / "logs"
+    cluster = [sys.executable, RUN_PY, "cluster", "--workers", "2", *FLAGS, "--steps", "100000", "--logdir", logdir]
+    pipeline = f"{shlex.join(map(str, cluster))} 2>{tmp_path / 'stderr'} | grep -m1 '^\\[worker 0\\] step 20/'"
+    argv = ["bash", "-c", f"{pipeline}; exit ${{PIPESTATUS[0]}}"]
+    if processes.netns:
+        argv = ["nsenter", f"--net={processes.netns}", "--", *argv]
+    log = tmp_path / "pipeline.log"
+    with open(log, "w") as out:
+        pipeline = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+    pipeline.log = log
+    processes.started.append(pipeline)
+    assert ended(pipeline) == 141, (tmp_path / "stderr").read_text()
+    (run_dir,) = logdir.iterdir()
+    said = (tmp_path / "stderr").read_text().strip().splitlines()
+    resume = f"continue with: python run.py cluster --resume {run_dir}"
+    assert said[-1] == f"graph-nn: error: stopped by the closed output pipe (SIGPIPE); {resume}"
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["status"] == "stopped" and result["step"] >= 20
+    assert checkpoint_steps(run_dir, saved=False)[-1] == result["step"]

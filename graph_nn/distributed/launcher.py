@@ -3,7 +3,8 @@
 Each task is `python -m graph_nn train --job-name JOB --task-index N --ps-hosts ... --worker-hosts ...` on a free
 port of 127.0.0.1, in its own process group; every line it prints comes out here prefixed with its task
 (`[worker 1] ...`).  Ctrl-C (or SIGTERM) is passed on to the workers as SIGINT, so the chief saves a
-checkpoint; a second Ctrl-C kills every task.  Every wait is bounded: once the chief has ended, the other
+checkpoint; a second Ctrl-C kills every task.  A reader of that output that goes away (`... cluster | head`)
+stops the cluster the same way.  Every wait is bounded: once the chief has ended, the other
 workers get WORKER_GRACE_S to end and the parameter servers PS_GRACE_S after the last worker, before they are
 terminated.  A task whose launcher dies gets SIGTERM from the kernel (Linux), so nothing is left running.
 No TensorFlow here.
@@ -16,6 +17,7 @@ import time
 from graph_nn.core.config import command_line
 from graph_nn.core.errors import ClusterFailed, Interrupted
 from graph_nn.core.processes import GRAPH_NN, POLL_S, Child, child_environment, running
+from graph_nn.core.signals import StopRequest
 from graph_nn.distributed.spec import LOOPBACK, free_ports
 
 WORKER_GRACE_S = 60  # the other workers' time to end after the chief has (their steps time out within 5 s)
@@ -49,8 +51,10 @@ def task_commands(jobs, worker_args, ps_args):
 class Cluster:
     """The tasks of one cluster run, each a Child process, started, watched and ended."""
 
-    def __init__(self, commands, out=None, err=None):
-        self.out, self.err = out or sys.stdout, err or sys.stderr
+    def __init__(self, commands, out=None, err=None, stop=None):
+        # A task's line that finds the pipe closed asks for a stop, which the main thread passes on (wait).
+        self.stop = StopRequest() if stop is None else stop  # falsy until a stop is asked for
+        self.out, self.err = self.stop.watching(out or sys.stdout), self.stop.watching(err or sys.stderr)
         self.children = {
             name: Child(
                 name, argv, KILL_GRACE_S, out=self.out, err=self.err, env=task_environment(), die_with_parent=True
@@ -60,14 +64,15 @@ class Cluster:
         self.chief = self.children["worker 0"]
         self.workers = [child for name, child in self.children.items() if name.startswith("worker")]
         self.parameter_servers = [child for name, child in self.children.items() if name.startswith("ps")]
-        self.stop_signal = None
-        self.killing = False
+        self.killing = self.stopping = False
 
     def wait(self):
         """Waits until every task has ended, passing on signals and ending the stragglers."""
         previous = {signum: signal.signal(signum, self.on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
         try:
             while running(self.children.values()):
+                if self.stop and not self.stopping:
+                    self.stop_workers()
                 self.end_stragglers()
                 time.sleep(POLL_S)
         finally:
@@ -77,14 +82,18 @@ class Cluster:
             child.finish_output()
 
     def on_signal(self, signum, frame):
-        if self.stop_signal is None:
-            self.stop_signal = signum
-            for worker in self.workers:
-                worker.send_signal(signal.SIGINT)  # the chief saves a checkpoint, every worker tells the ps it is done
+        if not self.stop:
+            self.stop.signum = signum
+            self.stop_workers()
         else:  # a second Ctrl-C: no more waiting
             self.killing = True
             for child in self.children.values():
                 child.kill()
+
+    def stop_workers(self):
+        self.stopping = True
+        for worker in self.workers:
+            worker.send_signal(signal.SIGINT)  # the chief saves a checkpoint, every worker tells the ps it is done
 
     def end_stragglers(self):
         now = time.monotonic()
@@ -98,7 +107,7 @@ class Cluster:
         if None not in last_worker:
             # A worker killed from outside never tells the ps that it is done, but one started again by hand may
             # still need the ps for a moment; after a Ctrl-C every worker has been told to stop.
-            grace = 0 if self.stop_signal else PS_GRACE_S
+            grace = 0 if self.stop else PS_GRACE_S
             self.terminate_after(self.parameter_servers, max(last_worker) + grace, now)
 
     @staticmethod
@@ -121,21 +130,21 @@ def run_cluster(jobs, worker_args, ps_args, run_dir, out=None):
     """Starts the tasks of `jobs` (ps and worker addresses on this machine), waits for them (see the module's
     docstring), and says in one sentence which failed."""
     commands = task_commands(jobs, worker_args, ps_args)
+    stop = StopRequest()
     out = out or sys.stdout
     print(
         f"cluster: ps {', '.join(jobs['ps'])}; workers {', '.join(jobs['worker'])}; each task runs "
         f"python {' '.join(commands['worker 0'][1:])} (with its own --job-name and --task-index)",
-        file=out,
+        file=stop.watching(out),
         flush=True,
     )
-    cluster = Cluster(commands, out)
+    cluster = Cluster(commands, out, stop=stop)
     cluster.wait()
-    if cluster.stop_signal is not None:
+    if stop:
         killed = "; every task was killed" if cluster.killing else ""
         raise Interrupted(
-            f"stopped by {signal.Signals(cluster.stop_signal).name}{killed}; continue with: "
-            f"python run.py cluster --resume {run_dir}",
-            128 + cluster.stop_signal,
+            f"stopped by {stop.name}{killed}; continue with: python run.py cluster --resume {run_dir}",
+            stop.exit_code,
         )
     failed = cluster.failed()
     if failed:
