@@ -57,6 +57,16 @@ def test_a_sweep_whose_plan_the_disk_refuses_ends_in_one_sentence(small_disk):
     assert not list(sweep_dir.iterdir())
 
 
+def test_a_run_started_on_a_full_disk_leaves_no_half_written_configuration(small_disk):
+    """config.json is the first file of a run; one cut short would be refused by every later command."""
+    fill(small_disk)
+    result = run_cli("--model", "mlp64", "--steps", "20", "--logdir", small_disk / "logs")
+    assert result.returncode == 2, result.stderr
+    (run_dir,) = (small_disk / "logs").iterdir()
+    assert result.stderr.splitlines() == [f"graph-nn: error: {run_dir}/config.json: cannot be written ({NO_SPACE})."]
+    assert not (run_dir / "config.json").exists() and not list(run_dir.glob("*.partial"))
+
+
 def test_an_event_too_large_for_the_writers_buffer_is_not_lost_without_a_word(small_disk):
     writer = event_writer(small_disk / "events")
     fill(small_disk)

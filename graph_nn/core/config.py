@@ -6,7 +6,7 @@ import types
 import typing
 
 from graph_nn.core.errors import GraphNNError
-from graph_nn.core.run_dir import RunDir
+from graph_nn.core.run_dir import RunDir, write_atomically
 
 MODELS = ("mlp64", "mlp512", "mlp5", "cnn", "mlp500", "deep")
 # What the model names build (graph_nn/graph/model.py, and their Keras twins in keras_baselines.py).
@@ -388,7 +388,7 @@ def validate_schedule(config):
 
 
 def save_config(config, run_dir):
-    RunDir(run_dir).config.write_text(config.to_json() + "\n")
+    write_atomically(RunDir(run_dir).config, config.to_json() + "\n")
 
 
 def load_config(run_dir):

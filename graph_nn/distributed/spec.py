@@ -16,7 +16,7 @@ import socket
 import time
 
 from graph_nn.core.errors import GraphNNError, abbreviated
-from graph_nn.core.run_dir import RunDir
+from graph_nn.core.run_dir import RunDir, write_atomically
 from graph_nn.data.batches import schedule_for
 
 JOBS = ("ps", "worker")
@@ -296,7 +296,7 @@ def save_cluster(run_dir, task, replication):
         replicas_to_aggregate=replication.replicas_to_aggregate(task.num_workers),
         backup_workers=replication.backup_workers,
     )
-    RunDir(run_dir).cluster.write_text(json.dumps(record, indent=2) + "\n")
+    write_atomically(RunDir(run_dir).cluster, json.dumps(record, indent=2) + "\n")
 
 
 def load_cluster(run_dir):

@@ -18,6 +18,7 @@ import time
 import tensorflow as tf
 
 from graph_nn.core.config import HIDDEN_UNITS, INPUTS, RECIPES, article_preset, make_config, recipe_name_for
+from graph_nn.core.run_dir import write_atomically
 from graph_nn.graph import batched
 from graph_nn.graph.determinism import deterministic_ops
 from graph_nn.graph.sessions import session_config
@@ -399,4 +400,4 @@ def format_table(figures):
 
 
 def write_json(figures, path):
-    pathlib.Path(path).write_text(json.dumps(figures, indent=2) + "\n")
+    write_atomically(path, json.dumps(figures, indent=2) + "\n")

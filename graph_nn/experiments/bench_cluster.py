@@ -18,6 +18,7 @@ from tensorboard.backend.event_processing import event_accumulator
 from graph_nn.core.config import article_preset, command_line, make_config
 from graph_nn.core.errors import GraphNNError
 from graph_nn.core.processes import GRAPH_NN
+from graph_nn.core.run_dir import write_atomically
 from graph_nn.distributed.launcher import task_environment
 from graph_nn.experiments.bench import machine_description
 from graph_nn.internals.inspect_cluster import bytes_between_tasks, traced_sync_step, transfers
@@ -141,4 +142,4 @@ def format_table(figures):
 
 
 def write_json(figures, path):
-    pathlib.Path(path).write_text(json.dumps(figures, indent=2) + "\n")
+    write_atomically(path, json.dumps(figures, indent=2) + "\n")

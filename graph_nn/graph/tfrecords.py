@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from graph_nn.core.errors import GraphNNError, WriteFailed, op_error_reason, write_cause
+from graph_nn.core.run_dir import write_atomically
 from graph_nn.data.dataset import (
     CLASSES_FILE,
     DIGITS,
@@ -77,7 +78,7 @@ def write_records(dataset, out_dir, validation_size):
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         if dataset.classes != DIGITS:
-            (out_dir / CLASSES_FILE).write_text("\n".join(dataset.classes) + "\n")
+            write_atomically(out_dir / CLASSES_FILE, "\n".join(dataset.classes) + "\n")
     except OSError as e:
         raise GraphNNError(f"{out_dir}: cannot write there ({e.strerror or e}).") from None
     kept = len(dataset.train) - validation_size

@@ -17,7 +17,7 @@ from tensorflow.python.grappler import tf_optimizer
 
 from graph_nn.core.config import CNN_FILTERS, DEEP_FILTERS, DEEP_UNITS, HIDDEN_UNITS, load_config
 from graph_nn.core.errors import GraphNNError
-from graph_nn.core.run_dir import RunDir
+from graph_nn.core.run_dir import RunDir, write_atomically
 from graph_nn.data.batches import BatchSchedule
 from graph_nn.data.dataset import IMAGE_SIZE
 from graph_nn.graph import checkpoints
@@ -309,11 +309,7 @@ def run_report(run_dir):
 
 def write_pbtxt(graph, path):
     """The GraphDef as a text protobuf, the form TensorFlow's own tests and tools read."""
-    path = pathlib.Path(path)
-    try:
-        path.write_text(str(graph.as_graph_def()))
-    except OSError as e:
-        raise GraphNNError(f"{path}: cannot write the GraphDef ({e.strerror or e}).") from None
+    write_atomically(path, str(graph.as_graph_def()))
 
 
 def trace_step(config, dataset):

@@ -15,7 +15,10 @@ TAGS = ("loss", "accuracy")
 
 
 def scalars(directory):
-    """{"loss": [(step, value), ...], "accuracy": [...]} of an event directory; empty lists when it has none."""
+    """{"loss": [(step, value), ...], "accuracy": [...]} of an event directory; empty lists when it has none (or
+    does not exist: a run that failed before its first evaluation)."""
+    if not pathlib.Path(directory).is_dir():  # TensorBoard's reader would raise DirectoryDeletedError
+        return {tag: [] for tag in TAGS}
     accumulator = event_accumulator.EventAccumulator(str(directory), size_guidance={event_accumulator.SCALARS: 0})
     accumulator.Reload()
     logged = accumulator.Tags()["scalars"]

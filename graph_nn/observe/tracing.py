@@ -13,7 +13,7 @@ import tensorflow as tf
 from tensorflow.python.client import timeline
 
 from graph_nn.core.errors import GraphNNError
-from graph_nn.core.run_dir import RunDir
+from graph_nn.core.run_dir import RunDir, write_atomically
 
 v1 = tf.compat.v1
 
@@ -58,9 +58,9 @@ def write_chrome_trace(metadata, path):
     chrome_trace = timeline.Timeline(metadata.step_stats).generate_chrome_trace_format(show_memory=True)
     try:
         path.parent.mkdir(exist_ok=True)
-        path.write_text(chrome_trace)
     except OSError as e:
         raise GraphNNError(f"{path}: cannot write the Chrome trace ({e.strerror or e}).") from None
+    write_atomically(path, chrome_trace)
 
 
 def traced_train_step(sess, fetches, feed_dict, train_writer, run_dir, step):

@@ -20,7 +20,16 @@ from tensorboard.plugins.pr_curve import summary as pr_curve_summary
 from tensorboard.plugins.projector import projector_config_pb2
 
 from graph_nn.core import config as config_module
-from graph_nn.core.run_dir import DIVERGED, EARLY_STOPPED, FINISHED, PROJECTOR_FILES, STATUSES, STOPPED, RunDir
+from graph_nn.core.run_dir import (
+    DIVERGED,
+    EARLY_STOPPED,
+    FINISHED,
+    PROJECTOR_FILES,
+    STATUSES,
+    STOPPED,
+    RunDir,
+    write_atomically,
+)
 from graph_nn.data.dataset import DIGITS, IMAGE_SIZE
 from graph_nn.observe.summaries import event_writer
 
@@ -188,11 +197,11 @@ def write_projector(run_dir, name, activations, images, labels, predictions, cla
     rows = ["label\tpredicted\tcorrect"] + [
         f"{classes[t]}\t{classes[p]}\t{'yes' if t == p else 'no'}" for t, p in zip(labels, predictions)
     ]
-    run_dir.projector_file("metadata").write_text("\n".join(rows) + "\n")
-    run_dir.projector_file("sprite").write_bytes(sprite(images))
+    write_atomically(run_dir.projector_file("metadata"), "\n".join(rows) + "\n")
+    write_atomically(run_dir.projector_file("sprite"), sprite(images))
     # No model_checkpoint_path: the projector finds the checkpoint next to its config, so logs/ can be moved.
     config = projector_config_pb2.ProjectorConfig()
     embedding = config.embeddings.add(tensor_name=name, metadata_path=PROJECTOR_FILES["metadata"])
     embedding.sprite.image_path = PROJECTOR_FILES["sprite"]
     embedding.sprite.single_image_dim.extend([IMAGE_SIZE, IMAGE_SIZE])
-    run_dir.projector_file("config").write_text(text_format.MessageToString(config))
+    write_atomically(run_dir.projector_file("config"), text_format.MessageToString(config))

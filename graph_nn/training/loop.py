@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from graph_nn.core.config import TrainConfig, save_config
 from graph_nn.core.errors import GraphNNError, Interrupted, TrainingDiverged, WriteFailed, op_error_reason, write_cause
-from graph_nn.core.run_dir import EARLY_STOPPED, FINISHED, STOPPED, RunDir, exclusive
+from graph_nn.core.run_dir import EARLY_STOPPED, FINISHED, STOPPED, RunDir, exclusive, write_atomically
 from graph_nn.core.signals import stop_requested_by_signals
 from graph_nn.data.batches import BatchSchedule
 from graph_nn.data.dataset import Dataset, hold_out
@@ -318,7 +318,7 @@ class Trainer:
         try:
             save_config(self.config, self.run_dir)
             loop_state.record_data_source(self.run_dir, self.dataset.source)
-            self.run_dir.classes.write_text("\n".join(self.dataset.classes) + "\n")
+            write_atomically(self.run_dir.classes, "\n".join(self.dataset.classes) + "\n")
             self.run_dir.checkpoints.mkdir(exist_ok=True)
         except OSError as e:
             raise GraphNNError(f"{self.run_dir}: cannot write the run's files ({e.strerror or e}).") from None

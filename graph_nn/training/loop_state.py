@@ -7,7 +7,7 @@ import pathlib
 import tensorflow as tf
 
 from graph_nn.core.errors import GraphNNError
-from graph_nn.core.run_dir import RunDir
+from graph_nn.core.run_dir import RunDir, write_atomically
 
 v1 = tf.compat.v1
 
@@ -68,7 +68,7 @@ def all_variables_finite(graph):
 
 def record_data_source(run_dir, source):
     """Notes where the run's data came from; config.json does not, and a resume must use the same data."""
-    RunDir(run_dir).data_source.write_text(str(pathlib.Path(source).resolve()) + "\n")
+    write_atomically(RunDir(run_dir).data_source, str(pathlib.Path(source).resolve()) + "\n")
 
 
 def check_data_source(run_dir, source):
