@@ -230,6 +230,19 @@ def test_a_directory_with_checkpoints_but_no_config_json_is_refused(run):
     refused(run_cli("export", "--run", run), f"{run}: not a graph_nn run directory (no config.json).")
 
 
+def test_a_garbled_data_source_or_classes_file_is_one_sentence(run):
+    (run / "data_source.txt").write_bytes(b"\xff\xfe\x00 garbage")
+    refused(
+        run_cli("--resume", run),
+        f"{run}/data_source.txt: unreadable ('utf-8' codec can't decode byte 0xff in position 0: invalid start byte).",
+    )
+    (run / "classes.txt").write_text("0\n1\n2\n")
+    refused(
+        run_cli("evaluate", "--run", run),
+        f"{run}/classes.txt: expected 10 class names, one per line in label order, found 3 lines.",
+    )
+
+
 def test_a_garbled_result_json_is_named_by_sweep_resume(trained, tmp_path):
     directory = sweep.create(tmp_path, {"model": ["mlp64"], "steps": [LATEST]}, 1)
     (only,) = sweep.load(directory).runs

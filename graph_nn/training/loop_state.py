@@ -75,7 +75,10 @@ def check_data_source(run_dir, source):
     path = RunDir(run_dir).data_source
     if not path.is_file():  # a run from before the file existed
         return
-    recorded = path.read_text().strip()
+    try:
+        recorded = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise GraphNNError(f"{path}: unreadable ({getattr(e, 'strerror', None) or e}).") from None
     if recorded != str(pathlib.Path(source).resolve()):
         raise GraphNNError(
             f"{run_dir} was trained on the data in {recorded}, not {source}; resume it with --data-dir {recorded}."
