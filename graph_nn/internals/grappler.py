@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.util import _pywrap_util_port
 
 from graph_nn.core.config import TrainConfig
 from graph_nn.core.processes import child_environment
@@ -211,6 +212,14 @@ def compare_with_defaults(config, dataset, steps=COMPARED_STEPS):
     )
 
 
+def onednn_on():
+    """Whether TensorFlow runs its oneDNN kernels here (_MklMatMul, _MklNativeFusedMatMul): by default only on CPUs
+    with AVX-512 VNNI, AVX-VNNI or AMX, or where TF_ENABLE_ONEDNN_OPTS=1 asks for them.  Elsewhere the remapper's
+    fusions run as Eigen's _FusedMatMul and a MatMul stays a MatMul.  TensorFlow's own tests ask the same
+    function; no public API says it."""
+    return _pywrap_util_port.IsMklEnabled()
+
+
 def counter_line(counter):
     return ", ".join(f"{name} {count}" for name, count in counter.most_common()) or "none"
 
@@ -236,7 +245,11 @@ def report(config, dataset):
         )
     else:
         yield "  nothing"
-    yield f"Kernels under the written names (oneDNN's layout pass, after Grappler): {counter_line(graphs.kernels())}"
+    if onednn_on():
+        kernels = counter_line(graphs.kernels())
+        yield f"Kernels under the written names (oneDNN's layout pass, after Grappler): {kernels}"
+    else:
+        yield "Kernels under the written names: none (oneDNN is off on this CPU; TF_ENABLE_ONEDNN_OPTS=1 turns it on)"
     folded = graphs.folded()
     yield f"Folded into constants: {', '.join(f'{name} ({op})' for name, op in folded) or 'none'}"
     yield f"Removed (pruned, merged, folded or fused away): {counter_line(graphs.removed())}"
