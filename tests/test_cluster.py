@@ -77,7 +77,9 @@ class Processes:
         self.netns, self.directory, self.started = netns, directory, []
 
     def start(self, name, *args, env=None):
-        argv = [sys.executable, RUN_PY, *map(str, args)]
+        return self.start_command(name, [sys.executable, RUN_PY, *map(str, args)], env)
+
+    def start_command(self, name, argv, env=None):
         if self.netns:
             argv = ["nsenter", f"--net={self.netns}", "--", *argv]
         environment = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
@@ -721,14 +723,7 @@ def test_a_closed_output_pipe_stops_the_cluster_as_ctrl_c_does(processes, tmp_pa
     logdir = tmp_path / "logs"
     cluster = [sys.executable, RUN_PY, "cluster", "--workers", "2", *FLAGS, "--steps", "100000", "--logdir", logdir]
     pipeline = f"{shlex.join(map(str, cluster))} 2>{tmp_path / 'stderr'} | grep -m1 '^\\[worker 0\\] step 20/'"
-    argv = ["bash", "-c", f"{pipeline}; exit ${{PIPESTATUS[0]}}"]
-    if processes.netns:
-        argv = ["nsenter", f"--net={processes.netns}", "--", *argv]
-    log = tmp_path / "pipeline.log"
-    with open(log, "w") as out:
-        pipeline = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
-    pipeline.log = log
-    processes.started.append(pipeline)
+    pipeline = processes.start_command("pipeline", ["bash", "-c", f"{pipeline}; exit ${{PIPESTATUS[0]}}"])
     assert ended(pipeline) == 141, (tmp_path / "stderr").read_text()
     (run_dir,) = logdir.iterdir()
     said = (tmp_path / "stderr").read_text().strip().splitlines()
