@@ -409,6 +409,44 @@ def test_a_restarted_chief_takes_up_its_duties_and_a_dead_ps_ends_every_worker_i
     assert all(np.isfinite(reader.get_tensor(name)).all() for name in reader.get_variable_to_shape_map())
 
 
+def test_a_worker_that_joins_a_restored_cluster_late_leaves_no_rolled_back_point_in_tensorboard(processes, tmp_path):
+    """Async: the chief killed (SIGKILL), worker 1 trains on past the chief's last checkpoint, then the ps killed.
+    Started again, the chief restores that checkpoint and trains alone for a while before worker 1 joins: the
+    points worker 1's first process wrote past the checkpoint belong to updates the cluster lost, and TensorBoard
+    must drop them (worker 1's START goes at the step the chief restored, not at the step where it joins)."""
+    ps, workers = hosts(1), hosts(2, first=1)
+    run_dir = tmp_path / "run"
+    flags = [*FLAGS, "--async", "--steps", 100000, "--checkpoint-every", 50, "--run-dir", run_dir]
+    ps_task = processes.start("ps", *task_flags("ps", 0, ps, workers))
+    chief, other = (processes.start(f"worker{i}", *task_flags("worker", i, ps, workers), *flags) for i in (0, 1))
+    wait_for(other, r"^step \d+/100000")
+    wait_for_step(chief, 60)
+    chief.send_signal(signal.SIGKILL)
+    ended(chief)
+    saved = checkpoint_steps(run_dir, saved=False)[-1]
+    wait_for_step(other, saved + 100)  # worker 1 alone: its points past `saved` are for updates the ps will lose
+    ps_task.send_signal(signal.SIGKILL)
+    assert ended(other) == 4, output(other)
+    lost = [step for step, _ in scalars(run_dir / "worker-1", "local_steps") if step > saved + 40]
+    assert lost, "worker 1 wrote no point past the chief's checkpoint"
+
+    processes.start("ps-again", *task_flags("ps", 0, ps, workers))
+    chief = processes.start("chief-again", *task_flags("worker", 0, ps, workers), *flags)
+    restored = int(wait_for(chief, rf"^Resuming {re.escape(str(run_dir))} at step (\d+)/100000")[1])
+    assert saved <= restored < lost[0]
+    joined = wait_for_step(chief, lost[-1] + 100)  # past every point of worker 1's first process
+    other = processes.start("worker1-again", *task_flags("worker", 1, ps, workers), *flags)
+    wait_for_step(other, wait_for_step(other, 0) + 60)
+    for worker in (other, chief):
+        worker.send_signal(signal.SIGINT)
+        assert ended(worker) == 130, output(worker)
+
+    points = scalars(run_dir / "worker-1", "local_steps")
+    assert [step for step, _ in points if restored < step < joined] == [], points
+    assert all(later > earlier for (_, earlier), (_, later) in zip(points, points[1:])), points
+    assert points[-1][0] > joined
+
+
 WORKERS = "127.0.0.1:2223,127.0.0.1:2224"
 TASK = ["--ps-hosts", "127.0.0.1:2222", "--worker-hosts", WORKERS]
 BAD_INPUT = [  # (id, arguments, TF_CONFIG, the one sentence)

@@ -65,6 +65,26 @@ def cluster_worker_steps(workers):
         return v1.get_variable("worker_steps", [workers], tf.int64, initializer=v1.zeros_initializer(), trainable=False)
 
 
+def cluster_purge_from(workers):
+    """Per worker, the step of the START its event file is to begin with, or -1: int64 [workers].
+
+    The chief sets every entry when it restores or initializes the variables (the cluster went back to that
+    step), and each worker takes its own as it starts, so that TensorBoard drops what the worker's earlier process
+    wrote past the restored step, even when the worker joins steps later; a worker restarted without such a step
+    back finds -1, and starts its file at the step it joins.  A local variable, so that no checkpoint holds it;
+    `uninitialized` lists it too, so that a worker starts only once the chief has set it.
+    """
+    with v1.variable_scope("cluster"):
+        return v1.get_variable(
+            "purge_from",
+            [workers],
+            tf.int64,
+            initializer=v1.constant_initializer(-1),
+            trainable=False,
+            collections=[v1.GraphKeys.LOCAL_VARIABLES],
+        )
+
+
 @dataclasses.dataclass
 class SyncOps:
     """What a SyncReplicasOptimizer needs run besides the train op, and a worker's own hold on its token queue."""
@@ -91,7 +111,10 @@ class WorkerGraph:
     device: object  # replica_device_setter's device function
     fetches: list  # [global step after this step's update, loss, accuracy, the steps of every worker]
     worker_steps: tf.Variable  # int64 [workers]: how many batches each worker has trained on
-    uninitialized: tf.Tensor  # names of the global variables not yet initialized (or restored) by the chief
+    uninitialized: tf.Tensor  # names of the variables not yet initialized (or restored, or set) by the chief
+    purge_from: tf.Tensor  # int64 placeholder: the chief's step back, for set_purge_from
+    set_purge_from: tf.Operation  # every worker's entry of cluster/purge_from := purge_from
+    take_purge_from: tf.Tensor  # this worker's entry of cluster/purge_from, which it leaves -1
     done: list  # one enqueue op per ps: this worker is done
     sync: SyncOps | None  # None in async training
 
@@ -108,6 +131,7 @@ def worker_graph(config, task, replication):
         global_step = v1.train.get_or_create_global_step()
         with v1.device("/job:ps/task:0"):  # beside the global step, where every ps watches both
             worker_steps = cluster_worker_steps(workers)
+            purge_from = cluster_purge_from(workers)
         optimizer = make_optimizer(config)
         if replication.mode == "sync":
             optimizer = v1.train.SyncReplicasOptimizer(
@@ -122,7 +146,14 @@ def worker_graph(config, task, replication):
                 with tf.control_dependencies([model.train_op]):  # read after this worker's own increment
                     step_after = global_step.read_value()
             done = [done_queue(ps).enqueue(task.index) for ps in range(task.num_ps)]
-            uninitialized = v1.report_uninitialized_variables(v1.global_variables())
+            step_back = v1.placeholder(tf.int64, [], name="purge_from")
+            set_purge_from = purge_from.assign(tf.fill([workers], step_back))
+            own = purge_from[task.index]
+            with tf.control_dependencies([own]):
+                taken = v1.scatter_update(purge_from, [task.index], tf.constant([-1], tf.int64))
+            with tf.control_dependencies([taken]):
+                take_purge_from = tf.identity(own)
+            uninitialized = v1.report_uninitialized_variables([*v1.global_variables(), purge_from])
             uninitialized.mark_used()  # every worker runs it; a graph built only to be inspected does not
             sync = None
             if replication.mode == "sync":
@@ -139,5 +170,14 @@ def worker_graph(config, task, replication):
                     token,
                 )
     return WorkerGraph(
-        model, setter, [step_after, model.loss, model.accuracy, count_step], worker_steps, uninitialized, done, sync
+        model,
+        setter,
+        [step_after, model.loss, model.accuracy, count_step],
+        worker_steps,
+        uninitialized,
+        step_back,
+        set_purge_from.op,
+        take_purge_from,
+        done,
+        sync,
     )

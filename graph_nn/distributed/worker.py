@@ -28,6 +28,11 @@ v1 = tf.compat.v1
 NOTICE_S = 10  # a wait this long is reported, once
 
 
+def start_mark(step):
+    """Where the START of a session that trains from `step` goes, as Trainer.mark_session_start has it."""
+    return step + 1 if step else 0
+
+
 class Stalled(ClusterFailed):
     """The global step did not move for the wait limit, while the parameter servers answered."""
 
@@ -140,10 +145,10 @@ class Worker:
             step = self.steps.global_step()
             self.say(f"the variables are on the parameter servers already: continuing at step {step}")
             trainer.rejoin(sess)
-        elif checkpoints.all_kept(self.run_dir):
-            step = trainer.restore(sess)
         else:
-            step = trainer.initialize(sess)
+            step = trainer.restore(sess) if checkpoints.all_kept(self.run_dir) else trainer.initialize(sess)
+            # Where every worker's event file starts again (ClusterSteps.start), the cluster having gone back to step.
+            sess.run(self.parts.set_purge_from, {self.parts.purge_from: start_mark(step)}, options=self.timeout)
         if self.sync:
             # No initial tokens (TF1's chief puts replicas_to_aggregate in the queue): they would let a worker
             # send a second gradient at the first step, and fill an update alone.
@@ -246,10 +251,14 @@ class ClusterSteps:
         return int(self.sess.run(self.trainer.model.global_step, options=self.timeout))
 
     def start(self, first_step, run_dir):
-        """worker-N/'s event writer, with a START at the first step of a resumed or restarted worker (see
-        Trainer.mark_session_start: TensorBoard then drops what the worker's earlier process wrote past it)."""
+        """worker-N/'s event writer, with a START (see Trainer.mark_session_start: TensorBoard then drops what the
+        worker's earlier process wrote at and after its step) at the step the chief went back to, where the chief
+        restored or initialized the variables since this worker last started, else at the worker's first step."""
         self.writer = event_writer(run_dir.worker_events(self.task.index))
-        self.writer.add_session_log(v1.SessionLog(status=v1.SessionLog.START), first_step + 1 if first_step else 0)
+        purge_from = int(self.sess.run(self.parts.take_purge_from, options=self.timeout))
+        self.writer.add_session_log(
+            v1.SessionLog(status=v1.SessionLog.START), purge_from if purge_from >= 0 else start_mark(first_step)
+        )
         self.step = self.token = first_step
         self.local_steps = int(self.sess.run(self.parts.worker_steps, options=self.timeout)[self.task.index])
         self.logged_at, self.logged_steps = time.perf_counter(), self.local_steps
