@@ -147,16 +147,19 @@ def ended(process, timeout=WAIT_S):
     return process.returncode
 
 
-def still_running(text):
-    """{pid: command line} of this machine's graph_nn processes whose command line holds `text`."""
+def still_running(text, netns):
+    """{pid: command line} of the graph_nn processes in network namespace netns (None: this one) whose command line
+    holds `text`: another module's cluster, in a namespace of its own, may listen on the same port."""
+    namespace = os.readlink(netns or "/proc/self/ns/net")
     found = {}
     for proc in pathlib.Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
                 command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                inside = os.readlink(proc / "ns" / "net") == namespace
             except OSError:
                 continue
-            if text in command and ("run.py" in command or "graph_nn" in command):
+            if inside and text in command and ("run.py" in command or "graph_nn" in command):
                 found[int(proc.name)] = command
     return found
 
@@ -255,7 +258,7 @@ def stopped_and_resumed(netns, tmp_path_factory):
         )
         ps_address = wait_for(launcher, r"^cluster: ps (\S+);")[1]
         wait_for(launcher, r"^\[worker 1\] step \d+/600")
-        (worker_1,) = [pid for pid, command in still_running(ps_address).items() if "--task-index 1 " in command]
+        (worker_1,) = [pid for pid, command in still_running(ps_address, netns).items() if "--task-index 1 " in command]
         os.kill(worker_1, signal.SIGKILL)
         killed_at = wait_for_step(launcher, 0, chief)
         went_on_to = wait_for_step(launcher, killed_at + 100, chief)
@@ -263,7 +266,7 @@ def stopped_and_resumed(netns, tmp_path_factory):
         stopped = dict(
             code=ended(launcher),
             output=output(launcher),
-            running=still_running(ps_address),
+            running=still_running(ps_address, netns),
             killed_at=killed_at,
             went_on_to=went_on_to,
         )
@@ -278,9 +281,9 @@ def stopped_and_resumed(netns, tmp_path_factory):
             time.sleep(0.2)
         launcher.send_signal(signal.SIGKILL)
         deadline = time.monotonic() + WAIT_S
-        while still_running(ps_address) and time.monotonic() < deadline:
+        while still_running(ps_address, netns) and time.monotonic() < deadline:
             time.sleep(0.5)
-        orphans = still_running(ps_address)
+        orphans = still_running(ps_address, netns)
 
         resumed = started.start("resume-again", "cluster", "--resume", run_dir)
         code = ended(resumed)
@@ -291,7 +294,7 @@ def stopped_and_resumed(netns, tmp_path_factory):
             run_dir=run_dir,
             code=code,
             output=output(resumed),
-            running=still_running(ps_address),
+            running=still_running(ps_address, netns),
         )
     finally:
         started.kill_all()
