@@ -116,6 +116,24 @@ def small_disk(tmp_path):
         assert not busy, f"{disk} was still in use at the end of the test"
 
 
+@pytest.fixture
+def read_only(tmp_path):
+    """(a directory, the same directory read-only): a bind mount made read-only, as a read-only file system is."""
+    if os.geteuid() != 0:
+        pytest.skip("a read-only bind mount needs root")
+    writable, mount = tmp_path / "writable", tmp_path / "read-only"
+    writable.mkdir()
+    mount.mkdir()
+    bound = subprocess.run(["mount", "--bind", writable, mount], capture_output=True, text=True)
+    if bound.returncode:  # root in a container without CAP_SYS_ADMIN
+        pytest.skip(f"a bind mount is refused here: {bound.stderr.strip()}")
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", mount], check=True, capture_output=True)
+        yield writable, mount
+    finally:
+        subprocess.run(["umount", mount], check=True)
+
+
 def fill(disk):
     """Writes a ballast file on disk until the file system refuses with ENOSPC; returns its path."""
     ballast = disk / "ballast"

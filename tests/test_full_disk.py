@@ -1,7 +1,8 @@
 """A full disk under the commands that write something other than a training run (tests/test_reliability.py has
 training's): export, convert-to-records and sweep end in one sentence naming the path and the cause, with exit
 code 2, and leave what was there before as it was, with nothing half-written beside it; TensorFlow's event writer,
-which drops a large event the disk refuses without a word, is caught at its next flush."""
+which drops a large event the disk refuses without a word, is caught at its next flush.  A read-only file system
+is refused the same way."""
 
 import shutil
 
@@ -11,7 +12,7 @@ import tensorflow as tf
 from graph_nn.core.errors import WriteFailed
 from graph_nn.observe.summaries import event_writer
 from graph_nn.reports.export import export_run
-from tests.conftest import fill, run_cli
+from tests.conftest import ROOT, fill, run_cli
 from tests.test_bad_input import snapshot
 
 NO_SPACE = "No space left on device"
@@ -96,3 +97,21 @@ def test_a_report_the_disk_refuses_keeps_the_run_and_its_pictures(short_run, sma
         "takes writes again"
     ]
     assert snapshot(run_dir) == before
+
+
+def test_a_read_only_file_system_refuses_each_write_in_one_sentence_and_predict_still_reads(short_run, read_only):
+    writable, mount = read_only
+    shutil.copytree(short_run.run_dir, writable / "run")
+    run_dir, before = mount / "run", snapshot(writable / "run")
+    refusals = {
+        ("--model", "mlp64", "--steps", "20", "--logdir", mount): f"{mount}: cannot create a run directory there",
+        ("evaluate", "--run", run_dir): f"{run_dir}: cannot write in the directory",
+        ("export", "--run", run_dir): f"{run_dir}: cannot write in the directory",
+    }
+    for args, sentence in refusals.items():
+        result = run_cli(*args)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.splitlines() == [f"graph-nn: error: {sentence} (Read-only file system)."]
+    predicted = run_cli("predict", "--run", run_dir, f"{ROOT}/docs/tensorboard-images.png")
+    assert predicted.returncode == 0, predicted.stderr
+    assert snapshot(writable / "run") == before
