@@ -1,5 +1,7 @@
 """Freezing and exporting a run: the artefacts reload in a fresh process and predict what the checkpoint does."""
 
+import concurrent.futures
+import os
 import re
 import shutil
 import subprocess
@@ -27,6 +29,19 @@ RELOAD_IN_A_FRESH_PROCESS = textwrap.dedent("""
     saved = saved_model_predictions(export_dir + "/saved_model", images)
     np.savez(out, frozen_probabilities=frozen[0], frozen_classes=frozen[1],
              saved_probabilities=saved[0], saved_classes=saved[1])
+""")
+
+# Eager TF2 as a serving user runs it: no graph_nn import, so nothing of this package's graph-mode setup is in play.
+EAGER_SIGNATURE_IN_A_FRESH_PROCESS = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import tensorflow as tf
+    saved_model, images, out = sys.argv[1:]
+    assert tf.executing_eagerly()
+    serving = tf.saved_model.load(saved_model).signatures["serving_default"]
+    outputs = serving(x=tf.constant(np.load(images)))
+    np.save(out + "/probabilities.npy", outputs["probabilities"].numpy())
+    np.save(out + "/classes.npy", outputs["class"].numpy())
 """)
 
 
@@ -96,6 +111,39 @@ def test_the_saved_model_has_a_serving_signature(exported):
         "probabilities": "output/probabilities:0",
         "class": "output/predictions:0",
     }
+
+
+def test_eager_tf2_and_saved_model_cli_read_the_saved_model(exported, mnist, tmp_path):
+    run_dir, _ = exported
+    saved_model = run_dir / "export" / "saved_model"
+    images = tmp_path / "images.npy"
+    np.save(images, mnist.test.images)
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    # In a thread beside the eager child: each spends its ~4 s importing TensorFlow, so they overlap.
+    with concurrent.futures.ThreadPoolExecutor() as pool:
+        show = [cli, "show", "--all", "--dir", str(saved_model)]
+        shown = pool.submit(subprocess.run, show, capture_output=True, text=True, timeout=120)
+        child = subprocess.run(
+            [sys.executable, "-c", EAGER_SIGNATURE_IN_A_FRESH_PROCESS, *map(str, (saved_model, images, tmp_path))],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    shown = shown.result()
+    assert child.returncode == 0, child.stderr
+    expected = checkpoint_probabilities(run_dir, mnist.test.images)
+    assert np.abs(np.load(tmp_path / "probabilities.npy") - expected).max() <= 1e-6
+    np.testing.assert_array_equal(np.load(tmp_path / "classes.npy"), expected.argmax(axis=1))
+
+    assert shown.returncode == 0, shown.stderr
+    assert "signature_def['serving_default']:" in shown.stdout
+    tensors = re.findall(r"(input|output)s\['(\w+)'\] tensor_info:\s+dtype: (\w+)\s+shape: (\(.*\))", shown.stdout)
+    assert sorted(tensors) == [
+        ("input", "x", "DT_FLOAT", "(-1, 784)"),
+        ("output", "class", "DT_INT64", "(-1)"),
+        ("output", "probabilities", "DT_FLOAT", "(-1, 10)"),
+    ]
 
 
 def test_exporting_a_run_without_checkpoint_is_a_clear_error(short_run, tmp_path):

@@ -31,7 +31,7 @@ class Command:
     help: str
     flags: tuple  # functions that add the command's flags (or a group of them) to its parser
     run: Callable  # run(args) -> exit status
-    keras: bool = False  # whether it may import Keras (the others run without_keras)
+    keras: bool | Callable = False  # whether it may import Keras (or a function of the flags that says it)
 
 
 def show(report):
@@ -430,13 +430,33 @@ def command_inspect(args):
     return 0
 
 
+def export_flags(parser):
+    run_flags(parser)
+    parser.add_argument(
+        "--format",
+        choices=EXPORT_FORMATS,
+        default="saved_model",
+        help="saved_model: a frozen GraphDef and a SavedModel (the default); keras: a Keras 3 model.keras",
+    )
+
+
+EXPORT_FORMATS = ("saved_model", "keras")
+
+
 def command_export(args):
     config_module.check_weights(args.run, args.weights)
+    dataset = load_dataset(args.data_dir)
+    if args.format == "keras":
+        with exclusive(written_run(args.run), "exported"):
+            from graph_nn.crosscheck.keras_export import export_keras
+
+            print(export_keras(args.run, dataset, args.checkpoint, args.weights))
+        return 0
     with exclusive(written_run(args.run), "exported"):
         from graph_nn.reports.export import check_export, export_run
 
         print(export_run(args.run, args.checkpoint, args.weights))
-    print(check_export(args.run, load_dataset(args.data_dir), args.checkpoint, args.weights))
+    print(check_export(args.run, dataset, args.checkpoint, args.weights))
     return 0
 
 
@@ -555,7 +575,13 @@ COMMANDS = (
         (inspect_flags,),
         command_inspect,
     ),
-    Command("export", "freeze a run's final checkpoint into a GraphDef and a SavedModel", (run_flags,), command_export),
+    Command(
+        "export",
+        "freeze a run's final checkpoint into a GraphDef and a SavedModel, or write it as a Keras 3 model",
+        (export_flags,),
+        command_export,
+        keras=lambda args: args.format == "keras",
+    ),
     Command(
         "convert-to-records",
         "write the data set as train/validation/test .tfrecords of tf.train.Examples, as convert_to_records.py did",

@@ -16,8 +16,6 @@ from graph_nn.cli.commands import COMMANDS, DEFAULT_COMMAND
 from graph_nn.cli.startup import filter_native_stderr, without_keras
 from graph_nn.core.errors import GraphNNError
 
-KERAS_COMMANDS = tuple(command.name for command in COMMANDS if command.keras)
-
 
 class ArgumentParser(argparse.ArgumentParser):
     def error(self, message):
@@ -82,7 +80,7 @@ def main(argv=None):
         if not args.verbose:
             quiet_tensorflow()
         command = next(command for command in COMMANDS if command.name == args.command)
-        if command.keras:
+        if command.keras(args) if callable(command.keras) else command.keras:
             return command.run(args)
         with without_keras():
             return command.run(args)

@@ -17,7 +17,7 @@
         nan_dump/                   tfdbg's dump of the step where a diverged run's first NaN was born
         evaluation/                 end-of-run images, PR curves and the projector's files
         NAME.png                    the report's pictures
-        export/                     frozen_graph.pb and saved_model/
+        export/                     frozen_graph.pb and saved_model/; model.keras (export --format keras)
         result.json                 how the run ended: its status and the figures of its final checkpoint
         events.out.tfevents.*       the run's hyper-parameters and status, for the HParams tab
 
@@ -95,6 +95,7 @@ class RunDir(os.PathLike):
     export = property(lambda self: self.path / "export")
     frozen_graph = property(lambda self: self.export / "frozen_graph.pb")
     saved_model = property(lambda self: self.export / "saved_model")
+    keras_model = property(lambda self: self.export / "model.keras")
     result = property(lambda self: self.path / "result.json")
 
     def worker_events(self, index):

@@ -1,4 +1,5 @@
-"""A trained run, exported for serving: a frozen GraphDef and a SavedModel, both reloadable without this package.
+"""A trained run, exported for serving: a frozen GraphDef and a SavedModel, both reloadable without this package
+(graph_nn/crosscheck/keras_export.py writes the Keras 3 model beside them).
 
 run_dir/export/frozen_graph.pb   convert_variables_to_constants: the variables' values folded into Const ops,
                                  and only the ops that compute the outputs kept (no loss, gradients, optimizer)
@@ -7,6 +8,7 @@ run_dir/export/saved_model/      the graph, the model's weights and a serving_de
 """
 
 import dataclasses
+import os
 import pathlib
 import shutil
 
@@ -93,6 +95,9 @@ def write_export(run_dir, frozen, write_saved_model_to):
         (partial / run_dir.frozen_graph.name).write_bytes(frozen.SerializeToString())
         write_saved_model_to(partial / run_dir.saved_model.name)
         if run_dir.export.exists():
+            for other in run_dir.export.iterdir():  # another format's file (model.keras), which it replaces itself
+                if other.is_file() and other.name != run_dir.frozen_graph.name:
+                    os.link(other, partial / other.name)
             run_dir.export.rename(replaced)
         partial.rename(run_dir.export)
     except (OSError, tf.errors.OpError) as e:
