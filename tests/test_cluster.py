@@ -773,3 +773,19 @@ def test_a_closed_output_pipe_stops_the_cluster_as_ctrl_c_does(processes, tmp_pa
     result = json.loads((run_dir / "result.json").read_text())
     assert result["status"] == "stopped" and result["step"] >= 20
     assert checkpoint_steps(run_dir, saved=False)[-1] == result["step"]
+
+
+def test_a_cluster_whose_ps_dies_says_how_to_go_on_from_the_chiefs_checkpoint(processes, tmp_path):
+    logdir = tmp_path / "logs"
+    flags = [*FLAGS, "--async", "--steps", 100000, "--checkpoint-every", 20, "--logdir", logdir]
+    launcher = processes.start("cluster", "cluster", "--workers", 1, *flags)
+    ps_address = wait_for(launcher, r"^cluster: ps (\S+);")[1]
+    wait_for_step(launcher, 50, "[worker 0] ")  # past a checkpoint
+    (ps,) = [pid for pid, command in still_running(ps_address, processes.netns).items() if "--job-name ps" in command]
+    os.kill(ps, signal.SIGKILL)
+    assert ended(launcher) == 4, output(launcher)
+    (run_dir,) = logdir.iterdir()
+    assert output(launcher).strip().splitlines()[-1] == (
+        f"graph-nn: error: ps 0 was killed by SIGKILL; worker 0 exited with 4; continue with: python run.py cluster "
+        f"--resume {run_dir}."
+    )

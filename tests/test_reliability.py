@@ -208,6 +208,7 @@ def test_sigkill_mid_epoch_then_resume_is_the_uninterrupted_run_bit_for_bit(unin
 
     resumed = run_cli("--resume", run_dir)
     assert resumed.returncode == 0, resumed.stderr
+    assert "Found more than one" not in resumed.stdout + resumed.stderr  # TensorBoard's reader, on the graph again
     epoch, done = divmod(killed_at, STEPS_PER_EPOCH)
     assert (
         f"Resuming {run_dir} at step {killed_at}/{STEPS} (epoch {epoch + 1}, {done} of its {STEPS_PER_EPOCH} "

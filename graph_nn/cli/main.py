@@ -53,6 +53,12 @@ def not_an_event_writer_failure(record):
     return not record.getMessage().startswith("EventFileWriter writer thread error")
 
 
+def not_a_graph_written_again(record):
+    """Each session of a resumed run writes its graph into train/ again; the report reads those files with
+    TensorBoard's reader, which keeps the newest graph (the run's own) and warns about the earlier ones."""
+    return not record.getMessage().startswith(("Found more than one graph event", "Found more than one metagraph"))
+
+
 def hide_event_writer_thread_failures():
     print_failure = threading.excepthook
 
@@ -70,6 +76,7 @@ def quiet_tensorflow():
     # tf.get_logger()'s, set without importing TensorFlow.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     logging.getLogger("tensorflow").addFilter(not_an_event_writer_failure)
+    logging.getLogger("tensorboard").addFilter(not_a_graph_written_again)
     filter_native_stderr()
 
 

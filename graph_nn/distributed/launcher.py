@@ -17,6 +17,7 @@ import time
 from graph_nn.core.config import command_line
 from graph_nn.core.errors import ClusterFailed, Interrupted
 from graph_nn.core.processes import GRAPH_NN, POLL_S, Child, child_environment, running
+from graph_nn.core.run_dir import RunDir
 from graph_nn.core.signals import StopRequest
 from graph_nn.distributed.spec import LOOPBACK, free_ports
 
@@ -148,7 +149,10 @@ def run_cluster(jobs, worker_args, ps_args, run_dir, out=None):
         )
     failed = cluster.failed()
     if failed:
-        error = ClusterFailed("; ".join(child.describe_end() for child in failed) + ".")
+        ended = "; ".join(child.describe_end() for child in failed)
+        if RunDir(run_dir).checkpoint_state.exists():  # the chief saved one: the run can go on from it
+            ended += f"; continue with: python run.py cluster --resume {run_dir}"
+        error = ClusterFailed(ended + ".")
         if cluster.chief.returncode > 0:
             error.exit_code = cluster.chief.returncode
         raise error

@@ -108,11 +108,12 @@ class Worker:
 
     def introduction(self):
         task = self.task
-        mode = (
-            f"sync, each update the mean of {self.aggregate} of the {task.num_workers} workers' gradients"
-            if self.sync
-            else f"async, each of the {task.num_workers} workers applying its own gradients"
-        )
+        if not self.sync:
+            mode = f"async, each of the {task.num_workers} workers applying its own gradients"
+        elif self.aggregate == 1:
+            mode = "sync, each update one worker's gradient"
+        else:
+            mode = f"sync, each update the mean of {self.aggregate} of the {task.num_workers} workers' gradients"
         return f"{task.name}{' (the chief)' if task.is_chief else ''} on {task.address}: {mode}"
 
     def recorded(self, error, status):
@@ -207,7 +208,9 @@ class Worker:
 
     def report_workers(self):
         steps = self.sess.run(self.parts.worker_steps, options=self.timeout)
-        mode = f"sync: each update the mean of {self.aggregate} gradients" if self.sync else "async"
+        mode = "async"
+        if self.sync:
+            mode = f"sync: each update the mean of {self.aggregate} gradients" if self.aggregate > 1 else "sync"
         return f"Global step {self.steps.global_step()} ({mode}); " + ", ".join(
             f"worker {i}: {n:,} batches, {self.trainer.schedule.examples(n):,} examples" for i, n in enumerate(steps)
         )
