@@ -7,6 +7,7 @@ answered at once.  The rules of a domain (what a cluster refuses, what a resume 
 """
 
 import dataclasses
+import importlib.util
 import os
 import sys
 from collections.abc import Callable
@@ -436,15 +437,23 @@ def export_flags(parser):
         "--format",
         choices=EXPORT_FORMATS,
         default="saved_model",
-        help="saved_model: a frozen GraphDef and a SavedModel (the default); keras: a Keras 3 model.keras",
+        help="saved_model: a frozen GraphDef and a SavedModel (the default); keras: a Keras 3 model.keras; "
+        'tflite: model.tflite for TensorFlow Lite, measured in LiteRT (pip install -e ".[lite]")',
+    )
+    parser.add_argument(
+        "--quantize",
+        choices=("int8",),
+        help="with --format tflite: full-integer quantization, calibrated on training images (model-int8.tflite)",
     )
 
 
-EXPORT_FORMATS = ("saved_model", "keras")
+EXPORT_FORMATS = ("saved_model", "keras", "tflite")
 
 
 def command_export(args):
     config_module.check_weights(args.run, args.weights)
+    if args.quantize and args.format != "tflite":
+        raise GraphNNError(f"--quantize goes with --format tflite, not --format {args.format}.")
     dataset = load_dataset(args.data_dir)
     if args.format == "keras":
         with exclusive(written_run(args.run), "exported"):
@@ -452,12 +461,43 @@ def command_export(args):
 
             print(export_keras(args.run, dataset, args.checkpoint, args.weights))
         return 0
+    if args.format == "tflite":
+        with exclusive(written_run(args.run), "exported"):
+            from graph_nn.reports.tflite import export_tflite
+
+            print(export_tflite(args.run, dataset, args.quantize, args.checkpoint, args.weights))
+        return 0
     with exclusive(written_run(args.run), "exported"):
         from graph_nn.reports.export import check_export, export_run
 
         print(export_run(args.run, args.checkpoint, args.weights))
     print(check_export(args.run, dataset, args.checkpoint, args.weights))
     return 0
+
+
+def serve_flags(parser):
+    parser.add_argument("source", metavar="RUN_OR_EXPORT", help="a run directory (exported), or an export directory")
+    parser.add_argument("--port", type=int, default=8501, help="the port (default 8501, TF Serving's REST port)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="the address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 exposes the API, which has "
+        "no authentication, to every machine that can reach this one)",
+    )
+    parser.add_argument("--model-name", default="mnist", help="the NAME in /v1/models/NAME (default mnist)")
+
+
+def command_serve(args):
+    from graph_nn.serving.source import saved_model_path
+
+    if not 0 <= args.port <= 65535:
+        raise GraphNNError(f"--port takes 0 to 65535 (0: a free port), got {args.port}.")
+    saved_model_path(args.source)  # a wrong path is answered before TensorFlow loads
+    if importlib.util.find_spec("aiohttp") is None:
+        raise GraphNNError('serve needs aiohttp: pip install -e ".[serve]".')
+    from graph_nn.serving.server import serve
+
+    return serve(args.source, args.host, args.port, args.model_name)
 
 
 def records_flags(parser):
@@ -577,10 +617,17 @@ COMMANDS = (
     ),
     Command(
         "export",
-        "freeze a run's final checkpoint into a GraphDef and a SavedModel, or write it as a Keras 3 model",
+        "freeze a run's final checkpoint into a GraphDef and a SavedModel, or write it as a Keras 3 model or for "
+        "TensorFlow Lite",
         (export_flags,),
         command_export,
         keras=lambda args: args.format == "keras",
+    ),
+    Command(
+        "serve",
+        "answer TensorFlow Serving's REST API (predict, metadata, status) for an exported run, on 127.0.0.1",
+        (serve_flags,),
+        command_serve,
     ),
     Command(
         "convert-to-records",

@@ -145,7 +145,8 @@ def write_atomically(path, content):
         partial.write_bytes(content.encode() if isinstance(content, str) else content)
         os.replace(partial, path)
     except OSError as e:
-        partial.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a read-only file system refuses even to remove what is not there
+            partial.unlink()
         raise WriteFailed(f"{path}: cannot be written ({write_cause(e, path.parent)}).") from None
 
 

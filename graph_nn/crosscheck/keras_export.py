@@ -18,6 +18,7 @@ hyper-parameters, starting afresh), the learning-rate schedule, and the moving a
 the graph's on every test image.
 """
 
+import contextlib
 import dataclasses
 import os
 
@@ -158,5 +159,6 @@ def write_keras(keras_model, run_dir):
         keras_model.save(partial)
         os.replace(partial, run_dir.keras_model)
     except OSError as e:
-        partial.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a read-only file system refuses even to remove what is not there
+            partial.unlink()
         raise WriteFailed(f"{run_dir.keras_model}: cannot be written ({write_cause(e, run_dir.path)}).") from None

@@ -1,0 +1,1 @@
+"""An exported run served over TensorFlow Serving's REST API."""
