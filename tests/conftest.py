@@ -1,6 +1,7 @@
 import errno
 import io
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -71,6 +72,18 @@ def run_cli(*args, cwd=None, timeout=300):
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture(scope="module")
+def exported(short_run, tmp_path_factory):
+    """A copy of the short run, exported: what `serve` and its page are tested on."""
+    from graph_nn.core.run_dir import RunDir
+    from graph_nn.reports.export import export_run
+
+    run_dir = RunDir(tmp_path_factory.mktemp("serve") / "run")
+    shutil.copytree(short_run.run_dir, run_dir)
+    export_run(run_dir)
+    return run_dir
 
 
 @pytest.fixture(scope="session")

@@ -137,13 +137,20 @@ def test_eager_tf2_and_saved_model_cli_read_the_saved_model(exported, mnist, tmp
     np.testing.assert_array_equal(np.load(tmp_path / "classes.npy"), expected.argmax(axis=1))
 
     assert shown.returncode == 0, shown.stderr
-    assert "signature_def['serving_default']:" in shown.stdout
-    tensors = re.findall(r"(input|output)s\['(\w+)'\] tensor_info:\s+dtype: (\w+)\s+shape: (\(.*\))", shown.stdout)
-    assert sorted(tensors) == [
-        ("input", "x", "DT_FLOAT", "(-1, 784)"),
-        ("output", "class", "DT_INT64", "(-1)"),
-        ("output", "probabilities", "DT_FLOAT", "(-1, 10)"),
-    ]
+    signatures = dict(re.findall(r"signature_def\['(\w+)'\]:\n(.*?)Method name", shown.stdout, re.DOTALL))
+    tensor = r"(input|output)s\['(\w+)'\] tensor_info:\s+dtype: (\w+)\s+shape: (\(.*\))"
+    assert {name: sorted(re.findall(tensor, text)) for name, text in signatures.items()} == {
+        "serving_default": [
+            ("input", "x", "DT_FLOAT", "(-1, 784)"),
+            ("output", "class", "DT_INT64", "(-1)"),
+            ("output", "probabilities", "DT_FLOAT", "(-1, 10)"),
+        ],
+        "layers": [
+            ("input", "x", "DT_FLOAT", "(-1, 784)"),
+            ("output", "hidden1", "DT_FLOAT", "(-1, 64)"),
+            ("output", "output", "DT_FLOAT", "(-1, 10)"),
+        ],
+    }
 
 
 def test_exporting_a_run_without_checkpoint_is_a_clear_error(short_run, tmp_path):

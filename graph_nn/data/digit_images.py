@@ -7,6 +7,7 @@ MNIST sees nothing it knows. prepare() goes: grayscale -> polarity to light-on-d
 crop to the ink -> fit 20x20 -> centre of mass at (14, 14) of 28x28 -> floats in [0, 1], as data.py gives them.
 """
 
+import io
 import os
 
 import numpy as np
@@ -27,16 +28,17 @@ MAX_PIXELS = 50_000_000
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # 16-bit grey, which Image.convert("L") would clip
 
 
-def open_image(path):
-    """Pillow's image of the file, its header read and nothing decoded yet; refused when it is empty, larger than
-    MAX_PIXELS or animated (which of its frames is the digit?)."""
+def open_image(source, path):
+    """Pillow's image of source (a file's path, or the bytes of an image that `serve`'s page sent, called path in
+    the sentences), its header read and nothing decoded yet; refused when it is empty, larger than MAX_PIXELS or
+    animated (which of its frames is the digit?)."""
     from PIL import Image
 
-    if os.path.getsize(path) == 0:
+    if (len(source) if isinstance(source, bytes) else os.path.getsize(source)) == 0:
         raise GraphNNError(f"{path}: an empty file (0 bytes), not an image.")
     limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # the limit here is MAX_PIXELS, checked below
     try:
-        image = Image.open(path)
+        image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
     finally:
         Image.MAX_IMAGE_PIXELS = limit
     width, height = image.size
@@ -52,12 +54,12 @@ def open_image(path):
     return image
 
 
-def load_grayscale(path):
+def load_grayscale(source, path):
     """The image as floats in [0, 1] (0 black), transparent parts laid on white; one sentence if unreadable."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with open_image(path) as image:
+        with open_image(source, path) as image:
             image.load()
             if image.mode in SIXTEEN_BIT_MODES:
                 gray = np.clip(np.asarray(image.convert("I"), dtype=np.float32) / 65535, 0, 1)
@@ -154,9 +156,11 @@ def place_by_centre_of_mass(digit, size=IMAGE_SIZE, centre=CENTRE):
     return field
 
 
-def prepare(path):
-    """The image at `path` as one MNIST-like digit: float32 [784] in [0, 1]."""
-    digit = fit_box(crop_to_ink(ink_strength(load_grayscale(path), path)))
+def prepare(source, path=None):
+    """The image at the path source, or in the bytes source (named path in the sentences), as one MNIST-like
+    digit: float32 [784] in [0, 1]."""
+    path = source if path is None else path
+    digit = fit_box(crop_to_ink(ink_strength(load_grayscale(source, path), path)))
     digit = digit / digit.max()
     return place_by_centre_of_mass(digit).reshape(IMAGE_SIZE * IMAGE_SIZE)
 

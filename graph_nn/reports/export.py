@@ -3,8 +3,11 @@
 
 run_dir/export/frozen_graph.pb   convert_variables_to_constants: the variables' values folded into Const ops,
                                  and only the ops that compute the outputs kept (no loss, gradients, optimizer)
-run_dir/export/saved_model/      the graph, the model's weights and a serving_default signature:
-                                 x [None, 784] -> probabilities [None, 10], class [None]
+run_dir/export/saved_model/      the graph, the model's weights and two signatures:
+                                 serving_default  x [None, 784] -> probabilities [None, 10], class [None]
+                                 layers           x [None, 784] -> each layer's activations, by the layer's
+                                                  scope (hidden1, ..., conv1, ..., output: the logits), for
+                                                  the page of `serve` to show what the network saw
 """
 
 import dataclasses
@@ -24,6 +27,7 @@ from graph_nn.reports.evaluate import restored_session
 
 v1 = tf.compat.v1
 SIGNATURE = "serving_default"
+LAYERS_SIGNATURE = "layers"
 
 
 @dataclasses.dataclass
@@ -40,7 +44,8 @@ class Exported:
             f"Exported the checkpoint of step {self.step:,}\n"
             f"Frozen GraphDef: {self.frozen_path} - {self.frozen_nodes} nodes, {self.frozen_bytes:,} "
             f"bytes (the restored inference graph, with its Saver: {self.restored_nodes} nodes)\n"
-            f"SavedModel:      {self.saved_model_dir} - signature {SIGNATURE}: x -> probabilities, class"
+            f"SavedModel:      {self.saved_model_dir} - signatures {SIGNATURE}: x -> probabilities, class; "
+            f"{LAYERS_SIGNATURE}: x -> each layer's activations"
         )
 
 
@@ -69,6 +74,9 @@ def write_saved_model(sess, model, path):
     signature = v1.saved_model.predict_signature_def(
         inputs={"x": model.x}, outputs={"probabilities": model.probabilities, "class": model.predictions}
     )
+    layers = v1.saved_model.predict_signature_def(
+        inputs={"x": model.x}, outputs={layer.name: layer.activations for layer in model.layers}
+    )
     with model.graph.as_default():
         # Dropout draws its masks from the global step, which the outputs then read (keep_prob 1 keeps all).
         dropout = any(placeholder.op.name == "input/keep_prob" for placeholder in model.train_feed)
@@ -76,7 +84,7 @@ def write_saved_model(sess, model, path):
         builder.add_meta_graph_and_variables(
             sess,
             [v1.saved_model.SERVING],
-            signature_def_map={SIGNATURE: signature},
+            signature_def_map={SIGNATURE: signature, LAYERS_SIGNATURE: layers},
             saver=saver,
             strip_default_attrs=True,
         )

@@ -2,7 +2,11 @@
 
     GET  /v1/models/NAME[/versions/1]            the version's status
     GET  /v1/models/NAME[/versions/1]/metadata   the serving_default signature, a SignatureDef in JSON
-    POST /v1/models/NAME[/versions/1]:predict    {"instances": [image, ...]} (rows) or {"inputs": ...} (columns)
+    POST /v1/models/NAME[/versions/1]:predict    {"instances": [image, ...]} (rows) or {"inputs": ...} (columns),
+                                                 of serving_default or the export's layers signature
+
+and a page of its own that calls them: GET / (page/index.html, page/draw.js) to draw a digit on, and POST /prepare
+(an image file's bytes -> {"x": the 784 floats}), the preparation `python run.py predict` applies to a file.
 
 The version is always "1": TF Serving numbers a model's versions by the directories under its base path, and an
 export here is a single SavedModel, which TF Serving serves as version 1 of a base path holding only it (the
@@ -16,10 +20,12 @@ concurrently, and those that arrive together share one Session.run (Batcher).
 import asyncio
 import concurrent.futures
 import contextlib
+import html
 import ipaddress
 import itertools
 import json
 import os
+import pathlib
 import re
 import signal
 import sys
@@ -31,6 +37,7 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
 from graph_nn.core.errors import GraphNNError, op_error_reason
+from graph_nn.data.digit_images import prepare
 from graph_nn.graph.batched import EVAL_BATCH_SIZE
 from graph_nn.graph.sessions import session_config
 from graph_nn.reports.export import SIGNATURE
@@ -54,6 +61,7 @@ MAX_BODY_BYTES = 16 * 2**20
 BATCH_WINDOW_SECONDS = 0.002
 MAX_BATCH_IMAGES = EVAL_BATCH_SIZE  # per Session.run, give or take the last request's
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+PAGE = pathlib.Path(__file__).with_name("page")
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -65,21 +73,38 @@ class RequestError(Exception):
         self.status = status
 
 
+class Signature:
+    """One signature of the SavedModel: its one float32 input [None, width] and the outputs it fetches."""
+
+    def __init__(self, signature_def):
+        self.definition = signature_def
+        [(self.input_name, input_info)] = signature_def.inputs.items()
+        self.width = input_info.tensor_shape.dim[1].size
+        self.feed = input_info.name
+        self.output_names = list(signature_def.outputs)
+        self.fetches = [signature_def.outputs[name].name for name in self.output_names]
+
+
+def servable(signature_def):
+    """Whether a SignatureDef takes what a :predict request holds: one float32 input of shape [None, N]."""
+    if len(signature_def.inputs) != 1:
+        return False
+    (info,) = signature_def.inputs.values()
+    dims = [dim.size for dim in info.tensor_shape.dim]
+    return info.dtype == tf.float32.as_datatype_enum and len(dims) == 2 and dims[1] > 0
+
+
 class Model:
-    """The serving_default signature of a SavedModel, loaded into a graph and session of its own."""
+    """The signatures of a SavedModel (serving_default and, from `python run.py export`, layers), loaded into a
+    graph and session of their own."""
 
     def __init__(self, path):
         self.session = v1.Session(graph=tf.Graph(), config=session_config())
         try:
-            self.signature = self.load(path)
+            self.signatures = self.load(path)
         except BaseException:
             self.session.close()
             raise
-        [(self.input_name, input_info)] = self.signature.inputs.items()
-        self.width = input_info.tensor_shape.dim[1].size
-        self.feed = input_info.name
-        self.output_names = list(self.signature.outputs)
-        self.fetches = [self.signature.outputs[name].name for name in self.output_names]
 
     def load(self, path):
         try:
@@ -87,36 +112,45 @@ class Model:
         except (OSError, RuntimeError, ValueError, DecodeError, tf.errors.OpError) as e:
             reason = op_error_reason(e) if isinstance(e, tf.errors.OpError) else str(e).strip().splitlines()[0]
             raise GraphNNError(f"{path}: cannot load the SavedModel ({reason.rstrip('.')}).") from None
-        signature = meta_graph.signature_def.get(SIGNATURE)
-        if signature is not None and len(signature.inputs) == 1:
-            (info,) = signature.inputs.values()
-            dims = [dim.size for dim in info.tensor_shape.dim]
-            if info.dtype == tf.float32.as_datatype_enum and len(dims) == 2 and dims[1] > 0:
-                return signature
-        raise GraphNNError(
-            f"{path}: no {SIGNATURE} signature with one float32 input of shape [None, N], as `python run.py export` "
-            "writes."
+        default = meta_graph.signature_def.get(SIGNATURE)
+        if default is None or not servable(default):
+            raise GraphNNError(
+                f"{path}: no {SIGNATURE} signature with one float32 input of shape [None, N], as `python run.py "
+                "export` writes."
+            )
+        # serving_default first, as TF Serving's metadata lists it; a signature no :predict could feed is left out.
+        names = [SIGNATURE] + sorted(
+            name for name, definition in meta_graph.signature_def.items() if name != SIGNATURE and servable(definition)
         )
+        return {name: Signature(meta_graph.signature_def[name]) for name in names}
 
-    def run(self, images):
-        """{output name: array} for images [n, width].  A lone image runs with a blank one below it: oneDNN
-        multiplies a single row by the weights in another order than it does several (probabilities up to ~4e-7
-        apart), and an answer must not depend on which requests happened to share its Session.run."""
+    @property
+    def default(self):
+        return self.signatures[SIGNATURE]
+
+    def run(self, signature, images):
+        """{output name: array} of signature for images [n, width].  A lone image runs with a blank one below it:
+        oneDNN multiplies a single row by the weights in another order than it does several (probabilities up to
+        ~4e-7 apart), and a lone request should be answered as one that shares its Session.run (on some CPUs the
+        batch's size moves the last bits too, by less)."""
         rows = len(images)
         if rows == 1:
             images = np.concatenate([images, np.zeros_like(images)])
-        values = self.session.run(self.fetches, {self.feed: images})
-        return {name: value[:rows] for name, value in zip(self.output_names, values)}
+        values = self.session.run(signature.fetches, {signature.feed: images})
+        return {name: value[:rows] for name, value in zip(signature.output_names, values)}
 
     def metadata(self, model_name):
         """GetModelMetadataResponse as TF Serving writes it: the model spec, then the signatures served as a
         SignatureDefMap with every field printed and the protos' own field names."""
-        signature = json_format.MessageToDict(
-            self.signature, always_print_fields_with_no_presence=True, preserving_proto_field_name=True
-        )
+        signatures = {
+            name: json_format.MessageToDict(
+                signature.definition, always_print_fields_with_no_presence=True, preserving_proto_field_name=True
+            )
+            for name, signature in self.signatures.items()
+        }
         return {
             "model_spec": {"name": model_name, "signature_name": "", "version": str(VERSION)},
-            "metadata": {"signature_def": {"signature_def": {SIGNATURE: signature}}},
+            "metadata": {"signature_def": {"signature_def": signatures}},
         }
 
     def close(self):
@@ -124,9 +158,10 @@ class Model:
 
 
 def parse_predict(body, model):
-    """(images [n, width] float32, "row" or "columnar") of a :predict request: TF Serving's row format
+    """(Signature, images [n, width] float32, "row" or "columnar") of a :predict request: TF Serving's row format
     {"instances": [image, ...]}, each image a list of numbers or {"x": list}, or its columnar format
-    {"inputs": [image, ...]} or {"inputs": {"x": [image, ...]}}; "signature_name" may name serving_default."""
+    {"inputs": [image, ...]} or {"inputs": {"x": [image, ...]}}; "signature_name" names one of model's signatures
+    (none: serving_default)."""
     try:
         request = json.loads(body)
     except json.JSONDecodeError as e:
@@ -140,18 +175,19 @@ def parse_predict(body, model):
     signature_name = request.get("signature_name", "")
     if not isinstance(signature_name, str):
         raise RequestError(400, "'signature_name' key must be a string value.")
-    if signature_name not in ("", SIGNATURE):
+    signature = model.signatures.get(signature_name or SIGNATURE)
+    if signature is None:
         raise RequestError(400, f'Serving signature name: "{signature_name}" not found in signature def')
     if "instances" in request and "inputs" in request:
         raise RequestError(400, "Expecting only one of 'inputs' or 'instances' keys to exist.")
     if "instances" in request:
-        return instances_images(request["instances"], model), "row"
+        return signature, instances_images(request["instances"], signature), "row"
     if "inputs" in request:
-        return inputs_images(request["inputs"], model), "columnar"
+        return signature, inputs_images(request["inputs"], signature), "columnar"
     raise RequestError(400, "Missing 'inputs' or 'instances' key")
 
 
-def instances_images(instances, model):
+def instances_images(instances, signature):
     if not isinstance(instances, list):
         raise RequestError(400, "Expecting 'instances' to be a list of images.")
     if not instances:
@@ -159,35 +195,37 @@ def instances_images(instances, model):
     rows = []
     for number, instance in enumerate(instances):
         if isinstance(instance, dict):
-            if instance.keys() != {model.input_name}:
+            if instance.keys() != {signature.input_name}:
                 keys = sorted(instance)
                 raise RequestError(
-                    400, f"Instance {number} has the keys {keys}; the signature's one input is {model.input_name!r}."
+                    400,
+                    f"Instance {number} has the keys {keys}; the signature's one input is {signature.input_name!r}.",
                 )
-            instance = instance[model.input_name]
+            instance = instance[signature.input_name]
         rows.append(instance)
-    return as_images(rows, lambda number: f"Instance {number}", model)
+    return as_images(rows, lambda number: f"Instance {number}", signature)
 
 
-def inputs_images(inputs, model):
+def inputs_images(inputs, signature):
     if isinstance(inputs, dict):
-        if model.input_name not in inputs:
-            raise RequestError(400, f"Missing named input: {model.input_name} in 'inputs' object.")
-        inputs = inputs[model.input_name]
+        if signature.input_name not in inputs:
+            raise RequestError(400, f"Missing named input: {signature.input_name} in 'inputs' object.")
+        inputs = inputs[signature.input_name]
     if not isinstance(inputs, list) or not inputs:
-        raise RequestError(400, f"Expecting 'inputs' to be a non-empty list of images, each {model.width} numbers.")
-    return as_images(inputs, lambda number: f"Image {number} of 'inputs'", model)
+        raise RequestError(400, f"Expecting 'inputs' to be a non-empty list of images, each {signature.width} numbers.")
+    return as_images(inputs, lambda number: f"Image {number} of 'inputs'", signature)
 
 
-def as_images(rows, describe, model):
-    """rows as a float32 array [len(rows), model.width], or the RequestError naming (by describe(index)) the first
-    row that is not model.width numbers.  NaN and Infinity pass, as they do in TF Serving."""
+def as_images(rows, describe, signature):
+    """rows as a float32 array [len(rows), signature.width], or the RequestError naming (by describe(index)) the first
+    row that is not signature.width numbers.  NaN and Infinity pass, as they do in TF Serving."""
     for number, row in enumerate(rows):
         if not isinstance(row, list):
-            raise RequestError(400, f"{describe(number)} is not a list of {model.width} numbers.")
-        if len(row) != model.width:
+            raise RequestError(400, f"{describe(number)} is not a list of {signature.width} numbers.")
+        if len(row) != signature.width:
             raise RequestError(
-                400, f"{describe(number)} has {len(row)} values; the input {model.input_name} takes {model.width}."
+                400,
+                f"{describe(number)} has {len(row)} values; the input {signature.input_name} takes {signature.width}.",
             )
     # NumPy would take true for 1 and a numeric string for its number: only what JSON calls numbers may pass.
     if not set(map(type, itertools.chain.from_iterable(rows))) <= {int, float}:
@@ -215,8 +253,8 @@ def predict_response(outputs, form):
 
 
 class Batcher:
-    """Runs the images of the requests that arrive together in one Session.run, on a thread of its own (one
-    Session.run at a time: TensorFlow spreads each over the cores already), and counts how it went."""
+    """Runs the images of the requests that arrive together in one Session.run per signature, on a thread of its
+    own (one Session.run at a time: TensorFlow spreads each over the cores already), and counts how it went."""
 
     def __init__(self, model):
         self.model = model
@@ -224,38 +262,43 @@ class Batcher:
         self.thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="session-run")
         self.requests = self.images = self.session_runs = self.most_requests = 0
 
-    async def predict(self, images):
-        """{output name: array} for images, from a Session.run that other requests may share."""
+    async def predict(self, signature, images):
+        """{output name: array} of signature for images, from a Session.run that other requests may share."""
         answer = asyncio.get_running_loop().create_future()
-        self.queue.put_nowait((images, answer))
+        self.queue.put_nowait((signature, images, answer))
         return await answer
 
     async def run(self):
-        loop = asyncio.get_running_loop()
         while True:
             batch = [await self.queue.get()]
             await asyncio.sleep(BATCH_WINDOW_SECONDS)
-            count = len(batch[0][0])
+            count = len(batch[0][1])
             while count < MAX_BATCH_IMAGES and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
-                count += len(batch[-1][0])
-            try:
-                outputs = await loop.run_in_executor(
-                    self.thread, self.model.run, np.concatenate([images for images, _ in batch])
-                )
-            except Exception as e:  # each request's handler answers it, and the next batch runs
-                for _, answer in batch:
-                    if not answer.cancelled():
-                        answer.set_exception(e)
-                continue
-            self.requests, self.images = self.requests + len(batch), self.images + count
-            self.session_runs += 1
-            self.most_requests = max(self.most_requests, len(batch))
-            start = 0
-            for images, answer in batch:
-                if not answer.cancelled():  # its handler outlived the shutdown's grace period
-                    answer.set_result({name: value[start : start + len(images)] for name, value in outputs.items()})
-                start += len(images)
+                count += len(batch[-1][1])
+            for signature in dict.fromkeys(signature for signature, _, _ in batch):
+                await self.run_together([(images, answer) for s, images, answer in batch if s is signature], signature)
+
+    async def run_together(self, requests, signature):
+        """One Session.run of signature for the images of all requests, each answered with its own rows."""
+        try:
+            outputs = await asyncio.get_running_loop().run_in_executor(
+                self.thread, self.model.run, signature, np.concatenate([images for images, _ in requests])
+            )
+        except Exception as e:  # each request's handler answers it, and the next batch runs
+            for _, answer in requests:
+                if not answer.cancelled():
+                    answer.set_exception(e)
+            return
+        self.requests += len(requests)
+        self.images += sum(len(images) for images, _ in requests)
+        self.session_runs += 1
+        self.most_requests = max(self.most_requests, len(requests))
+        start = 0
+        for images, answer in requests:
+            if not answer.cancelled():  # its handler outlived the shutdown's grace period
+                answer.set_result({name: value[start : start + len(images)] for name, value in outputs.items()})
+            start += len(images)
 
     async def running(self, app):
         """aiohttp's cleanup context: the batches run while the application does."""
@@ -332,8 +375,21 @@ def make_app(model, model_name="mnist"):
     async def predict(request):
         if not served(request):
             raise servable_not_found(request)
-        images, form = parse_predict(await request.read(), model)
-        return web.json_response(predict_response(await batcher.predict(images), form))
+        signature, images, form = parse_predict(await request.read(), model)
+        return web.json_response(predict_response(await batcher.predict(signature, images), form))
+
+    page = (PAGE / "index.html").read_text().replace("{{model_name}}", html.escape(model_name))
+
+    async def get_page(request):
+        return web.Response(text=page, content_type="text/html")
+
+    async def post_prepare(request):
+        image = await request.read()
+        try:  # off the event loop: decoding and fitting a large photo takes a while
+            x = await asyncio.get_running_loop().run_in_executor(None, prepare, image, "The image sent")
+        except GraphNNError as e:
+            raise RequestError(400, str(e)) from None
+        return web.json_response({"x": x.tolist()})
 
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[tf_serving_errors])
     app[BATCHER] = batcher
@@ -343,6 +399,9 @@ def make_app(model, model_name="mnist"):
         app.router.add_get(model_path + version, status)
         app.router.add_get(model_path + version + "/metadata", get_metadata)
         app.router.add_post(model_path + version + ":predict", predict)
+    app.router.add_get("/", get_page)
+    app.router.add_static("/static/", PAGE)
+    app.router.add_post("/prepare", post_prepare)
     return app
 
 
