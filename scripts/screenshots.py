@@ -25,6 +25,8 @@ import tempfile
 import time
 import urllib.request
 
+from page_screenshot import CHROMIUM_FLAGS  # this script's own folder, where `python scripts/screenshots.py` runs
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RUNS = (["--preset", "chapter2"], ["--preset", "five-layer"])
 RUN_FLAGS = ["--epochs", "2", "--eval-every", "94", "--log-every", "20", "--histogram-every", "47"]
@@ -97,13 +99,7 @@ def screenshot(chromium, url, path, profile):
         [
             chromium,
             "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
+            *CHROMIUM_FLAGS,
             # The projector draws with WebGL: without a GPU, Chromium needs SwiftShader allowed.
             "--enable-unsafe-swiftshader",
             "--hide-scrollbars",
