@@ -4,21 +4,17 @@
     python run.py --preset cnn --epochs 1 && python run.py export --run RUN
     python scripts/page_screenshot.py RUN docs/serve-page.png
 
-It starts `serve` on a free port of 127.0.0.1, opens its page in Chromium (driven by Playwright), draws the
-strokes of DIGITS[digit] as a person would, waits for the page's answer, prints it and saves the screenshot.
+It starts `serve` on a free port of 127.0.0.1 (graph_nn/serving/child.py), opens its page in Chromium (driven by
+Playwright), draws the strokes of DIGITS[digit] as a person would, waits for the page's answer, prints it and saves
+the screenshot.
 tests/test_page.py draws with the same strokes.
 """
 
 import argparse
 import pathlib
-import re
-import selectors
-import signal
-import subprocess
-import sys
-import time
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from graph_nn.serving.child import ServerProcess
+
 # The strokes of a few digits, each a list of (x, y) points in a 0..1 square, as a hand draws them.
 DIGITS = {
     0: [
@@ -49,43 +45,8 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-STARTUP_SECONDS = 120
 ANSWER_MILLISECONDS = 60_000
 STEPS_PER_SEGMENT = 8  # mouse moves between two points of a stroke: the page sees a moving pointer, not jumps
-
-
-def start_server(source, stderr=None):
-    """`python -m graph_nn serve SOURCE --port 0` and its base URL, once its first line names the port; what it
-    writes to stderr goes to stderr (a file, or this process's)."""
-    server = subprocess.Popen(
-        [sys.executable, "-m", "graph_nn", "serve", str(source), "--port", "0"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=stderr,
-        text=True,
-    )
-    deadline = time.monotonic() + STARTUP_SECONDS
-    with selectors.DefaultSelector() as selector:
-        selector.register(server.stdout, selectors.EVENT_READ)
-        while not selector.select(timeout=0.5):
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                raise RuntimeError(f"serve did not start listening within {STARTUP_SECONDS} s")
-    line = server.stdout.readline()
-    found = re.search(r"at (http://[^/]+)/v1/models/", line)
-    if not found:
-        server.kill()
-        raise RuntimeError(f"serve said {line!r}, not where it listens")
-    return server, found.group(1)
-
-
-def stop_server(server):
-    server.send_signal(signal.SIGINT)
-    try:
-        server.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.communicate()
 
 
 def open_page(browser, base):
@@ -123,16 +84,16 @@ def main():
 
     from playwright.sync_api import sync_playwright
 
-    server, base = start_server(args.source)
+    server = ServerProcess(args.source)
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-            page = open_page(browser, base)
+            page = open_page(browser, server.base)
             print(f"drew a {args.digit}; the page says {draw(page, args.digit)}")
             page.screenshot(path=str(args.png), full_page=True)
             browser.close()
     finally:
-        stop_server(server)
+        server.stop()
     print(f"screenshot: {args.png}")
 
 

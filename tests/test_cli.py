@@ -33,6 +33,8 @@ from tests.conftest import IMPORTED_AFTER, ROOT, run_cli
         ["sweep", "--optimizer", "sgd,lion"],
         ["sweep", "--resume", "/nowhere"],
         ["bench", "--models", "resnet"],
+        ["bench", "--serve", "/nowhere"],
+        ["bench", "--serve", ".", "--models", "cnn"],
         ["parity", "--images", "0"],
         ["--rewrite-off", "remap"],
         ["--profile-steps", "9,3"],

@@ -11,7 +11,8 @@ from PIL import Image
 from graph_nn.data.digit_images import prepare
 from graph_nn.reports.export import saved_model_predictions
 from graph_nn.reports.predict import predict_files
-from scripts.page_screenshot import CHROMIUM, CHROMIUM_FLAGS, draw, open_page, start_server, stop_server
+from graph_nn.serving.child import ServerProcess
+from scripts.page_screenshot import CHROMIUM, CHROMIUM_FLAGS, draw, open_page
 
 ANSWER_MILLISECONDS = 60_000
 
@@ -20,9 +21,9 @@ ANSWER_MILLISECONDS = 60_000
 def served(exported, tmp_path_factory):
     """The base URL of `serve` on the exported short run."""
     with open(tmp_path_factory.mktemp("page") / "serve-stderr.txt", "w") as log:
-        server, base = start_server(exported, log)
-        yield base
-        stop_server(server)
+        server = ServerProcess(exported, stderr=log)
+        yield server.base
+        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -3,12 +3,8 @@
 import concurrent.futures
 import json
 import re
-import selectors
 import shutil
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -19,13 +15,11 @@ import pytest
 
 from graph_nn.core.errors import GraphNNError
 from graph_nn.reports.export import saved_model_predictions
+from graph_nn.serving.child import STOP_SECONDS, ServerProcess
 from graph_nn.serving.server import MAX_BODY_BYTES, listening_line, serve
 from graph_nn.serving.source import saved_model_path
-from tests.conftest import ROOT
+from tests.conftest import run_cli
 
-STARTUP_SECONDS = 120
-STOP_SECONDS = 30
-SERVE = "import sys; from graph_nn.serving.server import serve; sys.exit(serve(sys.argv[1], port=0))"
 MODEL = "/v1/models/mnist"
 PREDICT = MODEL + ":predict"
 IMAGES = 2000
@@ -50,31 +44,16 @@ def expected(exported, mnist):
     return (images, *saved_model_predictions(exported.saved_model, images))
 
 
-class Server:
-    """`serve(RUN, port=0)` in a child process, ready once its first line names the port it listens on."""
+class Server(ServerProcess):
+    """`python -m graph_nn serve RUN --port 0` in a child process, spoken to as a TF Serving client speaks, and its
+    answers counted as the server counts them."""
 
     def __init__(self, run_dir, log_path):
         self.log = open(log_path, "w")  # noqa: SIM115 (closed in stop(), with the server)
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", SERVE, str(run_dir)], cwd=ROOT, stdout=subprocess.PIPE, stderr=self.log, text=True
-        )
-        self.first_line = self.read_first_line()
-        self.base = re.fullmatch(r"Serving mnist .* at (http://127\.0\.0\.1:\d+)/v1/models/mnist .*\n", self.first_line)
-        assert self.base, self.first_line
-        self.base = self.base.group(1)
+        super().__init__(run_dir, stderr=self.log)
+        assert re.fullmatch(r"Serving mnist .* at http://127\.0\.0\.1:\d+/v1/models/mnist .*\n", self.first_line)
         self.lock = threading.Lock()
         self.predicted_requests = self.predicted_images = 0
-
-    def read_first_line(self):
-        deadline = time.monotonic() + STARTUP_SECONDS
-        with selectors.DefaultSelector() as selector:
-            selector.register(self.process.stdout, selectors.EVENT_READ)
-            while not selector.select(timeout=0.5):
-                assert self.process.poll() is None, f"serve exited: {self.stderr()}"
-                assert time.monotonic() < deadline, f"serve did not listen within {STARTUP_SECONDS} s: {self.stderr()}"
-        line = self.process.stdout.readline()
-        assert line, f"serve exited: {self.stderr()}"
-        return line
 
     def stderr(self):
         with open(self.log.name) as f:
@@ -103,16 +82,10 @@ class Server:
         return answer
 
     def stop(self):
-        """SIGINT, as Ctrl-C sends it: (exit status, what it printed after its first line)."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
         try:
-            out, _ = self.process.communicate(timeout=STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            out, _ = self.process.communicate()
-        self.log.close()
-        return self.process.returncode, out
+            return super().stop()
+        finally:
+            self.log.close()
 
 
 @pytest.fixture(scope="module")
@@ -376,3 +349,23 @@ def test_the_listening_line_says_when_other_machines_can_use_the_server():
     )
     assert "with no authentication: every machine that can reach any address of this machine on port 8501" in everywhere
     assert "every machine that can reach 192.0.2.7 on port 80 can use it" in listening_line("192.0.2.7", 80, "mnist")
+
+
+def test_bench_serve_times_each_concurrency_against_the_graph_in_process(exported, tmp_path):
+    # bench checks each configuration's first answer against the in-process call itself, and fails if it differs.
+    result = run_cli(
+        "bench", "--serve", exported, "--seconds", "0.3", "--repeats", "1", "--json", tmp_path / "s.json", timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    assert "images/s vs in-process" in result.stdout
+    figures = json.loads((tmp_path / "s.json").read_text())
+    rows = figures["rows"]
+    assert [(row["batch"], row["concurrency"]) for row in rows] == [
+        (batch, concurrency) for batch in (1, 100) for concurrency in (0, 1, 8, 32)
+    ]
+    for row in rows:
+        assert row["requests_per_second"] > 0 and 0 < row["p50_ms"] <= row["p99_ms"], row
+        assert row["images_per_second"] == pytest.approx(row["requests_per_second"] * row["batch"])
+    (server,) = figures["servers"]
+    most = int(re.search(r"most requests in one Session\.run: (\d+)\)", server).group(1))
+    assert most > 1, server  # 8 and 32 clients at once: their requests shared Session.runs

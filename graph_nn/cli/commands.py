@@ -536,9 +536,20 @@ def bench_flags(parser):
         action="store_true",
         help="instead: one process vs 1 ps + 1 and 2 workers on 127.0.0.1 (steps/s, examples/s, bytes per step)",
     )
+    parser.add_argument(
+        "--serve",
+        metavar="RUN_OR_EXPORT",
+        help="instead: `serve` of this exported run over HTTP, 1, 8 and 32 clients at once, 1 image and 100 per "
+        "request (requests/s, p50/p99 latency), against calling the graph in-process",
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=3.0, help="with --serve: how long each measurement runs (default 3)"
+    )
 
 
 def command_bench(args):
+    if args.serve is not None:
+        return command_bench_serve(args)
     defaults = ("mlp512", 1000, 1) if args.cluster else ("mlp512,cnn", 200, 5)
     args.models, args.steps, args.repeats = (
         given or default for given, default in zip((args.models, args.steps, args.repeats), defaults)
@@ -549,8 +560,7 @@ def command_bench(args):
         raise GraphNNError(f"bench measures {', '.join(MODELS)}, not {', '.join(sorted(unknown))}.")
     if args.steps <= 0 or args.repeats <= 0:
         raise GraphNNError("--steps and --repeats must be positive.")
-    if not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
-        raise GraphNNError(f"--json {args.json}: its directory does not exist.")
+    checked_json_path(args.json)
     if args.cluster:
         from graph_nn.experiments import bench_cluster as bench
 
@@ -561,13 +571,43 @@ def command_bench(args):
 
         report = bench.run_bench(load_dataset(), bench.Settings(steps=args.steps, repeats=args.repeats), models)
     show(report)
+    write_figures(bench, report, args.json)
+    return 0
+
+
+def checked_json_path(path):
+    if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        raise GraphNNError(f"--json {path}: its directory does not exist.")
+    return path
+
+
+def write_figures(bench, report, path):
     try:
-        bench.write_json(report.outcome, args.json)
+        bench.write_json(report.outcome, path)
     except OSError as e:
         raise GraphNNError(
-            f"--json {args.json}: cannot write the figures ({e.strerror or e}); the table above has them."
+            f"--json {path}: cannot write the figures ({e.strerror or e}); the table above has them."
         ) from None
-    print(f"Figures written to {args.json}")
+    print(f"Figures written to {path}")
+
+
+def command_bench_serve(args):
+    from graph_nn.serving.source import saved_model_path
+
+    if args.cluster or args.models or args.steps:
+        raise GraphNNError("bench --serve measures the run it is given: --cluster, --models and --steps do not apply.")
+    args.repeats = args.repeats or 3
+    if args.seconds <= 0 or args.repeats <= 0:
+        raise GraphNNError("--seconds and --repeats must be positive.")
+    saved_model_path(args.serve)  # a wrong path is answered before TensorFlow loads
+    if importlib.util.find_spec("aiohttp") is None:
+        raise GraphNNError('bench --serve needs aiohttp: pip install -e ".[serve]".')
+    checked_json_path(args.json)
+    from graph_nn.experiments import bench_serve
+
+    report = bench_serve.run_bench(load_dataset(), args.serve, args.seconds, args.repeats)
+    show(report)
+    write_figures(bench_serve, report, args.json)
     return 0
 
 
@@ -637,10 +677,10 @@ COMMANDS = (
     ),
     Command(
         "bench",
-        "training and inference throughput: graph mode vs Keras vs the hardware",
+        "training and inference throughput: graph mode vs Keras vs the hardware; a cluster; the server",
         (bench_flags,),
         command_bench,
-        keras=True,
+        keras=lambda args: args.serve is None,
     ),
 )
 DEFAULT_COMMAND = "train"  # `python run.py --model cnn` is `python run.py train --model cnn`
