@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 import numpy as np
 import pytest
@@ -801,3 +802,35 @@ def test_a_cluster_whose_ps_dies_says_how_to_go_on_from_the_chiefs_checkpoint(pr
         f"graph-nn: error: ps 0 was killed by SIGKILL; worker 0 exited with 4; continue with: python run.py cluster "
         f"--resume {run_dir}."
     )
+
+
+def test_a_clusters_run_goes_out_of_graph_mode_as_any_run_does(stopped_and_resumed, mnist, tmp_path):
+    """What the chief saved is an ordinary run: each export proves itself equal, and serve answers for it."""
+    from graph_nn.core.run_dir import RunDir
+    from graph_nn.crosscheck.keras_export import TOLERANCE, export_keras
+    from graph_nn.reports.export import check_export, export_run, saved_model_predictions
+    from graph_nn.reports.tflite import export_tflite
+    from graph_nn.serving.child import ServerProcess
+
+    run_dir = RunDir(shutil.copytree(stopped_and_resumed["run_dir"], tmp_path / "run"))
+    export_run(run_dir)
+    assert max(check_export(run_dir, mnist).differences.values()) < 1e-6
+    keras_model = export_keras(run_dir, mnist)
+    assert keras_model.max_difference <= TOLERANCE and keras_model.accuracy == keras_model.graph_accuracy
+    lite = export_tflite(run_dir, mnist)
+    assert lite.accuracy == lite.graph_accuracy
+
+    images = mnist.test.images[:5]
+    with open(tmp_path / "serve-stderr.txt", "w") as log:
+        server = ServerProcess(run_dir, stderr=log)
+        try:
+            request = urllib.request.Request(
+                server.base + "/v1/models/mnist:predict", data=json.dumps({"instances": images.tolist()}).encode()
+            )
+            with urllib.request.urlopen(request, timeout=60) as response:
+                predictions = json.loads(response.read())["predictions"]
+        finally:
+            code, _ = server.stop()
+    probabilities, classes = saved_model_predictions(run_dir.saved_model, images)
+    assert [row["class"] for row in predictions] == classes.tolist() and code == 0
+    np.testing.assert_allclose([row["probabilities"] for row in predictions], probabilities, atol=1e-6)

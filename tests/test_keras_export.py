@@ -2,6 +2,7 @@
 image, and read back by a plain keras.saving.load_model in a process of its own."""
 
 import io
+import re
 import subprocess
 import sys
 import textwrap
@@ -47,7 +48,7 @@ def test_the_keras_model_computes_the_checkpoints_logits_and_a_plain_load_model_
     lines = result.stdout.splitlines()
     assert lines[0].startswith(f"Keras 3 model: {RunDir(idioms_run).keras_model} - the checkpoint of step 40, ")
     assert "  conv2/batch_norm/moving_variance  conv2_batch_norm/moving_variance" in lines
-    difference = float(lines[-2].split(": ")[1].split()[0])
+    difference = float(lines[-3].split(": ")[1].split()[0])
     assert difference <= TOLERANCE
 
     data = tmp_path / "test.npz"
@@ -62,7 +63,13 @@ def test_the_keras_model_computes_the_checkpoints_logits_and_a_plain_load_model_
     accuracy, rate, layers = loaded.stdout.split()
     _, graph_accuracy = evaluate_run(idioms_run, mnist, weights="ema")
     assert float(accuracy) == pytest.approx(graph_accuracy, abs=1e-7)
-    assert lines[-1] == f"test accuracy: {graph_accuracy:.4f} (the checkpoint's: {graph_accuracy:.4f})"
+    assert lines[-2] == f"test accuracy: {graph_accuracy:.4f} (the checkpoint's: {graph_accuracy:.4f})"
+    size = RunDir(idioms_run).keras_model.stat().st_size
+    assert re.fullmatch(
+        rf"{size:,} bytes; latency per image, one at a time: [\d.]+ µs through Keras's predict_on_batch, [\d.]+ µs "
+        "through Session.run",
+        lines[-1],
+    )
     assert rate == "[0.3]"
     assert layers.startswith("InputLayer:x,Reshape:images,Conv2D:conv1,BatchNormalization:conv1_batch_norm,ReLU:")
     assert layers.endswith("Flatten:flatten,Dropout:flatten_dropout,Dense:output,Softmax:probabilities")

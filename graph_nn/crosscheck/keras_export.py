@@ -31,6 +31,7 @@ from graph_nn.crosscheck.keras_models import keras_optimizer
 from graph_nn.data.dataset import IMAGE_SIZE, NUM_CLASSES
 from graph_nn.graph import batched
 from graph_nn.reports.evaluate import restored_session
+from graph_nn.reports.tflite import TIMED_IMAGES, mean_latency
 
 TOLERANCE = 1e-5  # max |logit difference| on the test images above which model.keras is not written
 
@@ -88,6 +89,9 @@ class KerasExport:
     max_difference: float  # of the logits, against the checkpoint's, on the test images
     accuracy: float  # the Keras model's on the test images
     graph_accuracy: float
+    size: int  # bytes of model.keras
+    latency: float  # mean seconds per image, one image at a time, through Keras's predict_on_batch
+    graph_latency: float  # the checkpoint's graph, through Session.run
 
     def __str__(self):
         width = max(len(graph) for graph, _ in self.mapping)
@@ -98,6 +102,8 @@ class KerasExport:
             f"max |logit difference| vs the checkpoint on the test images: {self.max_difference:.2e} "
             f"(at most {TOLERANCE:.0e})",
             f"test accuracy: {self.accuracy:.4f} (the checkpoint's: {self.graph_accuracy:.4f})",
+            f"{self.size:,} bytes; latency per image, one at a time: {1e6 * self.latency:.1f} µs through Keras's "
+            f"predict_on_batch, {1e6 * self.graph_latency:.1f} µs through Session.run",
         ]
         return "\n".join(lines)
 
@@ -118,6 +124,8 @@ def export_keras(run_dir, dataset, which=None, weights="raw"):
     with restored_session(run_dir, which, weights) as (sess, model, config):
         step = int(sess.run(model.global_step))
         graph_logits = batched.logits(sess, model, images)
+        outputs = [model.probabilities, model.predictions]
+        graph_latency = mean_latency(lambda image: sess.run(outputs, {model.x: image}), images[:TIMED_IMAGES])
         variables = [v for layer in model.layers for v in (layer.kernel, layer.bias, *layer.normalization)]
         values = {v.op.name: value for v, value in zip(variables, sess.run(variables))}
     keras_model = keras_network(config)
@@ -138,6 +146,7 @@ def export_keras(run_dir, dataset, which=None, weights="raw"):
             f"(more than {TOLERANCE:.0e}); {run_dir.keras_model} is not written"
         )
     accuracy, graph_accuracy = (float(np.mean(each.argmax(axis=1) == labels)) for each in (logits, graph_logits))
+    latency = mean_latency(keras_model.predict_on_batch, images[:TIMED_IMAGES])
     write_keras(keras_model, run_dir)
     return KerasExport(
         str(run_dir.keras_model),
@@ -147,6 +156,9 @@ def export_keras(run_dir, dataset, which=None, weights="raw"):
         difference,
         accuracy,
         graph_accuracy,
+        run_dir.keras_model.stat().st_size,
+        latency,
+        graph_latency,
     )
 
 
