@@ -35,6 +35,7 @@ from tests.conftest import IMPORTED_AFTER, ROOT, run_cli
         ["bench", "--models", "resnet"],
         ["bench", "--serve", "/nowhere"],
         ["bench", "--serve", ".", "--models", "cnn"],
+        ["bench", "--seconds", "1"],
         ["parity", "--images", "0"],
         ["--rewrite-off", "remap"],
         ["--profile-steps", "9,3"],

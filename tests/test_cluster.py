@@ -811,6 +811,7 @@ def test_a_clusters_run_goes_out_of_graph_mode_as_any_run_does(stopped_and_resum
     from graph_nn.reports.export import check_export, export_run, saved_model_predictions
     from graph_nn.reports.tflite import export_tflite
     from graph_nn.serving.child import ServerProcess
+    from graph_nn.serving.server import PROBABILITY_ATOL
 
     run_dir = RunDir(shutil.copytree(stopped_and_resumed["run_dir"], tmp_path / "run"))
     export_run(run_dir)
@@ -833,4 +834,4 @@ def test_a_clusters_run_goes_out_of_graph_mode_as_any_run_does(stopped_and_resum
             code, _ = server.stop()
     probabilities, classes = saved_model_predictions(run_dir.saved_model, images)
     assert [row["class"] for row in predictions] == classes.tolist() and code == 0
-    np.testing.assert_allclose([row["probabilities"] for row in predictions], probabilities, atol=1e-6)
+    np.testing.assert_allclose([row["probabilities"] for row in predictions], probabilities, atol=PROBABILITY_ATOL)

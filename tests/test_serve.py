@@ -16,7 +16,7 @@ import pytest
 from graph_nn.core.errors import GraphNNError
 from graph_nn.reports.export import saved_model_predictions
 from graph_nn.serving.child import STOP_SECONDS, ServerProcess
-from graph_nn.serving.server import MAX_BODY_BYTES, listening_line, serve
+from graph_nn.serving.server import MAX_BODY_BYTES, PROBABILITY_ATOL, listening_line, serve
 from graph_nn.serving.source import saved_model_path
 from tests.conftest import run_cli
 
@@ -24,10 +24,6 @@ MODEL = "/v1/models/mnist"
 PREDICT = MODEL + ":predict"
 IMAGES = 2000
 CONCURRENT = 32
-# oneDNN blocks a matmul by the batch's size in ways that differ between CPU models: on some, every batch of two
-# images or more gives the same rows bit for bit, on others (seen: an AMD EPYC of 2026-12) a batch of 5 and one
-# of 2,000 differ by up to 2.4e-7 in a probability.  Which requests share a Session.run moves an answer that much.
-PROBABILITY_ATOL = 1e-6
 BLANK = [0.5] * 784  # an image of the right shape, for the requests refused for something else
 STATUS = {
     "model_version_status": [

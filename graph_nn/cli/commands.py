@@ -8,6 +8,7 @@ answered at once.  The rules of a domain (what a cluster refuses, what a resume 
 
 import dataclasses
 import importlib.util
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from graph_nn.cli.startup import enable_xla_on_cpu
 from graph_nn.core import config as config_module
 from graph_nn.core.config import CONTROL_FLOWS, MODELS, RECIPES
 from graph_nn.core.errors import GraphNNError
-from graph_nn.core.run_dir import RunDir, check_not_held, exclusive, new_run_dir, newest_run
+from graph_nn.core.run_dir import RunDir, check_not_held, exclusive, new_run_dir, newest_run, write_atomically
 from graph_nn.data.batches import schedule_for
 from graph_nn.data.dataset import load_dataset, record_files  # numpy, not TensorFlow
 from graph_nn.data.digit_images import prepare_files
@@ -542,14 +543,14 @@ def bench_flags(parser):
         help="instead: `serve` of this exported run over HTTP, 1, 8 and 32 clients at once, 1 image and 100 per "
         "request (requests/s, p50/p99 latency), against calling the graph in-process",
     )
-    parser.add_argument(
-        "--seconds", type=float, default=3.0, help="with --serve: how long each measurement runs (default 3)"
-    )
+    parser.add_argument("--seconds", type=float, help="with --serve: how long each measurement runs (default 3)")
 
 
 def command_bench(args):
     if args.serve is not None:
         return command_bench_serve(args)
+    if args.seconds is not None:
+        raise GraphNNError("--seconds goes with --serve.")
     defaults = ("mlp512", 1000, 1) if args.cluster else ("mlp512,cnn", 200, 5)
     args.models, args.steps, args.repeats = (
         given or default for given, default in zip((args.models, args.steps, args.repeats), defaults)
@@ -571,19 +572,18 @@ def command_bench(args):
 
         report = bench.run_bench(load_dataset(), bench.Settings(steps=args.steps, repeats=args.repeats), models)
     show(report)
-    write_figures(bench, report, args.json)
+    write_figures(report, args.json)
     return 0
 
 
 def checked_json_path(path):
     if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
         raise GraphNNError(f"--json {path}: its directory does not exist.")
-    return path
 
 
-def write_figures(bench, report, path):
+def write_figures(report, path):
     try:
-        bench.write_json(report.outcome, path)
+        write_atomically(path, json.dumps(report.outcome, indent=2) + "\n")
     except OSError as e:
         raise GraphNNError(
             f"--json {path}: cannot write the figures ({e.strerror or e}); the table above has them."
@@ -597,6 +597,7 @@ def command_bench_serve(args):
     if args.cluster or args.models or args.steps:
         raise GraphNNError("bench --serve measures the run it is given: --cluster, --models and --steps do not apply.")
     args.repeats = args.repeats or 3
+    args.seconds = 3.0 if args.seconds is None else args.seconds
     if args.seconds <= 0 or args.repeats <= 0:
         raise GraphNNError("--seconds and --repeats must be positive.")
     saved_model_path(args.serve)  # a wrong path is answered before TensorFlow loads
@@ -607,7 +608,7 @@ def command_bench_serve(args):
 
     report = bench_serve.run_bench(load_dataset(), args.serve, args.seconds, args.repeats)
     show(report)
-    write_figures(bench_serve, report, args.json)
+    write_figures(report, args.json)
     return 0
 
 

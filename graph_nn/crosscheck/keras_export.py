@@ -31,7 +31,7 @@ from graph_nn.crosscheck.keras_models import keras_optimizer
 from graph_nn.data.dataset import IMAGE_SIZE, NUM_CLASSES
 from graph_nn.graph import batched
 from graph_nn.reports.evaluate import restored_session
-from graph_nn.reports.tflite import TIMED_IMAGES, mean_latency
+from graph_nn.reports.tflite import TIMED_IMAGES, graph_latency, mean_latency
 
 TOLERANCE = 1e-5  # max |logit difference| on the test images above which model.keras is not written
 
@@ -124,8 +124,7 @@ def export_keras(run_dir, dataset, which=None, weights="raw"):
     with restored_session(run_dir, which, weights) as (sess, model, config):
         step = int(sess.run(model.global_step))
         graph_logits = batched.logits(sess, model, images)
-        outputs = [model.probabilities, model.predictions]
-        graph_latency = mean_latency(lambda image: sess.run(outputs, {model.x: image}), images[:TIMED_IMAGES])
+        graph_seconds = graph_latency(sess, model, images[:TIMED_IMAGES])
         variables = [v for layer in model.layers for v in (layer.kernel, layer.bias, *layer.normalization)]
         values = {v.op.name: value for v, value in zip(variables, sess.run(variables))}
     keras_model = keras_network(config)
@@ -158,7 +157,7 @@ def export_keras(run_dir, dataset, which=None, weights="raw"):
         graph_accuracy,
         run_dir.keras_model.stat().st_size,
         latency,
-        graph_latency,
+        graph_seconds,
     )
 
 

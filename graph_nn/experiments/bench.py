@@ -7,7 +7,6 @@ measured in this same process, so a busy machine slows both sides alike.
 import contextlib
 import dataclasses
 import itertools
-import json
 import math
 import os
 import pathlib
@@ -18,7 +17,6 @@ import time
 import tensorflow as tf
 
 from graph_nn.core.config import HIDDEN_UNITS, INPUTS, RECIPES, article_preset, make_config, recipe_name_for
-from graph_nn.core.run_dir import write_atomically
 from graph_nn.graph import batched
 from graph_nn.graph.determinism import deterministic_ops
 from graph_nn.graph.sessions import session_config
@@ -294,7 +292,7 @@ def bench_model(name, dataset, records, settings, peak):
 
 @reported
 def run_bench(dataset, settings, models):
-    """What is measured as it starts, then the table; the outcome is the figures (write_json writes them)."""
+    """What is measured as it starts, then the table; the outcome is the figures (the CLI writes them to --json)."""
     peak = matmul_peak_flops(settings)
     yield f"fp32 matmul peak (2048x2048, this process): {peak / 1e9:.1f} GFLOP/s"
     rows = []
@@ -397,7 +395,3 @@ def format_table(figures):
     line("predict graph / Keras", [f"{r['keras_predict_10k_s'] / r['graph_predict_10k_s']:.2f}x" for r in rows])
     lines.append(f"event files of a default run: {figures['default_run_event_bytes'] / 1e6:.2f} MB")
     return "\n".join(lines)
-
-
-def write_json(figures, path):
-    write_atomically(path, json.dumps(figures, indent=2) + "\n")

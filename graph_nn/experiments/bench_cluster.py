@@ -7,7 +7,6 @@ worker-N/steps_per_second.  The bytes a worker's step sends to and receives from
 partition graphs of one traced step (graph_nn/internals/inspect_cluster.py).  The contenders take turns in each repeat.
 """
 
-import json
 import pathlib
 import statistics
 import subprocess
@@ -18,7 +17,6 @@ from tensorboard.backend.event_processing import event_accumulator
 from graph_nn.core.config import article_preset, command_line, make_config
 from graph_nn.core.errors import GraphNNError
 from graph_nn.core.processes import GRAPH_NN
-from graph_nn.core.run_dir import write_atomically
 from graph_nn.distributed.launcher import task_environment
 from graph_nn.experiments.bench import machine_description
 from graph_nn.internals.inspect_cluster import bytes_between_tasks, traced_sync_step, transfers
@@ -92,7 +90,7 @@ def measure(name, config, steps, logdir):
 
 @reported
 def run_bench(dataset, steps, repeats, models):
-    """What is measured as it starts, then the table; the outcome is the figures (write_json writes them)."""
+    """What is measured as it starts, then the table; the outcome is the figures (the CLI writes them to --json)."""
     rows = []
     for model_name in models:
         config = make_config(article_preset(model_name))
@@ -139,7 +137,3 @@ def format_table(figures):
             )
         lines.append(f"  bytes per worker step: {row['bytes_up']:,} to the ps, {row['bytes_down']:,} from it")
     return "\n".join(lines)
-
-
-def write_json(figures, path):
-    write_atomically(path, json.dumps(figures, indent=2) + "\n")

@@ -19,20 +19,16 @@ import time
 import numpy as np
 
 from graph_nn.core.errors import GraphNNError
-from graph_nn.core.run_dir import write_atomically
 from graph_nn.experiments.bench import machine_description
 from graph_nn.reports.report import reported
 from graph_nn.serving.child import ServerProcess
-from graph_nn.serving.server import Model
+from graph_nn.serving.server import PROBABILITY_ATOL, Model
 from graph_nn.serving.source import saved_model_path
 
 CONCURRENCY = (1, 8, 32)
 BATCHES = (1, 100)
 BODIES = 16  # distinct request bodies per batch size, sent in turn
 REQUEST_TIMEOUT_S = 60
-# What the server's answer may differ by from the in-process call's: the requests that share a Session.run change
-# its batch, and oneDNN's blocking with it (tests/test_serve.py, PROBABILITY_ATOL).
-PROBABILITY_ATOL = 1e-6
 
 
 class Window:
@@ -163,7 +159,7 @@ def label(batch, concurrency):
 
 @reported
 def run_bench(dataset, source, seconds, repeats):
-    """What is measured as it starts, then the table; the outcome is the figures (write_json writes them)."""
+    """What is measured as it starts, then the table; the outcome is the figures (the CLI writes them to --json)."""
     path = saved_model_path(source)
     warmup_s = min(1.0, seconds / 3)
     images = dataset.test.images[: BODIES * max(BATCHES)]
@@ -231,7 +227,3 @@ def format_table(figures):
         )
     lines.append(f"  the server, stopped after repeat {len(figures['servers'])}: {figures['servers'][-1]}")
     return "\n".join(lines)
-
-
-def write_json(figures, path):
-    write_atomically(path, json.dumps(figures, indent=2) + "\n")

@@ -91,6 +91,12 @@ def mean_latency(run_one, images):
     return (time.perf_counter() - start) / len(images)
 
 
+def graph_latency(sess, model, images):
+    """Mean seconds of the checkpoint's graph on one image at a time, fetching what the export serves."""
+    outputs = [model.probabilities, model.predictions]
+    return mean_latency(lambda image: sess.run(outputs, {model.x: image}), images)
+
+
 def write_dropout_free_saved_model(sess, model, config, path):
     """The session's weights written as a SavedModel of the network rebuilt without dropout.  The inference graph
     keeps dropout's ops (with keep_prob 1 they keep everything), and their random numbers have no TensorFlow Lite
@@ -154,8 +160,7 @@ def export_tflite(run_dir, dataset, quantize=None, which=None, weights="raw"):
         with restored_session(run_dir, which, weights) as (sess, model, config):
             step = int(sess.run(model.global_step))
             graph_probabilities = batched.probabilities(sess, model, images)
-            outputs = [model.probabilities, model.predictions]
-            graph_latency = mean_latency(lambda image: sess.run(outputs, {model.x: image}), timed)
+            graph_seconds = graph_latency(sess, model, timed)
             parameters = sum(v.shape.num_elements() for v in model_variables(model))
             write_dropout_free_saved_model(sess, model, config, saved_model_dir)
         # Outside the session, whose graph is the default one inside it: there the converter takes its TF1 path,
@@ -188,7 +193,7 @@ def export_tflite(run_dir, dataset, quantize=None, which=None, weights="raw"):
         accuracy,
         latency,
         graph_accuracy,
-        graph_latency,
+        graph_seconds,
     )
 
 

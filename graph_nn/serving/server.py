@@ -63,6 +63,11 @@ MAX_BATCH_IMAGES = EVAL_BATCH_SIZE  # per Session.run, give or take the last req
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 PAGE = pathlib.Path(__file__).with_name("page")
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+# oneDNN blocks a matmul by the batch's size in ways that differ between CPU models: on some, every batch of two
+# images or more gives the same rows bit for bit, on others (seen: an AMD EPYC of 2026-12) a batch of 5 and one
+# of 2,000 differ by up to 2.4e-7 in a probability.  Which requests share a Session.run moves an answer that much,
+# and no more than this.
+PROBABILITY_ATOL = 1e-6
 
 
 class RequestError(Exception):
