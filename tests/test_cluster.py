@@ -4,6 +4,7 @@ outside while a test runs; where it does not, the tasks listen on this machine's
 servers do, on its other interfaces).  Every wait has a timeout; every process a test starts is killed at its end.
 """
 
+import contextlib
 import json
 import os
 import pathlib
@@ -687,8 +688,9 @@ def test_inspect_shows_placement_the_sync_ops_and_the_bytes_a_step_sends_between
     assert re.search(r"^  VarHandleOp +train/sync_rep_local_step +worker 0$", text, re.M)
     assert len(re.findall(r"^  ResourceConditionalAccumulator ", text, re.M)) == len(weights)  # one per weight
     parameters = 4 * sum(weights.values())  # float32: the weights go down, their gradients up
-    # Up, with the gradients: the local step of each (int64), and this worker's index for its step count.
-    assert f"worker 0 -> ps 0: {parameters + 8 * (len(weights) + 1):,} bytes per step" in text
+    # Up, with the gradients: the local step of each (int64), and this worker's index for its step count; the local
+    # step once more (int64) with its index (int32), for cluster/sent_at.
+    assert f"worker 0 -> ps 0: {parameters + 8 * (len(weights) + 1) + 8 + 4:,} bytes per step" in text
     # Down, with the weights: the token (the next local step) and the 2 workers' step counts (int64).
     assert f"ps 0 -> worker 0: {parameters + 8 + 2 * 8:,} bytes per step" in text
     update = text.split("Partition graphs of the chief's update")[1]
@@ -723,8 +725,9 @@ def test_every_wait_has_a_limit(processes, tmp_path):
     )
     assert ended(chief) == 4
     assert output(chief).strip().splitlines()[-1] == (
-        "graph-nn: error: global step 0 did not move for 5 s: sync training waits for 2 gradients per update and a "
-        f"worker is missing; start it again with its flags, or train with --backup-workers; the last checkpoint "
+        "graph-nn: error: global step 0 did not move for 5 s: sync training waits for 2 gradients per update and "
+        f"worker 1 sent none for this one; start it again with its flags, or train with --backup-workers; the last "
+        f"checkpoint "
         f"(step 0) is kept in {run_dir}"
     )
     assert checkpoint_steps(run_dir) == [0]
@@ -835,3 +838,30 @@ def test_a_clusters_run_goes_out_of_graph_mode_as_any_run_does(stopped_and_resum
     probabilities, classes = saved_model_predictions(run_dir.saved_model, images)
     assert [row["class"] for row in predictions] == classes.tolist() and code == 0
     np.testing.assert_allclose([row["probabilities"] for row in predictions], probabilities, atol=PROBABILITY_ATOL)
+
+
+def test_an_abrupt_stop_of_a_sync_cluster_resumes_with_every_batch_counted_once(processes, tmp_path):
+    """The ps, the launcher and the chief killed (SIGKILL) after a checkpoint, then `cluster --resume`: the
+    gradients sent after the checkpoint were lost with the cluster, so their batches are trained on again, and
+    every worker ends with one batch per update (sync without backup workers)."""
+    logdir = tmp_path / "logs"
+    flags = [*FLAGS, "--steps", 300, "--checkpoint-every", 40, "--optimizer", "sgd", "--lr", 0.1, "--logdir", logdir]
+    launcher = processes.start("cluster", "cluster", "--workers", 2, *flags)
+    ps_address = wait_for(launcher, r"^cluster: ps (\S+);")[1]
+    wait_for_step(launcher, 1, "[worker 0] ")
+    (run_dir,) = logdir.iterdir()
+    wait_for_checkpoint(launcher, run_dir, 80)
+    tasks = still_running(ps_address, processes.netns)
+    (ps,) = [pid for pid, command in tasks.items() if "--job-name ps" in command]
+    os.kill(ps, signal.SIGKILL)
+    launcher.send_signal(signal.SIGKILL)
+    for pid in tasks:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    ended(launcher)
+
+    resumed = processes.start("resume", "cluster", "--resume", run_dir)
+    assert ended(resumed) == 0, output(resumed)
+    report = re.search(r"^\[worker 0\] Global step (\d+) \(sync[^)]*\); (.*)$", output(resumed), re.M)
+    batches = [int(n.replace(",", "")) for n in re.findall(r"worker \d: ([\d,]+) batches", report[2])]
+    assert int(report[1]) == 300 and batches == [300, 300], report[0]

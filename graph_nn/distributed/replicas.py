@@ -65,6 +65,14 @@ def cluster_worker_steps(workers):
         return v1.get_variable("worker_steps", [workers], tf.int64, initializer=v1.zeros_initializer(), trainable=False)
 
 
+def cluster_sent_at(workers):
+    """Sync training: per worker, the step its last gradient was computed at (the update after it takes it), or
+    -1: int64 [workers].  In the checkpoint beside worker_steps, it tells which counted batches went into no update
+    of the saved weights; at a stall, which workers' gradients for the update under way have been sent."""
+    with v1.variable_scope("cluster"):
+        return v1.get_variable("sent_at", [workers], tf.int64, initializer=v1.constant_initializer(-1), trainable=False)
+
+
 def cluster_purge_from(workers):
     """Per worker, the step of the START its event file is to begin with, or -1: int64 [workers].
 
@@ -95,6 +103,9 @@ class SyncOps:
     take_token: tf.Tensor  # a token from the queue, without sending a gradient
     give_back: tf.Operation  # `token` back into the queue
     token: tf.Tensor  # int64 placeholder
+    sent_at: tf.Variable  # int64 [workers]: the step of each worker's last gradient (cluster_sent_at)
+    local_step: tf.Tensor  # int64 placeholder: the step this worker's gradient is computed at
+    uncount: tf.Operation  # after a restore: the batches whose gradients no saved update took are not counted
 
 
 def token_queue(global_step):
@@ -132,6 +143,7 @@ def worker_graph(config, task, replication):
         with v1.device("/job:ps/task:0"):  # beside the global step, where every ps watches both
             worker_steps = cluster_worker_steps(workers)
             purge_from = cluster_purge_from(workers)
+            sent_at = cluster_sent_at(workers) if replication.mode == "sync" else None
         optimizer = make_optimizer(config)
         if replication.mode == "sync":
             optimizer = v1.train.SyncReplicasOptimizer(
@@ -139,7 +151,12 @@ def worker_graph(config, task, replication):
             )
         model = add_model(config, *placeholders(), optimizer=optimizer)
         with v1.name_scope("cluster/"):  # the variable scope's name, re-entered
-            count_step = v1.scatter_add(worker_steps, [task.index], tf.constant([1], tf.int64))
+            noted = []
+            if replication.mode == "sync":
+                local_step = v1.placeholder(tf.int64, [], name="local_step")
+                noted = [v1.scatter_update(sent_at, [task.index], tf.reshape(local_step, [1]))]
+            with tf.control_dependencies(noted):
+                count_step = v1.scatter_add(worker_steps, [task.index], tf.constant([1], tf.int64))
             if replication.mode == "sync":
                 step_after = model.train_op  # the token: the global step of the update this gradient waited for
             else:
@@ -161,6 +178,11 @@ def worker_graph(config, task, replication):
                 # complete check); marked as used to silence TensorFlow's warning about an unused tensor.
                 optimizer.ready_for_local_init_op.mark_used()
                 tokens, token = token_queue(global_step), v1.placeholder(tf.int64, [], name="token")
+                # A gradient computed at the saved step or later went into no update of the saved weights: lost in
+                # flight when the cluster stopped, its batch is to be trained on again.
+                unapplied = sent_at >= global_step
+                with tf.control_dependencies([worker_steps.assign_sub(tf.cast(unapplied, tf.int64))]):
+                    uncount = sent_at.assign(tf.where(unapplied, tf.fill([workers], global_step - 1), sent_at))
                 sync = SyncOps(
                     optimizer.chief_init_op,
                     optimizer.get_chief_queue_runner().enqueue_ops[0],
@@ -168,6 +190,9 @@ def worker_graph(config, task, replication):
                     tokens.dequeue(),
                     tokens.enqueue(token),
                     token,
+                    sent_at,
+                    local_step,
+                    uncount.op,
                 )
     return WorkerGraph(
         model,

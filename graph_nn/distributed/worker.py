@@ -148,6 +148,8 @@ class Worker:
             trainer.rejoin(sess)
         else:
             step = trainer.restore(sess) if checkpoints.all_kept(self.run_dir) else trainer.initialize(sess)
+            if self.sync:  # before the workers start, which happens once purge_from is set, next
+                sess.run(self.parts.sync.uncount, options=self.timeout)
             # Where every worker's event file starts again (ClusterSteps.start), the cluster having gone back to step.
             sess.run(self.parts.set_purge_from, {self.parts.purge_from: start_mark(step)}, options=self.timeout)
         if self.sync:
@@ -276,6 +278,8 @@ class ClusterSteps:
         if stop:
             return
         feed = self.trainer.feed(self.local_steps + 1)
+        if self.sync:
+            feed[self.parts.sync.local_step] = self.token
         trained = self.train_step(feed, stop)
         if trained is None:
             return
@@ -355,13 +359,27 @@ class ClusterSteps:
             if waited > self.wait_limit:
                 if time.monotonic() - answered > self.wait_limit / 2:
                     raise ClusterFailed(f"the parameter servers did not answer for {self.wait_limit} s")
-                raise Stalled(
-                    f"global step {step} did not move for {self.wait_limit} s: sync training waits for "
-                    f"{self.aggregate} gradients per update and a worker is missing; start it again "
-                    f"with its flags, or train with --backup-workers"
-                )
+                raise Stalled(f"global step {step} did not move for {self.wait_limit} s: {self.stall_cause(step)}")
             time.sleep(POLL_S)
         return step
+
+    def stall_cause(self, step):
+        """Why no update came: a worker that sent no gradient for it, or, every gradient sent, an update lost."""
+        sent_at = self.sess.run(self.parts.sync.sent_at, options=self.timeout)
+        missing = [f"worker {i}" for i, at in enumerate(sent_at) if at < step]
+        if len(sent_at) - len(missing) < self.aggregate:
+            return (
+                f"sync training waits for {self.aggregate} gradients per update and {', '.join(missing)} sent none "
+                f"for this one; start {'it' if len(missing) == 1 else 'them'} again with "
+                f"{'its' if len(missing) == 1 else 'their'} flags, or train with --backup-workers"
+            )
+        # The chief's update takes the gradients out of the accumulators, then applies them: a chief that died
+        # between the two took them with it, and the workers, who send one gradient per update, wait for ever.
+        return (
+            "every worker's gradient for the next update was sent, and the update was lost with a chief that died "
+            "while applying it; stop every task, parameter servers included, and start the cluster again "
+            "(python run.py cluster --resume RUN): it goes on from the chief's last checkpoint"
+        )
 
     def waiting_notice(self, answering):
         if not answering:
