@@ -120,7 +120,8 @@ def token_queue(global_step):
 class WorkerGraph:
     model: ModelGraph  # not finalized: the worker's Trainer adds its own parts under `device`
     device: object  # replica_device_setter's device function
-    fetches: list  # [global step after this step's update, loss, accuracy, the steps of every worker]
+    fetches: list  # [global step after this step's update, loss, accuracy, the steps of every worker, (sync:) the
+    # noting of this gradient's step in cluster/sent_at]
     worker_steps: tf.Variable  # int64 [workers]: how many batches each worker has trained on
     uninitialized: tf.Tensor  # names of the variables not yet initialized (or restored, or set) by the chief
     purge_from: tf.Tensor  # int64 placeholder: the chief's step back, for set_purge_from
@@ -151,15 +152,15 @@ def worker_graph(config, task, replication):
             )
         model = add_model(config, *placeholders(), optimizer=optimizer)
         with v1.name_scope("cluster/"):  # the variable scope's name, re-entered
-            noted = []
-            if replication.mode == "sync":
-                local_step = v1.placeholder(tf.int64, [], name="local_step")
-                noted = [v1.scatter_update(sent_at, [task.index], tf.reshape(local_step, [1]))]
-            with tf.control_dependencies(noted):
-                count_step = v1.scatter_add(worker_steps, [task.index], tf.constant([1], tf.int64))
+            count_step = v1.scatter_add(worker_steps, [task.index], tf.constant([1], tf.int64))
             if replication.mode == "sync":
                 step_after = model.train_op  # the token: the global step of the update this gradient waited for
+                local_step = v1.placeholder(tf.int64, [], name="local_step")
+                # Fetched beside count_step, not ordered with it: an order between ops of the ps and of the worker
+                # would cost every step one more message.
+                note_sent = [v1.scatter_update(sent_at, [task.index], tf.reshape(local_step, [1])).op]
             else:
+                note_sent = []
                 with tf.control_dependencies([model.train_op]):  # read after this worker's own increment
                     step_after = global_step.read_value()
             done = [done_queue(ps).enqueue(task.index) for ps in range(task.num_ps)]
@@ -197,7 +198,7 @@ def worker_graph(config, task, replication):
     return WorkerGraph(
         model,
         setter,
-        [step_after, model.loss, model.accuracy, count_step],
+        [step_after, model.loss, model.accuracy, count_step, *note_sent],
         worker_steps,
         uninitialized,
         step_back,

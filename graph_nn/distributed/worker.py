@@ -300,7 +300,7 @@ class ClusterSteps:
         """One batch through the train op: (loss, accuracy), or None when the step timed out."""
         sent_at, sent = self.token, time.monotonic()  # sync: the local step this batch's gradient is computed at
         try:
-            after, loss, accuracy, worker_steps = self.sess.run(self.parts.fetches, feed, options=self.timeout)
+            after, loss, accuracy, worker_steps, *_ = self.sess.run(self.parts.fetches, feed, options=self.timeout)
             self.local_steps = int(worker_steps[self.task.index])
         except tf.errors.DeadlineExceededError:
             after = loss = accuracy = None
