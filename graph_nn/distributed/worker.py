@@ -202,11 +202,25 @@ class Worker:
                 self.trainer.save(self.sess, self.writers, self.steps.step)
         finally:  # a checkpoint that could not be written still lets the parameter servers end
             for done in self.parts.done:
-                with contextlib.suppress(tf.errors.OpError):  # a ps already gone has nothing to wait for
-                    self.sess.run(done, options=self.timeout)
+                self.tell_done(done)
             close(self.sess)
             if self.updates:
                 self.updates.join()
+
+    def tell_done(self, done):
+        """Puts this worker's index in a ps's done queue.  The enqueue's first run registers its graph on the ps,
+        which on a loaded machine can outlast a step's timeout: it is tried again, up to the wait limit, or the ps
+        would wait for this worker until its own limit and end in an error."""
+        deadline = time.monotonic() + self.wait_limit
+        while True:
+            try:
+                self.sess.run(done, options=self.timeout)
+                return
+            except tf.errors.DeadlineExceededError:
+                if time.monotonic() > deadline:
+                    return
+            except tf.errors.OpError:  # a ps already gone has nothing to wait for
+                return
 
     def report_workers(self):
         steps = self.sess.run(self.parts.worker_steps, options=self.timeout)
