@@ -689,8 +689,8 @@ def test_inspect_shows_placement_the_sync_ops_and_the_bytes_a_step_sends_between
     assert len(re.findall(r"^  ResourceConditionalAccumulator ", text, re.M)) == len(weights)  # one per weight
     parameters = 4 * sum(weights.values())  # float32: the weights go down, their gradients up
     # Up, with the gradients: the local step of each (int64), this worker's index for its step count, and the local
-    # step once more for cluster/sent_at.
-    assert f"worker 0 -> ps 0: {parameters + 8 * (len(weights) + 2):,} bytes per step" in text
+    # step once more with the worker's batch count for cluster/last_sent.
+    assert f"worker 0 -> ps 0: {parameters + 8 * (len(weights) + 3):,} bytes per step" in text
     # Down, with the weights: the token (the next local step) and the 2 workers' step counts (int64).
     assert f"ps 0 -> worker 0: {parameters + 8 + 2 * 8:,} bytes per step" in text
     update = text.split("Partition graphs of the chief's update")[1]

@@ -65,12 +65,15 @@ def cluster_worker_steps(workers):
         return v1.get_variable("worker_steps", [workers], tf.int64, initializer=v1.zeros_initializer(), trainable=False)
 
 
-def cluster_sent_at(workers):
-    """Sync training: per worker, the step its last gradient was computed at (the update after it takes it), or
-    -1: int64 [workers].  In the checkpoint beside worker_steps, it tells which counted batches went into no update
-    of the saved weights; at a stall, which workers' gradients for the update under way have been sent."""
+def cluster_last_sent(workers):
+    """Sync training: per worker, its last gradient's record: the step it was computed at (the update after it
+    takes it), or -1, and the worker's batch count with it: int64 [workers, 2].  In the checkpoint it tells which
+    counted batches went into no update of the saved weights; at a stall, which workers' gradients for the update
+    under way have been sent.  One variable, written by one op: the saver reads the variables one after the other
+    while the workers go on, so worker_steps and a variable of steps beside it could hold two different
+    gradients' values (a count with the step before it), and a batch would be counted once too often."""
     with v1.variable_scope("cluster"):
-        return v1.get_variable("sent_at", [workers], tf.int64, initializer=v1.constant_initializer(-1), trainable=False)
+        return v1.get_variable("last_sent", initializer=tf.constant([[-1, 0]] * workers, tf.int64), trainable=False)
 
 
 def cluster_purge_from(workers):
@@ -103,8 +106,8 @@ class SyncOps:
     take_token: tf.Tensor  # a token from the queue, without sending a gradient
     give_back: tf.Operation  # `token` back into the queue
     token: tf.Tensor  # int64 placeholder
-    sent_at: tf.Variable  # int64 [workers]: the step of each worker's last gradient (cluster_sent_at)
-    local_step: tf.Tensor  # int64 placeholder: the step this worker's gradient is computed at
+    last_sent: tf.Variable  # int64 [workers, 2]: each worker's last gradient, (its step, the batches with it)
+    sent: tf.Tensor  # int64 placeholder [2]: this worker's gradient, (the step it is computed at, the batches with it)
     uncount: tf.Operation  # after a restore: the batches whose gradients no saved update took are not counted
 
 
@@ -121,7 +124,7 @@ class WorkerGraph:
     model: ModelGraph  # not finalized: the worker's Trainer adds its own parts under `device`
     device: object  # replica_device_setter's device function
     fetches: list  # [global step after this step's update, loss, accuracy, the steps of every worker, (sync:) the
-    # noting of this gradient's step in cluster/sent_at]
+    # noting of this gradient in cluster/last_sent]
     worker_steps: tf.Variable  # int64 [workers]: how many batches each worker has trained on
     uninitialized: tf.Tensor  # names of the variables not yet initialized (or restored, or set) by the chief
     purge_from: tf.Tensor  # int64 placeholder: the chief's step back, for set_purge_from
@@ -144,7 +147,7 @@ def worker_graph(config, task, replication):
         with v1.device("/job:ps/task:0"):  # beside the global step, where every ps watches both
             worker_steps = cluster_worker_steps(workers)
             purge_from = cluster_purge_from(workers)
-            sent_at = cluster_sent_at(workers) if replication.mode == "sync" else None
+            last_sent = cluster_last_sent(workers) if replication.mode == "sync" else None
         optimizer = make_optimizer(config)
         if replication.mode == "sync":
             optimizer = v1.train.SyncReplicasOptimizer(
@@ -155,10 +158,10 @@ def worker_graph(config, task, replication):
             count_step = v1.scatter_add(worker_steps, [task.index], tf.constant([1], tf.int64))
             if replication.mode == "sync":
                 step_after = model.train_op  # the token: the global step of the update this gradient waited for
-                local_step = v1.placeholder(tf.int64, [], name="local_step")
+                sent = v1.placeholder(tf.int64, [2], name="sent")
                 # Fetched beside count_step, not ordered with it: an order between ops of the ps and of the worker
                 # would cost every step one more message.
-                note_sent = [v1.scatter_update(sent_at, [task.index], tf.reshape(local_step, [1])).op]
+                note_sent = [v1.scatter_update(last_sent, [task.index], sent[tf.newaxis]).op]
             else:
                 note_sent = []
                 with tf.control_dependencies([model.train_op]):  # read after this worker's own increment
@@ -180,10 +183,12 @@ def worker_graph(config, task, replication):
                 optimizer.ready_for_local_init_op.mark_used()
                 tokens, token = token_queue(global_step), v1.placeholder(tf.int64, [], name="token")
                 # A gradient computed at the saved step or later went into no update of the saved weights: lost in
-                # flight when the cluster stopped, its batch is to be trained on again.
-                unapplied = sent_at >= global_step
-                with tf.control_dependencies([worker_steps.assign_sub(tf.cast(unapplied, tf.int64))]):
-                    uncount = sent_at.assign(tf.where(unapplied, tf.fill([workers], global_step - 1), sent_at))
+                # flight when the cluster stopped, its batch is to be trained on again.  The counts are last_sent's,
+                # each saved with its gradient's step.
+                steps, batches = last_sent[:, 0], last_sent[:, 1]
+                batches -= tf.cast(steps >= global_step, tf.int64)
+                with tf.control_dependencies([worker_steps.assign(batches)]):
+                    uncount = last_sent.assign(tf.stack([tf.minimum(steps, global_step - 1), batches], 1))
                 sync = SyncOps(
                     optimizer.chief_init_op,
                     optimizer.get_chief_queue_runner().enqueue_ops[0],
@@ -191,8 +196,8 @@ def worker_graph(config, task, replication):
                     tokens.dequeue(),
                     tokens.enqueue(token),
                     token,
-                    sent_at,
-                    local_step,
+                    last_sent,
+                    sent,
                     uncount.op,
                 )
     return WorkerGraph(

@@ -293,7 +293,7 @@ class ClusterSteps:
             return
         feed = self.trainer.feed(self.local_steps + 1)
         if self.sync:
-            feed[self.parts.sync.local_step] = self.token
+            feed[self.parts.sync.sent] = [self.token, self.local_steps + 1]
         trained = self.train_step(feed, stop)
         if trained is None:
             return
@@ -379,7 +379,7 @@ class ClusterSteps:
 
     def stall_cause(self, step):
         """Why no update came: a worker that sent no gradient for it, or, every gradient sent, an update lost."""
-        sent_at = self.sess.run(self.parts.sync.sent_at, options=self.timeout)
+        sent_at = self.sess.run(self.parts.sync.last_sent, options=self.timeout)[:, 0]
         missing = [f"worker {i}" for i, at in enumerate(sent_at) if at < step]
         if len(sent_at) - len(missing) < self.aggregate:
             return (

@@ -153,7 +153,7 @@ def traced_sync_step(config, dataset):
             step_metadata, update_metadata = v1.RunMetadata(), v1.RunMetadata()
 
             def train(i, metadata=None, step=step):
-                feed = {**trainers[i].feed(step), workers[i].sync.local_step: step - 1}
+                feed = {**trainers[i].feed(step), workers[i].sync.sent: [step - 1, step]}
                 sessions[i].run(workers[i].fetches, feed, options=traced if metadata else None, run_metadata=metadata)
 
             threads = [
