@@ -23,7 +23,7 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
-from graph_nn.core.config import make_config
+from graph_nn.core.config import make_config, save_config
 from graph_nn.distributed.spec import free_ports
 from graph_nn.graph.model import build_graph
 from tests.conftest import IMPORTED_AFTER, ROOT
@@ -501,7 +501,8 @@ BAD_INPUT = [  # (id, arguments, TF_CONFIG, the one sentence)
         "unknown job name",
         ["--job-name", "chief", "--task-index", "0", *TASK],
         None,
-        "--job-name chief --task-index 0: unknown job name 'chief'; choose ps or worker (worker 0 is the chief).",
+        "--job-name chief --task-index 0: unknown job name 'chief'; choose ps, worker or evaluator (worker 0 is the "
+        "chief).",
     ),
     (
         "an address twice",
@@ -536,11 +537,34 @@ BAD_INPUT = [  # (id, arguments, TF_CONFIG, the one sentence)
         "TF_CONFIG: task index 1 is outside the 1 worker host (0 to 0).",
     ),
     (
-        "TF_CONFIG chief job",
+        "TF_CONFIG two chiefs",
         [],
-        '{"cluster": {"chief": ["127.0.0.1:2221"], "ps": ["127.0.0.1:2222"], "worker": '
+        '{"cluster": {"chief": ["127.0.0.1:2221", "127.0.0.1:2220"], "ps": ["127.0.0.1:2222"], "worker": '
         '["127.0.0.1:2223"]}, "task": {"type": "chief", "index": 0}}',
-        "TF_CONFIG's cluster has a 'chief' job; this program runs ps and worker jobs only (worker 0 is the chief).",
+        "TF_CONFIG's chief job has 2 tasks; a cluster has one chief (its task 0).",
+    ),
+    (
+        "TF_CONFIG chief and master",
+        [],
+        '{"cluster": {"chief": ["127.0.0.1:2221"], "master": ["127.0.0.1:2220"], "ps": ["127.0.0.1:2222"]}, '
+        '"task": {"type": "ps", "index": 0}}',
+        "TF_CONFIG's cluster has both a chief and a master job; a cluster has one chief.",
+    ),
+    (
+        "TF_CONFIG another job",
+        [],
+        '{"cluster": {"ps": ["127.0.0.1:2222"], "worker": ["127.0.0.1:2223"], "client": ["127.0.0.1:2224"]}, '
+        '"task": {"type": "ps", "index": 0}}',
+        "TF_CONFIG's cluster has a 'client' job; this program runs ps, worker and chief (or master) jobs, and an "
+        "evaluator.",
+    ),
+    (
+        "TF_CONFIG sparse",
+        [],
+        '{"sparseCluster": {"ps": ["127.0.0.1:2222"], "worker": {"1": "127.0.0.1:2223"}}, '
+        '"task": {"type": "worker", "index": 1}}',
+        "TF_CONFIG has a sparseCluster (TFJob's enableDynamicWorker); a sync cluster needs every worker known, so "
+        "set enableDynamicWorker to false.",
     ),
     (
         "TF_CONFIG and flags",
@@ -656,6 +680,74 @@ def test_bad_cluster_input_is_answered_in_one_sentence_before_tensorflow_is_impo
     assert not (tmp_path / "logs").exists()  # nothing was made
 
 
+def tfjob_tf_config(replicas, job, index):
+    """The TF_CONFIG Kubeflow's TFJob gives task `index` of `job`: a cluster of every replica type but the
+    evaluator (no part of the training cluster), each task at its headless service's name."""
+    cluster = {
+        kind: [f"mnist-{kind}-{i}.default.svc:2222" for i in range(count)]
+        for kind, count in replicas.items()
+        if kind != "evaluator"
+    }
+    return json.dumps({"cluster": cluster, "task": {"type": job, "index": index}, "environment": "cloud"})
+
+
+TFJOBS = [  # the replica specs a TFJob may have: PS, Worker, Chief or its legacy name Master, Evaluator
+    {"ps": 1, "worker": 2},
+    {"ps": 2, "chief": 1, "worker": 2},
+    {"ps": 1, "chief": 1},
+    {"ps": 1, "master": 1, "worker": 1},
+    {"ps": 1, "chief": 1, "worker": 3, "evaluator": 1},
+]
+
+
+@pytest.mark.parametrize("replicas", TFJOBS, ids=["-".join(f"{k}{n}" for k, n in job.items()) for job in TFJOBS])
+def test_every_tfjob_tf_config_gives_the_task_tensorflows_own_resolver_reads(replicas, monkeypatch):
+    """Each training task's TF_CONFIG, as TFJob writes it, is the task TFConfigClusterResolver reads: the same
+    address, in a cluster of the same addresses, with the chief first among the workers."""
+    from graph_nn.distributed.spec import task_from_tf_config
+
+    for job, count in replicas.items():
+        for index in range(count if job != "evaluator" else 0):
+            monkeypatch.setenv("TF_CONFIG", tfjob_tf_config(replicas, job, index))
+            task = task_from_tf_config(os.environ["TF_CONFIG"])
+            resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+            theirs = resolver.cluster_spec().as_dict()
+            assert task.address == theirs[resolver.task_type][resolver.task_id]
+            chief = theirs.get("chief", []) + theirs.get("master", [])
+            assert task.jobs == {"ps": theirs["ps"], "worker": chief + theirs.get("worker", [])}
+            assert task.is_chief == (job in ("chief", "master") or (not chief and job == "worker" and index == 0))
+
+
+def test_a_cluster_started_as_tfjob_starts_it_trains_and_its_evaluator_evaluates_every_checkpoint(processes, tmp_path):
+    """ps, chief, worker and evaluator, each with only the TF_CONFIG TFJob gives it (127.0.0.1 for the services'
+    names) and the same flags: the chief is worker 0, TFJob's worker 0 is worker 1, and the evaluator, in no
+    cluster, writes eval/ at each checkpoint up to the last, whose figures are the chief's test report."""
+    ps, chief, worker = (f"127.0.0.1:{port}" for port in free_ports(3))
+    cluster = {"ps": [ps], "chief": [chief], "worker": [worker]}
+
+    def tfjob(job):
+        return {
+            "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": job, "index": 0}, "environment": "cloud"})
+        }
+
+    run_dir = tmp_path / "run"
+    flags = [*FLAGS, "--steps", 200, "--checkpoint-every", 50, "--run-dir", run_dir, "--wait-limit", 120]
+    tasks = {
+        job: processes.start(job, "train", *flags, env=tfjob(job)) for job in ("evaluator", "ps", "chief", "worker")
+    }
+    for job, process in tasks.items():
+        assert ended(process) == 0, f"{job}:\n{output(process)}"
+    report = output(tasks["chief"])
+    assert f"worker 0 (the chief) on {chief}" in report and f"worker 1 on {worker}" in output(tasks["worker"])
+    assert "Global step 200 (sync: each update the mean of 2 gradients); worker 0: 200 batches" in report
+    loss, accuracy = re.search(r"^Test accuracy: ([\d.]+) - test loss: ([\d.]+)", report, re.M).group(2, 1)
+    evaluated = dict(scalars(run_dir / "eval", "accuracy"))
+    assert list(evaluated) == sorted(evaluated) and max(evaluated) == 200 and len(evaluated) >= 4
+    assert f"{evaluated[200]:.4f}" == accuracy
+    assert f"{dict(scalars(run_dir / 'eval', 'loss'))[200]:.4f}" == loss
+    assert "evaluator 0 done: the chief's run has ended, after the checkpoint of step 200" in output(tasks["evaluator"])
+
+
 def test_flags_and_tf_config_give_the_same_task_as_tensorflows_own_resolver_reads(monkeypatch):
     from graph_nn.distributed.replicas import cluster_spec
     from graph_nn.distributed.spec import task_from_flags, task_from_tf_config
@@ -699,11 +791,18 @@ def test_inspect_shows_placement_the_sync_ops_and_the_bytes_a_step_sends_between
 
 def test_every_wait_has_a_limit(processes, tmp_path):
     """A worker whose ps never comes up, a sync chief whose other worker never comes, a ps whose workers never all
-    say they are done: each gives up after --wait-limit (the ps after twice that) with one sentence."""
+    say they are done, an evaluator whose run never appears: each gives up after --wait-limit (the ps after twice
+    that) with one sentence; an evaluator whose ps is gone, and whose chief recorded no end, at once."""
     nowhere, ps, workers = hosts(1), hosts(1, first=1), hosts(2, first=2)
     alone = processes.start(
         "alone", *task_flags("worker", 1, nowhere, workers), *FLAGS, "--run-dir", tmp_path / "alone", "--wait-limit", 3
     )
+    unborn = processes.start(
+        "unborn", *task_flags("evaluator", 0, ps, workers), "--run-dir", tmp_path / "unborn", "--wait-limit", 3
+    )
+    (tmp_path / "orphan").mkdir()
+    save_config(make_config(model="mlp64"), tmp_path / "orphan")
+    orphan = processes.start("orphan", *task_flags("evaluator", 0, nowhere, workers), "--run-dir", tmp_path / "orphan")
     run_dir = tmp_path / "run"
     ps_task = processes.start("ps", *task_flags("ps", 0, ps, workers), "--wait-limit", 5)
     chief = processes.start(
@@ -738,6 +837,14 @@ def test_every_wait_has_a_limit(processes, tmp_path):
     )
     assert ended(alone) == 4
     assert output(alone).strip().splitlines()[-1] == f"graph-nn: error: ps 0 ({nowhere}) did not come up within 3 s"
+    assert ended(unborn) == 4
+    assert output(unborn).strip().splitlines()[-1] == (
+        f"graph-nn: error: {tmp_path / 'unborn'}: no run appeared there within 3 s (no config.json)."
+    )
+    assert ended(orphan) == 4
+    assert output(orphan).strip().splitlines()[-1] == (
+        f"graph-nn: error: ps 0 ({nowhere}) is gone and the chief recorded no end of the run; before any checkpoint"
+    )
 
 
 def test_every_worker_draws_its_own_batches_a_pure_function_of_seed_worker_and_step():
@@ -843,7 +950,8 @@ def test_a_clusters_run_goes_out_of_graph_mode_as_any_run_does(stopped_and_resum
 def test_an_abrupt_stop_of_a_sync_cluster_resumes_with_every_batch_counted_once(processes, tmp_path):
     """The ps, the launcher and the chief killed (SIGKILL) after a checkpoint, then `cluster --resume`: the
     gradients sent after the checkpoint were lost with the cluster, so their batches are trained on again, and
-    every worker ends with one batch per update (sync without backup workers)."""
+    every worker ends with one batch per update (sync without backup workers); an evaluator joins the resumed
+    cluster."""
     logdir = tmp_path / "logs"
     flags = [*FLAGS, "--steps", 300, "--checkpoint-every", 40, "--optimizer", "sgd", "--lr", 0.1, "--logdir", logdir]
     launcher = processes.start("cluster", "cluster", "--workers", 2, *flags)
@@ -860,8 +968,12 @@ def test_an_abrupt_stop_of_a_sync_cluster_resumes_with_every_batch_counted_once(
             os.kill(pid, signal.SIGKILL)
     ended(launcher)
 
-    resumed = processes.start("resume", "cluster", "--resume", run_dir)
+    resumed = processes.start("resume", "cluster", "--resume", run_dir, "--evaluator")
     assert ended(resumed) == 0, output(resumed)
     report = re.search(r"^\[worker 0\] Global step (\d+) \(sync[^)]*\); (.*)$", output(resumed), re.M)
     batches = [int(n.replace(",", "")) for n in re.findall(r"worker \d: ([\d,]+) batches", report[2])]
     assert int(report[1]) == 300 and batches == [300, 300], report[0]
+    # The resumed run's evaluator, started by the launcher, evaluates the checkpoints kept and each new one.
+    accuracy = re.search(r"^\[worker 0\] Test accuracy: ([\d.]+)", output(resumed), re.M)[1]
+    evaluated = dict(scalars(run_dir / "eval", "accuracy"))
+    assert max(evaluated) == 300 and f"{evaluated[300]:.4f}" == accuracy

@@ -219,8 +219,8 @@ TF_CONFIG_CASES = [  # (id, TF_CONFIG, the sentence)
     (
         "100 kB job name",
         json.dumps({"cluster": {"x" * 100_000: ["a:1"]}, "task": {}}),
-        f"TF_CONFIG's cluster has a '{'x' * 50}... (100,000 characters)' job; this program runs ps and worker "
-        "jobs only (worker 0 is the chief).",
+        f"TF_CONFIG's cluster has a '{'x' * 50}... (100,000 characters)' job; this program runs ps, worker and "
+        "chief (or master) jobs, and an evaluator.",
     ),
     (
         "a bad host after 3500 good ones",

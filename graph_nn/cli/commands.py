@@ -122,9 +122,13 @@ def command_task(args, task):
     run_dir = args.resume or args.run_dir
     if run_dir is None:
         raise GraphNNError(
-            "a worker needs --run-dir DIR: the run directory its cluster's workers share "
-            "(python run.py cluster picks one)."
+            f"{'an evaluator' if task.is_evaluator else 'a worker'} needs --run-dir DIR: the run directory its "
+            "cluster's workers share (python run.py cluster picks one)."
         )
+    if task.is_evaluator:  # it trains nothing: the run's config.json, once the chief has written it, says what
+        from graph_nn.distributed.tasks import run_task
+
+        run_task(task, dataset=load_dataset(args.data_dir, args.classes), run_dir=run_dir, wait_limit=args.wait_limit)
     resuming = args.resume or RunDir(run_dir).config.exists()
     config = resumed_config(run_dir, args) if resuming else config_from_args(args)
     dataset = load_dataset(args.data_dir, args.classes)
@@ -175,7 +179,11 @@ def command_cluster(args):
         dict(run_dir=run_dir, **shared, **replicated, data_dir=args.data_dir, classes=args.classes)
     )
     return launcher.run_cluster(
-        launcher.local_jobs(num_ps, num_workers), worker_args, config_module.command_line(shared), run_dir
+        launcher.local_jobs(num_ps, num_workers),
+        worker_args,
+        config_module.command_line(shared),
+        run_dir,
+        evaluator=args.evaluator,
     )
 
 

@@ -311,7 +311,7 @@ def replication_flags(group):
 def cluster_task_flags(parser):
     """A cluster task's flags, as TensorFlow's mnist_replica.py names them (or the TF_CONFIG variable)."""
     group = parser.add_argument_group("cluster: this process as one task (or the TF_CONFIG environment variable)")
-    group.add_argument("--job-name", metavar="JOB", help="ps or worker (worker 0 is the chief)")
+    group.add_argument("--job-name", metavar="JOB", help="ps, worker (worker 0 is the chief) or evaluator")
     group.add_argument("--task-index", type=int, metavar="N", help="this task's index in its job's host list")
     group.add_argument("--ps-hosts", metavar="HOSTS", help="the parameter servers, HOST:PORT,...")
     group.add_argument("--worker-hosts", metavar="HOSTS", help="the workers, HOST:PORT,...")
@@ -323,6 +323,11 @@ def local_cluster_flags(parser):
     group = parser.add_argument_group("cluster")
     group.add_argument("--workers", type=int, metavar="N", help="how many workers (worker 0 is the chief)")
     group.add_argument("--ps", type=int, metavar="M", help="how many parameter servers (default 1)")
+    group.add_argument(
+        "--evaluator",
+        action="store_true",
+        help="one more task, which evaluates each checkpoint of the chief as it appears and writes eval/",
+    )
     replication_flags(group)
 
 

@@ -88,6 +88,7 @@ class RunDir(os.PathLike):
     train_events = property(lambda self: self.path / "train")
     validation_events = property(lambda self: self.path / "validation")
     test_events = property(lambda self: self.path / "test")
+    eval_events = property(lambda self: self.path / "eval")  # a cluster's evaluator task's
     evaluation = property(lambda self: self.path / "evaluation")
     traces = property(lambda self: self.path / "traces")
     profile = property(lambda self: self.train_events / "plugins" / "profile")

@@ -34,9 +34,11 @@ def task_environment():
     return environment
 
 
-def task_commands(jobs, worker_args, ps_args):
-    """{task name: argv} of every task: `python -m graph_nn train --job-name ...` with the cluster's hosts."""
+def task_commands(jobs, worker_args, ps_args, evaluator=False):
+    """{task name: argv} of every task: `python -m graph_nn train --job-name ...` with the cluster's hosts; the
+    evaluator, where there is one, takes the workers' flags."""
     hosts = dict(ps_hosts=",".join(jobs["ps"]), worker_hosts=",".join(jobs["worker"]))
+    tasks = [(job, index) for job in ("ps", "worker") for index in range(len(jobs[job]))]
     return {
         f"{job} {index}": [
             *GRAPH_NN,
@@ -44,8 +46,7 @@ def task_commands(jobs, worker_args, ps_args):
             *command_line(dict(job_name=job, task_index=index, **hosts)),
             *(ps_args if job == "ps" else worker_args),
         ]
-        for job in ("ps", "worker")
-        for index in range(len(jobs[job]))
+        for job, index in tasks + ([("evaluator", 0)] if evaluator else [])
     }
 
 
@@ -65,6 +66,7 @@ class Cluster:
         self.chief = self.children["worker 0"]
         self.workers = [child for name, child in self.children.items() if name.startswith("worker")]
         self.parameter_servers = [child for name, child in self.children.items() if name.startswith("ps")]
+        self.evaluators = [child for name, child in self.children.items() if name.startswith("evaluator")]
         self.killing = self.stopping = False
 
     def wait(self):
@@ -93,7 +95,7 @@ class Cluster:
 
     def stop_workers(self):
         self.stopping = True
-        for worker in self.workers:
+        for worker in self.workers + self.evaluators:
             worker.send_signal(signal.SIGINT)  # the chief saves a checkpoint, every worker tells the ps it is done
 
     def end_stragglers(self):
@@ -103,7 +105,8 @@ class Cluster:
                 for worker in self.workers:
                     if worker.poll() is None and worker.stop_requested_at is None:
                         worker.send_signal(signal.SIGINT)  # a failed chief leaves nothing to train for
-            self.terminate_after(self.workers, self.chief.ended_at + WORKER_GRACE_S, now)
+            # The evaluator, once the chief has recorded the run's end, evaluates the checkpoints it has not yet.
+            self.terminate_after(self.workers + self.evaluators, self.chief.ended_at + WORKER_GRACE_S, now)
         last_worker = [worker.ended_at for worker in self.workers]
         if None not in last_worker:
             # A worker killed from outside never tells the ps that it is done, but one started again by hand may
@@ -127,14 +130,15 @@ class Cluster:
         ]
 
 
-def run_cluster(jobs, worker_args, ps_args, run_dir, out=None):
-    """Starts the tasks of `jobs` (ps and worker addresses on this machine), waits for them (see the module's
-    docstring), and says in one sentence which failed."""
-    commands = task_commands(jobs, worker_args, ps_args)
+def run_cluster(jobs, worker_args, ps_args, run_dir, out=None, evaluator=False):
+    """Starts the tasks of `jobs` (ps and worker addresses on this machine, and an evaluator where asked), waits
+    for them (see the module's docstring), and says in one sentence which failed."""
+    commands = task_commands(jobs, worker_args, ps_args, evaluator)
     stop = StopRequest()
     out = out or sys.stdout
     print(
-        f"cluster: ps {', '.join(jobs['ps'])}; workers {', '.join(jobs['worker'])}; each task runs "
+        f"cluster: ps {', '.join(jobs['ps'])}; workers {', '.join(jobs['worker'])}"
+        f"{'; an evaluator' if evaluator else ''}; each task runs "
         f"python {' '.join(commands['worker 0'][1:])} (with its own --job-name and --task-index)",
         file=stop.watching(out),
         flush=True,

@@ -1,11 +1,17 @@
 """A TensorFlow cluster as this project runs it: which tasks exist, which one this process is, how it trains.
 
-    ps      parameter servers: they hold the variables and apply the updates
-    worker  workers: each computes gradients on its own batches; worker 0 is the chief
+    ps         parameter servers: they hold the variables and apply the updates
+    worker     workers: each computes gradients on its own batches; worker 0 is the chief
+    evaluator  evaluates each checkpoint of the chief (graph_nn/distributed/evaluator.py); no gRPC server
 
 A task is given by flags, as TensorFlow's mnist_replica.py takes it (--job-name, --task-index, --ps-hosts,
 --worker-hosts), or by the TF_CONFIG environment variable, read as tf.distribute's TFConfigClusterResolver
 reads it; both become the same ClusterTask.  No TensorFlow here: a mistake is answered before a server starts.
+
+TF_CONFIG may also name the chief apart, as Kubeflow's TFJob writes it: a "chief" job (or the legacy "master")
+of one task, which is worker 0 here, the "worker" job's tasks coming after it (TFJob's worker i is worker i + 1),
+and an "evaluator" that is no part of the training cluster.  Every task of the cluster reads it the same way, so
+the gRPC servers agree on the jobs ps and worker whatever names TF_CONFIG gave them.
 """
 
 import dataclasses
@@ -20,6 +26,8 @@ from graph_nn.core.run_dir import RunDir, write_atomically
 from graph_nn.data.batches import schedule_for
 
 JOBS = ("ps", "worker")
+CHIEF_JOBS = ("chief", "master")  # TFJob's names for a chief apart from the workers ("master": its legacy one)
+TF_CONFIG_JOBS = (*JOBS, *CHIEF_JOBS, "evaluator")
 HOST_PORT = re.compile(r"(?P<host>[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]):(?P<port>\d{1,5})")  # no int() of 5,000 digits
 LOOPBACK = "127.0.0.1"
 
@@ -51,6 +59,10 @@ class ClusterTask:
     @property
     def num_ps(self):
         return len(self.jobs["ps"])
+
+    @property
+    def is_evaluator(self):
+        return self.job == "evaluator"
 
     @property
     def is_chief(self):
@@ -167,15 +179,16 @@ def check_jobs(jobs, source):
         seen.add(address)
 
 
-def check_task(jobs, job, index, source):
-    if job not in JOBS:
+def check_task(jobs, job, index, source, known=(*JOBS, "evaluator")):
+    if job not in known:
         raise GraphNNError(
-            f"{source}: unknown job name '{abbreviated(job)}'; choose ps or worker (worker 0 is the chief)."
+            f"{source}: unknown job name '{abbreviated(job)}'; choose ps, worker or evaluator (worker 0 is the chief)."
         )
-    if not 0 <= index < len(jobs[job]):
+    count = 1 if job == "evaluator" else len(jobs[job])  # the evaluator is one task, outside the gRPC cluster
+    if not 0 <= index < count:
         raise GraphNNError(
-            f"{source}: task index {index} is outside the {len(jobs[job])} {job} "
-            f"host{'s' if len(jobs[job]) > 1 else ''} (0 to {len(jobs[job]) - 1})."
+            f"{source}: task index {index} is outside the {count} {job} "
+            f"host{'s' if count > 1 else ''} (0 to {count - 1})."
         )
 
 
@@ -194,7 +207,8 @@ def task_from_flags(job_name, task_index, ps_hosts, worker_hosts):
 
 
 def task_from_tf_config(text):
-    """TF_CONFIG's {"cluster": {"ps": [...], "worker": [...]}, "task": {"type": ..., "index": ...}}, checked."""
+    """TF_CONFIG's {"cluster": {"ps": [...], "worker": [...]}, "task": {"type": ..., "index": ...}}, checked; the
+    cluster may have a "chief" (or "master") job and an "evaluator" job, as TFJob writes them."""
     try:
         value = json.loads(text)
     except ValueError as e:
@@ -206,29 +220,52 @@ def task_from_tf_config(text):
         or not isinstance(value.get("cluster"), dict)
         or not isinstance(value.get("task"), dict)
     ):
+        if isinstance(value, dict) and "sparseCluster" in value:
+            raise GraphNNError(
+                "TF_CONFIG has a sparseCluster (TFJob's enableDynamicWorker); a sync cluster needs every worker "
+                "known, so set enableDynamicWorker to false."
+            )
         raise GraphNNError('TF_CONFIG must be a JSON object with "cluster" and "task" objects.')
     cluster, task = value["cluster"], value["task"]
     for job, hosts in cluster.items():
-        if job not in JOBS:
+        if job not in TF_CONFIG_JOBS:
             raise GraphNNError(
-                f"TF_CONFIG's cluster has a '{abbreviated(job)}' job; this program runs ps and worker jobs "
-                f"only (worker 0 is the chief)."
+                f"TF_CONFIG's cluster has a '{abbreviated(job)}' job; this program runs ps, worker and chief (or "
+                f"master) jobs, and an evaluator."
             )
         if not isinstance(hosts, list) or not all(isinstance(host, str) for host in hosts):
             raise GraphNNError(f'TF_CONFIG\'s cluster "{job}" must be a list of "HOST:PORT" strings.')
-    jobs = {
-        job: parse_hosts(f"TF_CONFIG's {job} hosts", ",".join(cluster[job])) if cluster.get(job) else [] for job in JOBS
+    given = {
+        job: parse_hosts(f"TF_CONFIG's {job} hosts", ",".join(cluster[job])) if cluster.get(job) else []
+        for job in TF_CONFIG_JOBS
     }
+    chief = chief_job(given)
+    jobs = {"ps": given["ps"], "worker": given[chief] + given["worker"] if chief else given["worker"]}
     check_jobs(jobs, "TF_CONFIG")
     job, index = task.get("type"), task.get("index")
     if not isinstance(job, str) or not isinstance(index, int) or isinstance(index, bool):
-        raise GraphNNError('TF_CONFIG\'s task must be {"type": "ps" or "worker", "index": N}.')
+        raise GraphNNError('TF_CONFIG\'s task must be {"type": "ps", "worker" or "chief", "index": N}.')
     if value.get("rpc_layer", "grpc") != "grpc":
         raise GraphNNError(
             f"TF_CONFIG's rpc_layer '{abbreviated(value['rpc_layer'])}' is not one this program runs (grpc)."
         )
-    check_task(jobs, job, index, "TF_CONFIG")
-    return ClusterTask(jobs, job, index)
+    if job == chief:
+        check_task(given, job, index, "TF_CONFIG", known=CHIEF_JOBS)
+        return ClusterTask(jobs, "worker", 0)
+    check_task(given if chief else jobs, job, index, "TF_CONFIG")
+    return ClusterTask(jobs, job, index + 1 if job == "worker" and chief else index)
+
+
+def chief_job(given):
+    """The name TF_CONFIG gives the chief's job ("chief" or "master"), or None where worker 0 is the chief."""
+    named = [job for job in CHIEF_JOBS if given[job]]
+    if len(named) > 1:
+        raise GraphNNError("TF_CONFIG's cluster has both a chief and a master job; a cluster has one chief.")
+    if named and len(given[named[0]]) != 1:
+        raise GraphNNError(
+            f"TF_CONFIG's {named[0]} job has {len(given[named[0]])} tasks; a cluster has one chief (its task 0)."
+        )
+    return named[0] if named else None
 
 
 # ---- ports: TensorFlow's gRPC server listens on 0.0.0.0:PORT whatever host the cluster names ----------------

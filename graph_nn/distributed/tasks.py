@@ -7,6 +7,7 @@ Session per worker on its own server), as TensorFlow's mnist_replica.py has it:
                 updates, trains, writes train/ and validation/ (scalars, histograms, graph), evaluates, saves
                 the checkpoints and ends the run with the report of a single-process run
     worker N    waits until the chief has initialized the variables, then trains on its own batches
+    evaluator   evaluates each checkpoint of the chief as it appears and writes eval/ (no gRPC server)
 
 The workers run the training loop of a single process (graph_nn/training/loop.py), with their own way of running
 a step (graph_nn/distributed/worker.py).  Every worker writes its own worker-N/ scalars.  Steps are global steps
@@ -25,6 +26,7 @@ import sys
 import traceback
 
 from graph_nn.core.errors import GraphNNError
+from graph_nn.distributed.evaluator import evaluate_checkpoints
 from graph_nn.distributed.ps import serve
 from graph_nn.distributed.worker import Worker
 
@@ -37,6 +39,8 @@ def run_task(task, config=None, dataset=None, run_dir=None, replication=None, wa
     try:
         if task.job == "ps":
             code = serve(task, wait_limit, out)
+        elif task.is_evaluator:
+            code = evaluate_checkpoints(task, run_dir, dataset, wait_limit, out)
         else:
             code = Worker(task, config, dataset, run_dir, replication, wait_limit, out).run()
     except GraphNNError as e:
