@@ -5,6 +5,7 @@ servers do, on its other interfaces).  Every wait has a timeout; every process a
 """
 
 import contextlib
+import itertools
 import json
 import os
 import pathlib
@@ -680,13 +681,14 @@ def test_bad_cluster_input_is_answered_in_one_sentence_before_tensorflow_is_impo
     assert not (tmp_path / "logs").exists()  # nothing was made
 
 
-def tfjob_tf_config(replicas, job, index):
-    """The TF_CONFIG Kubeflow's TFJob gives task `index` of `job`: a cluster of every replica type but the
-    evaluator (no part of the training cluster), each task at its headless service's name."""
+def tfjob_tf_config(replicas, job, index, evaluator_listed=True):
+    """The TF_CONFIG Kubeflow's TFJob gives task `index` of `job`: a cluster of every replica type (the training
+    operator's v1.9.0 lists the evaluator too, its older versions left it out), each task at its headless
+    service's name."""
     cluster = {
         kind: [f"mnist-{kind}-{i}.default.svc:2222" for i in range(count)]
         for kind, count in replicas.items()
-        if kind != "evaluator"
+        if kind != "evaluator" or evaluator_listed
     }
     return json.dumps({"cluster": cluster, "task": {"type": job, "index": index}, "environment": "cloud"})
 
@@ -707,14 +709,17 @@ def test_every_tfjob_tf_config_gives_the_task_tensorflows_own_resolver_reads(rep
     from graph_nn.distributed.spec import task_from_tf_config
 
     for job, count in replicas.items():
-        for index in range(count if job != "evaluator" else 0):
-            monkeypatch.setenv("TF_CONFIG", tfjob_tf_config(replicas, job, index))
+        for index, listed in itertools.product(range(count), (True, False)):
+            monkeypatch.setenv("TF_CONFIG", tfjob_tf_config(replicas, job, index, listed))
             task = task_from_tf_config(os.environ["TF_CONFIG"])
             resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
             theirs = resolver.cluster_spec().as_dict()
-            assert task.address == theirs[resolver.task_type][resolver.task_id]
             chief = theirs.get("chief", []) + theirs.get("master", [])
             assert task.jobs == {"ps": theirs["ps"], "worker": chief + theirs.get("worker", [])}
+            if job == "evaluator":
+                assert (task.job, task.index) == (resolver.task_type, resolver.task_id) == ("evaluator", 0)
+                continue
+            assert task.address == theirs[resolver.task_type][resolver.task_id]
             assert task.is_chief == (job in ("chief", "master") or (not chief and job == "worker" and index == 0))
 
 
