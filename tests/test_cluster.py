@@ -723,34 +723,51 @@ def test_every_tfjob_tf_config_gives_the_task_tensorflows_own_resolver_reads(rep
             assert task.is_chief == (job in ("chief", "master") or (not chief and job == "worker" and index == 0))
 
 
-def test_a_cluster_started_as_tfjob_starts_it_trains_and_its_evaluator_evaluates_every_checkpoint(processes, tmp_path):
-    """ps, chief, worker and evaluator, each with only the TF_CONFIG TFJob gives it (127.0.0.1 for the services'
-    names) and the same flags: the chief is worker 0, TFJob's worker 0 is worker 1, and the evaluator, in no
-    cluster, writes eval/ at each checkpoint up to the last, whose figures are the chief's test report."""
-    ps, chief, worker = (f"127.0.0.1:{port}" for port in free_ports(3))
-    cluster = {"ps": [ps], "chief": [chief], "worker": [worker]}
-
-    def tfjob(job):
-        return {
-            "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": job, "index": 0}, "environment": "cloud"})
-        }
-
-    run_dir = tmp_path / "run"
-    flags = [*FLAGS, "--steps", 200, "--checkpoint-every", 50, "--run-dir", run_dir, "--wait-limit", 120]
-    tasks = {
-        job: processes.start(job, "train", *flags, env=tfjob(job)) for job in ("evaluator", "ps", "chief", "worker")
+def test_the_tfjob_manifests_pods_train_a_cluster_and_its_evaluator_evaluates_every_checkpoint(processes, tmp_path):
+    """Each replica of `cluster --manifest tfjob` runs its container's command here, with only the TF_CONFIG the
+    training operator would give it (127.0.0.1 for the services' names, a local directory for the volume): the
+    chief is worker 0, TFJob's worker 0 is worker 1, and the evaluator, in no gRPC cluster, writes eval/ at each
+    checkpoint up to the last, whose figures are the chief's test report."""
+    flags = [*FLAGS, "--steps", "200", "--checkpoint-every", "50", "--wait-limit", "120"]
+    made = subprocess.run(
+        [sys.executable, RUN_PY, "cluster", "--workers", "2", "--evaluator", *flags, "--manifest", "tfjob"]
+        + ["--image", "graph-nn:test", "--name", "mnist"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=WAIT_S,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    replicas = json.loads(made.stdout)["spec"]["tfReplicaSpecs"]
+    assert {kind: spec["replicas"] for kind, spec in replicas.items()} == {
+        "PS": 1,
+        "Chief": 1,
+        "Worker": 1,
+        "Evaluator": 1,
     }
-    for job, process in tasks.items():
-        assert ended(process) == 0, f"{job}:\n{output(process)}"
-    report = output(tasks["chief"])
-    assert f"worker 0 (the chief) on {chief}" in report and f"worker 1 on {worker}" in output(tasks["worker"])
+    cluster = {kind.lower(): [f"127.0.0.1:{port}"] for kind, port in zip(replicas, free_ports(len(replicas)))}
+    run_dir = tmp_path / "runs" / "mnist"
+    tasks = {}
+    for kind, spec in replicas.items():
+        (container,) = spec["template"]["spec"]["containers"]
+        assert container["command"] == ["python", "-m", "graph_nn"]
+        argv = [str(run_dir) if arg == "/runs/mnist" else arg for arg in container["args"]]
+        task = {"cluster": cluster, "task": {"type": kind.lower(), "index": 0}, "environment": "cloud"}
+        tasks[kind] = processes.start_command(
+            kind, [sys.executable, "-m", "graph_nn", *argv], env={"TF_CONFIG": json.dumps(task)}
+        )
+    for kind, process in tasks.items():
+        assert ended(process) == 0, f"{kind}:\n{output(process)}"
+    report = output(tasks["Chief"])
+    assert f"worker 0 (the chief) on {cluster['chief'][0]}" in report
+    assert f"worker 1 on {cluster['worker'][0]}" in output(tasks["Worker"])
     assert "Global step 200 (sync: each update the mean of 2 gradients); worker 0: 200 batches" in report
     loss, accuracy = re.search(r"^Test accuracy: ([\d.]+) - test loss: ([\d.]+)", report, re.M).group(2, 1)
     evaluated = dict(scalars(run_dir / "eval", "accuracy"))
     assert list(evaluated) == sorted(evaluated) and max(evaluated) == 200 and len(evaluated) >= 4
     assert f"{evaluated[200]:.4f}" == accuracy
     assert f"{dict(scalars(run_dir / 'eval', 'loss'))[200]:.4f}" == loss
-    assert "evaluator 0 done: the chief's run has ended, after the checkpoint of step 200" in output(tasks["evaluator"])
+    assert "evaluator 0 done: the chief's run has ended, after the checkpoint of step 200" in output(tasks["Evaluator"])
 
 
 def test_flags_and_tf_config_give_the_same_task_as_tensorflows_own_resolver_reads(monkeypatch):

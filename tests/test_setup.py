@@ -2,8 +2,10 @@
 
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
+import zipfile
 
 import pytest
 
@@ -57,3 +59,31 @@ def test_the_packages_keep_their_layers():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 broken" in result.stdout
+
+
+def test_the_files_the_dockerfile_copies_build_the_package_with_its_mnist(tmp_path):
+    """The image's `pip install .` (no Docker on these machines): a wheel built from exactly the files the
+    Dockerfile copies holds every module and the MNIST files, so `python -m graph_nn` runs in a pod."""
+    copies = re.findall(r"^COPY (.+) \S+$", (ROOT / "Dockerfile").read_text(), re.M)
+    context = tmp_path / "context"
+    for name in " ".join(copies).split():
+        source = ROOT / name
+        target = context / name
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, target)
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", tmp_path / "out", "."],
+        cwd=context,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    (wheel,) = (tmp_path / "out").glob("graph_nn-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    modules = {str(path.relative_to(ROOT)) for path in (ROOT / "graph_nn").rglob("*.py")}
+    assert modules <= names
+    assert {f"graph_nn/data/mnist/{path.name}" for path in (ROOT / "graph_nn" / "data" / "mnist").iterdir()} <= names

@@ -155,6 +155,10 @@ def cluster_resume_flag(parser):
 
 
 def command_cluster(args):
+    if args.manifest:
+        check_manifest_flags(args)
+    elif args.image or args.name or args.volume_claim:
+        raise GraphNNError("--image, --name and --volume-claim are for --manifest tfjob.")
     if args.resume:
         config = resumed_config(args.resume, args)
         check_not_held(args.resume)  # before any task starts: the chief it starts takes the lock
@@ -167,14 +171,16 @@ def command_cluster(args):
         config = config_from_args(args)
     dataset = load_dataset(args.data_dir, args.classes)
     spec.check_cluster_config(config, dataset)
-    run_dir = args.resume
-    if run_dir is None:
-        run_dir = new_run_dir(args.logdir, config.model)
-        config_module.save_config(config, run_dir)
     shared = dict(wait_limit=args.wait_limit, verbose=args.verbose)
     replicated = (
         dict(asynchronous=True) if replication.mode == "async" else dict(backup_workers=replication.backup_workers)
     )
+    if args.manifest:
+        return print_manifest(args, config, num_ps, num_workers, {**shared, **replicated})
+    run_dir = args.resume
+    if run_dir is None:
+        run_dir = new_run_dir(args.logdir, config.model)
+        config_module.save_config(config, run_dir)
     worker_args = config_module.command_line(
         dict(run_dir=run_dir, **shared, **replicated, data_dir=args.data_dir, classes=args.classes)
     )
@@ -185,6 +191,33 @@ def command_cluster(args):
         run_dir,
         evaluator=args.evaluator,
     )
+
+
+def check_manifest_flags(args):
+    if args.image is None:
+        raise GraphNNError("--manifest tfjob needs --image IMAGE, an image built from this project's Dockerfile.")
+    for flag, value in {"--resume": args.resume, "--data-dir": args.data_dir}.items():
+        if value:
+            raise GraphNNError(f"{flag} names a path on this machine; a TFJob's pods have their own (give no {flag}).")
+
+
+def print_manifest(args, config, num_ps, num_workers, task_values):
+    """The cluster as a TFJob on stdout (graph_nn/distributed/manifest.py): its pods train with the flags given."""
+    from graph_nn.distributed.manifest import manifest_text, tfjob_manifest
+
+    given = {name: value for name, value in train_values(args).items() if value is not None}
+    manifest = tfjob_manifest(
+        args.name or f"graph-nn-{config.model}",
+        args.image,
+        args.volume_claim or "graph-nn-runs",
+        num_ps,
+        num_workers,
+        args.evaluator,
+        config_module.command_line(dict(given, classes=args.classes)),
+        config_module.command_line(task_values),
+    )
+    print(manifest_text(manifest), end="")
+    return 0
 
 
 # ---- the other commands ----------------------------------------------------------------------------------------

@@ -328,6 +328,19 @@ def local_cluster_flags(parser):
         action="store_true",
         help="one more task, which evaluates each checkpoint of the chief as it appears and writes eval/",
     )
+    group.add_argument(
+        "--manifest",
+        choices=["tfjob"],
+        help="print the cluster as a Kubeflow TFJob (kubectl apply -f) instead of starting it here",
+    )
+    group.add_argument("--image", help="--manifest: the container image, built from this project's Dockerfile")
+    group.add_argument("--name", help="--manifest: the TFJob's name and its run directory's (default graph-nn-MODEL)")
+    group.add_argument(
+        "--volume-claim",
+        metavar="CLAIM",
+        help="--manifest: the PersistentVolumeClaim every pod mounts at /runs, for the run directory "
+        "(ReadWriteMany across nodes; default graph-nn-runs)",
+    )
     replication_flags(group)
 
 
