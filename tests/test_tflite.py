@@ -99,7 +99,8 @@ def test_without_litert_the_export_says_what_to_install(mlp64_run, mnist, monkey
     monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
     with pytest.raises(GraphNNError) as refused:
         export_tflite(mlp64_run, mnist, quantize="int8")
-    assert str(refused.value) == 'TensorFlow Lite\'s interpreter is not installed: pip install -e ".[lite]"'
+    sentence = 'TensorFlow Lite\'s interpreter is not installed; pip install -e ".[lite]" installs it.'
+    assert str(refused.value) == sentence
 
 
 def test_a_file_system_that_refuses_the_file_keeps_the_earlier_one_and_says_so_in_one_sentence(

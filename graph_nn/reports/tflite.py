@@ -77,7 +77,9 @@ def litert_interpreter():
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
-        raise GraphNNError('TensorFlow Lite\'s interpreter is not installed: pip install -e ".[lite]"') from None
+        raise GraphNNError(
+            'TensorFlow Lite\'s interpreter is not installed; pip install -e ".[lite]" installs it.'
+        ) from None
     return Interpreter
 
 
