@@ -219,7 +219,7 @@ TF_CONFIG_CASES = [  # (id, TF_CONFIG, the sentence)
     (
         "100 kB job name",
         json.dumps({"cluster": {"x" * 100_000: ["a:1"]}, "task": {}}),
-        f"TF_CONFIG's cluster has a '{'x' * 50}... (100,000 characters)' job; this program runs ps, worker and "
+        f"TF_CONFIG's cluster has the job '{'x' * 50}... (100,000 characters)'; this program runs ps, worker and "
         "chief (or master) jobs, and an evaluator.",
     ),
     (

@@ -24,6 +24,7 @@ from graph_nn.distributed.spec import wait_for_listener
 from graph_nn.graph import batched, checkpoints
 from graph_nn.graph.model import build_inference_graph
 from graph_nn.graph.sessions import session_config
+from graph_nn.observe import logged_scalars
 from graph_nn.observe.summaries import event_writer, scalars
 
 v1 = tf.compat.v1
@@ -56,7 +57,10 @@ class Evaluator:
         self.model = build_inference_graph(self.config)
         with self.model.graph.as_default():
             self.saver = v1.train.Saver()
-        self.evaluated = -1  # the step of the last checkpoint evaluated (or passed over)
+        # The step of the last checkpoint evaluated (or passed over): an evaluator started again goes on after the
+        # last one its eval/ holds.
+        evaluated = logged_scalars.scalars(self.run_dir.eval_events)["accuracy"]
+        self.evaluated = evaluated[-1][0] if evaluated else -1
 
     def say(self, text):
         print(text, file=self.out, flush=True)
@@ -96,8 +100,7 @@ class Evaluator:
         return "before any checkpoint" if self.evaluated < 0 else f"after the checkpoint of step {self.evaluated}"
 
     def evaluate(self, sess, writer, prefix):
-        step, first = checkpoints.step_of(prefix), self.evaluated < 0
-        self.evaluated = step
+        step = self.evaluated = checkpoints.step_of(prefix)
         try:
             checkpoints.restore(self.saver, sess, prefix)
         except GraphNNError as e:
@@ -107,8 +110,6 @@ class Evaluator:
                 warn(f"{str(e).removesuffix('.')}; the evaluator goes on with the next checkpoint.")
             return
         loss, accuracy = batched.loss_and_accuracy(sess, self.model, self.split)
-        if first:  # TensorBoard drops what an earlier evaluator of the run wrote from this step on
-            writer.add_session_log(v1.SessionLog(status=v1.SessionLog.START), step)
         writer.add_summary(scalars({"loss": loss, "accuracy": accuracy}), step)
         writer.flush()
         self.say(f"evaluated the checkpoint of step {step}: loss {loss:.4f}, accuracy {accuracy:.4f}")

@@ -230,7 +230,7 @@ def task_from_tf_config(text):
     for job, hosts in cluster.items():
         if job not in TF_CONFIG_JOBS:
             raise GraphNNError(
-                f"TF_CONFIG's cluster has a '{abbreviated(job)}' job; this program runs ps, worker and chief (or "
+                f"TF_CONFIG's cluster has the job '{abbreviated(job)}'; this program runs ps, worker and chief (or "
                 f"master) jobs, and an evaluator."
             )
         if not isinstance(hosts, list) or not all(isinstance(host, str) for host in hosts):
