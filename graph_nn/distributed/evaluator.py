@@ -1,4 +1,4 @@
-"""The evaluator task, as TF1's Estimator had it in train_and_evaluate: it trains nothing and joins no gRPC
+"""The evaluator task, as TF1's Estimator had it in train_and_evaluate: it trains nothing and starts no gRPC
 server; it watches the run directory the workers share for each new checkpoint of the chief, restores it into an
 inference graph of its own, evaluates it on the run's validation examples (those --validation-split holds out,
 else the test set, as the chief's validation/ does) and writes eval/ for TensorBoard, at the checkpoint's step.
